@@ -1,0 +1,539 @@
+"""The Rprop family as a drop-in :class:`torch.optim.Optimizer`.
+
+Three layers, as in ``torch.optim``: the :class:`Rprop` class does the bookkeeping (param
+groups, lazily created per-parameter state, ``state_dict``), :func:`rprop` picks an
+implementation, and :func:`_single_tensor_rprop` / :func:`_multi_tensor_rprop` hold the maths.
+
+References:
+    M. Riedmiller and H. Braun. A direct adaptive method for faster backpropagation learning:
+    the RPROP algorithm. IEEE International Conference on Neural Networks, 1993.
+
+    C. Igel and M. Hüsken. Improving the Rprop learning algorithm. Second International
+    Symposium on Neural Computation (NC 2000), 2000.
+
+    C. Igel and M. Hüsken. Empirical evaluation of the improved Rprop learning algorithms.
+    Neurocomputing 50:105-123, 2003.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer, ParamsT
+
+__all__ = ["VARIANTS", "Rprop", "RpropHyperparams", "rprop"]
+
+Variant = Literal["rprop+", "rprop-", "irprop+", "irprop-"]
+
+#: The four classic variants, by the names the papers use.
+VARIANTS: tuple[str, ...] = ("rprop+", "rprop-", "irprop+", "irprop-")
+#: Variants with weight backtracking, which remember the last weight change.
+BACKTRACKING_VARIANTS: frozenset[str] = frozenset({"rprop+", "irprop+"})
+#: Variants that need the loss E(t) at every step (passed through ``step(closure)``).
+LOSS_VARIANTS: frozenset[str] = frozenset({"irprop+"})
+
+# Names of the per-parameter state. `step`, `prev` and `step_size` mean what they mean in
+# torch.optim.Rprop, so state dicts move between the two for iRprop-.
+STATE_STEP = "step"
+STATE_PREV = "prev"
+STATE_STEP_SIZE = "step_size"
+STATE_WEIGHT_CHANGE = "weight_change"  # Rprop+/iRprop+: the last weight change Δw(t-1)
+STATE_PREV_LOSS = "prev_loss"  # iRprop+: the loss E(t-1) seen at this parameter's last step
+
+
+@dataclass(frozen=True)
+class RpropHyperparams:
+    """The hyperparameters of one param group, validated.
+
+    Attributes:
+        eta_minus: factor η- applied to Δ where the gradient sign flipped (0 < η- < 1).
+        eta_plus: factor η+ applied to Δ where the gradient kept its sign (η+ > 1).
+        step_size_min: floor Δmin of every step size.
+        step_size_max: ceiling Δmax of every step size.
+        variant: one of :data:`VARIANTS`.
+        maximize: ascend instead of descend (the gradient is negated first).
+    """
+
+    eta_minus: float
+    eta_plus: float
+    step_size_min: float
+    step_size_max: float
+    variant: Variant
+    maximize: bool
+
+
+def _validate_group(group: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the argument and its allowed range, as torch does."""
+    lr = group["lr"]
+    if isinstance(lr, Tensor) or not isinstance(lr, (int, float)) or isinstance(lr, bool):
+        raise ValueError(f"Invalid lr: {lr!r}; expected a finite float > 0")
+    if not (math.isfinite(lr) and lr > 0.0):
+        raise ValueError(f"Invalid lr: {lr!r}; expected a finite float > 0")
+    etas = tuple(group["etas"])
+    if len(etas) != 2 or not all(isinstance(e, (int, float)) for e in etas):
+        raise ValueError(f"Invalid etas: {group['etas']!r}; expected (eta_minus, eta_plus)")
+    eta_minus, eta_plus = etas
+    if not (0.0 < eta_minus < 1.0 < eta_plus and math.isfinite(eta_plus)):
+        raise ValueError(
+            f"Invalid etas: ({eta_minus}, {eta_plus}); expected 0 < eta_minus < 1 < eta_plus"
+        )
+    sizes = tuple(group["step_sizes"])
+    if len(sizes) != 2 or not all(isinstance(s, (int, float)) for s in sizes):
+        raise ValueError(
+            f"Invalid step_sizes: {group['step_sizes']!r}; expected (step_size_min, step_size_max)"
+        )
+    size_min, size_max = sizes
+    if not (0.0 < size_min <= size_max and math.isfinite(size_max)):
+        raise ValueError(
+            f"Invalid step_sizes: ({size_min}, {size_max}); "
+            "expected 0 < step_size_min <= step_size_max < inf"
+        )
+    # lr is the initial step size Δ0; outside [Δmin, Δmax] the first step would silently
+    # clamp it, so a zero gradient would change Δ.
+    if not size_min <= lr <= size_max:
+        raise ValueError(
+            f"Invalid lr: {lr!r}; lr is the initial step size and must lie in "
+            f"step_sizes [{size_min}, {size_max}]"
+        )
+    if group["variant"] not in VARIANTS:
+        raise ValueError(
+            f"Invalid variant: {group['variant']!r}; expected one of "
+            + ", ".join(repr(v) for v in VARIANTS)
+        )
+    if not isinstance(group["maximize"], bool):
+        raise ValueError(f"Invalid maximize: {group['maximize']!r}; expected True or False")
+    if group["foreach"] not in (None, True, False):
+        raise ValueError(f"Invalid foreach: {group['foreach']!r}; expected None, True or False")
+
+
+class Rprop(Optimizer):
+    r"""Resilient backpropagation, in all four classic variants.
+
+    Every weight :math:`w` has its own step size :math:`\Delta`, adapted from the *sign* of
+    successive gradients only. With :math:`g` the gradient (negated when ``maximize``),
+    :math:`p` the stored previous gradient and :math:`s = \operatorname{sign}(g \cdot p)`,
+    one step does, per weight::
+
+        state before the first step: p = 0, Δ = lr, Δw = 0, E(t-1) = +inf
+
+        if   s > 0: Δ ← min(Δ·η+, Δmax)                # same sign: accelerate
+        elif s < 0: Δ ← max(Δ·η-, Δmin)                # sign flip: we jumped over a minimum
+        else:       Δ unchanged                        # first step, or a zero gradient
+
+        rprop-   (Riedmiller & Braun 1993, without backtracking):
+                    w ← w − sign(g)·Δ;  p ← g
+        irprop-  (Igel & Hüsken 2000; what torch.optim.Rprop implements):
+                    if s < 0: g ← 0                    # no move on a flip
+                    w ← w − sign(g)·Δ;  p ← g
+        rprop+   (Riedmiller & Braun 1993, weight backtracking):
+                    if s < 0: w ← w − Δw;  Δw ← 0;  p ← 0     # undo the last change
+                    else:     Δw ← −sign(g)·Δ;  w ← w + Δw;  p ← g
+        irprop+  (Igel & Hüsken 2000):
+                    if s < 0: if E(t) > E(t−1): w ← w − Δw    # undo only if the loss rose
+                              Δw ← 0;  p ← 0
+                    else:     Δw ← −sign(g)·Δ;  w ← w + Δw;  p ← g
+                    E(t−1) ← E(t)
+
+    A zero gradient therefore keeps Δ and moves nothing. ``irprop+`` needs the loss
+    :math:`E(t)` at the current weights, so its ``step`` must be given a closure that
+    re-evaluates the model, calls ``backward()`` and returns the loss; the other variants
+    accept a closure and do not need one.
+
+    Per-parameter state uses torch's names where the meaning is the same (``step``,
+    ``prev``, ``step_size``): a state dict of ``torch.optim.Rprop`` loads into
+    ``Rprop(variant="irprop-")`` and back. The backtracking variants add ``weight_change``
+    (Δw) and ``irprop+`` adds ``prev_loss`` (E(t−1)). Complex parameters are treated as torch
+    treats them: real and imaginary parts are independent weights.
+
+    Args:
+        params: parameters to optimize, or dicts defining param groups (each group may set
+            its own hyperparameters, ``variant`` included).
+        lr: initial step size Δ0 of every weight; must lie within ``step_sizes``.
+        etas: ``(eta_minus, eta_plus)``; Δ is multiplied by ``eta_minus`` where the gradient
+            sign flipped and by ``eta_plus`` where it held (0 < eta_minus < 1 < eta_plus).
+        step_sizes: ``(step_size_min, step_size_max)``, the bounds Δ is kept within after
+            every change.
+        variant: ``"rprop+"``, ``"rprop-"``, ``"irprop+"`` or ``"irprop-"`` (the default,
+            the same algorithm as ``torch.optim.Rprop``).
+        maximize: maximize the objective instead of minimizing it.
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation. ``None`` picks
+            the faster one for the parameters' device, as torch does. Both give the same bits.
+
+    Example:
+        >>> import torch
+        >>> w = torch.tensor([5.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = Rprop([w], lr=0.1, variant="irprop+")
+        >>> def closure():
+        ...     opt.zero_grad()
+        ...     loss = (w**2).sum()
+        ...     loss.backward()
+        ...     return loss
+        >>> for _ in range(100):
+        ...     _ = opt.step(closure)
+        >>> abs(w.item()) < 1e-3
+        True
+    """
+
+    def __init__(
+        self,
+        params: ParamsT,
+        lr: float = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50.0),
+        *,
+        variant: Variant = "irprop-",
+        maximize: bool = False,
+        foreach: bool | None = None,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "etas": tuple(etas),
+            "step_sizes": tuple(step_sizes),
+            "variant": variant,
+            "maximize": maximize,
+            "foreach": foreach,
+        }
+        _validate_group(defaults)
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a param group; its own hyperparameters are validated like the defaults."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        group["etas"] = tuple(group["etas"])
+        group["step_sizes"] = tuple(group["step_sizes"])
+        _validate_group(group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A state dict saved by torch.optim.Rprop has no `variant`: it is iRprop-.
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("variant", "irprop-")
+            group.setdefault("maximize", False)
+            group.setdefault("foreach", None)
+
+    def _init_group(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        prevs: list[Tensor],
+        step_sizes: list[Tensor],
+        state_steps: list[Tensor],
+        weight_changes: list[Tensor],
+        prev_losses: list[Tensor],
+    ) -> bool:
+        """Collect the tensors of one group, creating state lazily; return has_complex."""
+        variant = group["variant"]
+        has_complex = False
+        for index, p in enumerate(group["params"]):
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(
+                    f"Rprop does not support sparse gradients (parameter {index} of its group); "
+                    "use dense gradients, e.g. torch.nn.Embedding(..., sparse=False)"
+                )
+            has_complex |= torch.is_complex(p)
+            params.append(p)
+            grads.append(p.grad)
+            state = self.state[p]
+            if len(state) == 0:
+                # Same dtypes and devices as torch.optim.Rprop, so state dicts interchange.
+                state[STATE_STEP] = torch.zeros((), dtype=torch.float32)
+                state[STATE_PREV] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                lr = group["lr"]
+                fill = complex(lr, lr) if p.is_complex() else lr
+                state[STATE_STEP_SIZE] = torch.full_like(
+                    p, fill, memory_format=torch.preserve_format
+                )
+            if variant in BACKTRACKING_VARIANTS and STATE_WEIGHT_CHANGE not in state:
+                state[STATE_WEIGHT_CHANGE] = torch.zeros_like(
+                    p, memory_format=torch.preserve_format
+                )
+            if variant in LOSS_VARIANTS and STATE_PREV_LOSS not in state:
+                state[STATE_PREV_LOSS] = torch.full(
+                    (), math.inf, dtype=torch.float64, device=p.device
+                )
+            prevs.append(state[STATE_PREV])
+            step_sizes.append(state[STATE_STEP_SIZE])
+            state_steps.append(state[STATE_STEP])
+            if variant in BACKTRACKING_VARIANTS:
+                weight_changes.append(state[STATE_WEIGHT_CHANGE])
+            if variant in LOSS_VARIANTS:
+                prev_losses.append(state[STATE_PREV_LOSS])
+        return has_complex
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one optimization step and return the closure's loss (or ``None``).
+
+        Args:
+            closure: re-evaluates the model, calls ``backward()`` and returns the loss.
+                Required by ``irprop+``, which compares the loss with the previous step's.
+        """
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+
+        for group in self.param_groups:
+            params: list[Tensor] = []
+            grads: list[Tensor] = []
+            prevs: list[Tensor] = []
+            step_sizes: list[Tensor] = []
+            state_steps: list[Tensor] = []
+            weight_changes: list[Tensor] = []
+            prev_losses: list[Tensor] = []
+            has_complex = self._init_group(
+                group, params, grads, prevs, step_sizes, state_steps, weight_changes, prev_losses
+            )
+            if not params:
+                continue
+            variant = group["variant"]
+            current_loss = None
+            if variant in LOSS_VARIANTS:
+                current_loss = _loss_tensor(loss, variant)
+            eta_minus, eta_plus = group["etas"]
+            size_min, size_max = group["step_sizes"]
+            rprop(
+                params,
+                grads,
+                prevs,
+                step_sizes,
+                state_steps,
+                weight_changes=weight_changes,
+                prev_losses=prev_losses,
+                loss=current_loss,
+                hyper=RpropHyperparams(
+                    eta_minus=eta_minus,
+                    eta_plus=eta_plus,
+                    step_size_min=size_min,
+                    step_size_max=size_max,
+                    variant=variant,
+                    maximize=group["maximize"],
+                ),
+                foreach=group["foreach"],
+                has_complex=has_complex,
+            )
+        return loss
+
+
+def _loss_tensor(loss: Any, variant: str) -> Tensor:
+    """The loss E(t) as a float64 0-dim tensor (no host sync on accelerators)."""
+    if loss is None:
+        raise RuntimeError(
+            f"Rprop variant {variant!r} needs the loss at every step: call "
+            "optimizer.step(closure) with a closure that re-evaluates the model, calls "
+            "backward() and returns the loss"
+        )
+    if isinstance(loss, Tensor):
+        if loss.numel() != 1:
+            raise RuntimeError(
+                f"Rprop variant {variant!r} needs a scalar loss from the closure, "
+                f"got a tensor of shape {tuple(loss.shape)}"
+            )
+        return loss.detach().reshape(()).to(torch.float64)
+    return torch.tensor(float(loss), dtype=torch.float64)
+
+
+def _default_foreach(params: Sequence[Tensor]) -> bool:
+    """torch's rule: the multi-tensor path on accelerators, the single-tensor path on CPU."""
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+
+    _, foreach = _default_to_fused_or_foreach(list(params), differentiable=False, use_fused=False)
+    return foreach
+
+
+def rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    foreach: bool | None = None,
+    has_complex: bool = False,
+) -> None:
+    """Functional Rprop step over lists of tensors; see :class:`Rprop` for the rules.
+
+    ``weight_changes`` is used by the backtracking variants (else empty), ``prev_losses`` and
+    ``loss`` by ``irprop+`` (else empty and ``None``). Updates every tensor in place.
+    """
+    if foreach is None:
+        foreach = _default_foreach(params)
+    implementation = _multi_tensor_rprop if foreach else _single_tensor_rprop
+    implementation(
+        params,
+        grads,
+        prevs,
+        step_sizes,
+        state_steps,
+        weight_changes,
+        prev_losses,
+        loss,
+        hyper,
+        has_complex,
+    )
+
+
+def _step_size_factors(signs: Tensor, hyper: RpropHyperparams) -> Tensor:
+    """Turn sign(g·p) into Δ's factor in place: η+ where > 0, η- where < 0, 1 where 0.
+
+    The same masked writes as torch.optim.Rprop, in the parameter's dtype, so Δ·factor rounds
+    exactly as torch's does (bfloat16 included). η± > 0, so the order of writes is safe.
+    """
+    signs.masked_fill_(signs.gt(0), hyper.eta_plus)
+    signs.masked_fill_(signs.lt(0), hyper.eta_minus)
+    signs.masked_fill_(signs.eq(0), 1)
+    return signs
+
+
+def _single_tensor_rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    has_complex: bool,
+) -> None:
+    backtracking = hyper.variant in BACKTRACKING_VARIANTS
+    for i, param in enumerate(params):
+        grad = grads[i]
+        prev = prevs[i]
+        step_size = step_sizes[i]
+        weight_change = weight_changes[i] if backtracking else None
+        state_steps[i] += 1
+        if torch.is_complex(param):
+            param = torch.view_as_real(param)
+            grad = torch.view_as_real(grad)
+            prev = torch.view_as_real(prev)
+            step_size = torch.view_as_real(step_size)
+            if weight_change is not None:
+                weight_change = torch.view_as_real(weight_change)
+        if hyper.maximize:
+            grad = grad.neg()
+
+        signs = grad.mul(prev).sign_()
+        flipped = signs.lt(0)
+        step_size.mul_(_step_size_factors(signs, hyper)).clamp_(
+            hyper.step_size_min, hyper.step_size_max
+        )
+
+        if hyper.variant == "rprop-":
+            param.addcmul_(grad.sign(), step_size, value=-1)
+            prev.copy_(grad)
+            continue
+
+        grad = grad.masked_fill(flipped, 0)
+        if hyper.variant == "irprop-":
+            param.addcmul_(grad.sign(), step_size, value=-1)
+            prev.copy_(grad)
+            continue
+
+        assert weight_change is not None
+        change = grad.sign().mul_(step_size).neg_()
+        if hyper.variant == "rprop+":
+            undo = flipped
+        else:
+            assert loss is not None
+            undo = flipped.logical_and_(loss.to(param.device).gt(prev_losses[i]))
+            prev_losses[i].copy_(loss)
+        # Where we undo, the change applied this step is −Δw(t−1); elsewhere on a flip it is 0.
+        param.add_(torch.where(undo, weight_change.neg(), change))
+        weight_change.copy_(change)
+        prev.copy_(grad)
+
+
+def _multi_tensor_rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    has_complex: bool,
+) -> None:
+    backtracking = hyper.variant in BACKTRACKING_VARIANTS
+    tensor_lists: list[list[Tensor]] = [params, grads, prevs, step_sizes, state_steps]
+    if backtracking:
+        tensor_lists.append(weight_changes)
+    if hyper.variant in LOSS_VARIANTS:
+        tensor_lists.append(prev_losses)
+    grouped = Optimizer._group_tensors_by_device_and_dtype(tensor_lists)  # type: ignore[arg-type]
+    for group_lists, _ in grouped.values():
+        group_params, group_grads, group_prevs, group_sizes, group_steps = (
+            cast(list[Tensor], t) for t in group_lists[:5]
+        )
+        group_changes = cast(list[Tensor], group_lists[5]) if backtracking else []
+        group_prev_losses = cast(list[Tensor], group_lists[-1]) if loss is not None else []
+
+        if group_steps[0].is_cpu:
+            # Wrap the 1 once; a Python scalar would be wrapped per tensor on CPU.
+            torch._foreach_add_(group_steps, torch.tensor(1.0), alpha=1.0)
+        else:
+            torch._foreach_add_(group_steps, 1)
+
+        if has_complex:
+            group_params, group_grads, group_prevs, group_sizes, group_changes = (
+                [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
+                for tensors in (group_params, group_grads, group_prevs, group_sizes, group_changes)
+            )
+        if hyper.maximize:
+            group_grads = torch._foreach_neg(group_grads)
+
+        signs = torch._foreach_mul(group_grads, group_prevs)
+        torch._foreach_sign_(signs)
+        flipped = [s.lt(0) for s in signs]
+        for s in signs:
+            _step_size_factors(s, hyper)
+        torch._foreach_mul_(group_sizes, signs)
+        torch._foreach_clamp_min_(group_sizes, hyper.step_size_min)
+        torch._foreach_clamp_max_(group_sizes, hyper.step_size_max)
+        del signs
+
+        if hyper.variant != "rprop-":
+            group_grads = [g.masked_fill(f, 0) for g, f in zip(group_grads, flipped, strict=True)]
+        grad_signs = torch._foreach_sign(group_grads)
+
+        if not backtracking:
+            torch._foreach_addcmul_(group_params, grad_signs, group_sizes, value=-1)
+            torch._foreach_copy_(group_prevs, group_grads)
+            continue
+
+        changes = torch._foreach_mul(grad_signs, group_sizes)
+        torch._foreach_neg_(changes)
+        if hyper.variant == "rprop+":
+            undo = flipped
+        else:
+            assert loss is not None
+            device_loss = loss.to(group_params[0].device)
+            undo = [
+                f.logical_and_(device_loss.gt(prev_loss))
+                for f, prev_loss in zip(flipped, group_prev_losses, strict=True)
+            ]
+            for prev_loss in group_prev_losses:
+                prev_loss.copy_(loss)
+        applied = [
+            torch.where(u, last.neg(), change)
+            for u, last, change in zip(undo, group_changes, changes, strict=True)
+        ]
+        torch._foreach_add_(group_params, applied)
+        torch._foreach_copy_(group_changes, changes)
+        torch._foreach_copy_(group_prevs, group_grads)

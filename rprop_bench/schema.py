@@ -1,0 +1,89 @@
+"""The names shared by the code that writes runs to MLflow and the code that reads them back.
+
+This module is the contract between ``tracking`` (the one writer) and ``results`` (the one
+reader for reports): every metric, tag and artifact path is defined here once. It imports
+nothing, so every layer may use it.
+
+Metrics logged once per logged epoch use the epoch number as MLflow's ``step``.
+Metrics logged once at the end of a run use step 0.
+"""
+
+from __future__ import annotations
+
+# --- per-epoch metrics (step = epoch, 1-based; epoch 0 is the initial point where logged) ---
+TRAIN_LOSS = "train_loss"
+VAL_LOSS = "val_loss"
+VAL_ACCURACY = "val_accuracy"  # classification problems
+VAL_R2 = "val_r2"  # regression problems
+GRAD_NORM = "grad_norm"  # global L2 norm of the gradient at the start of the epoch
+WALL_TIME = "wall_time"  # seconds since training started, at the end of the epoch
+
+# Step-size diagnostics, logged for every optimizer so that all compare. "Step" is the step
+# each weight took: Δ itself for the Rprop family, |Δθ| over the epoch for the others.
+STEP_MIN = "step_min"
+STEP_P05 = "step_p05"
+STEP_P25 = "step_p25"
+STEP_MEDIAN = "step_median"
+STEP_P75 = "step_p75"
+STEP_P95 = "step_p95"
+STEP_MAX = "step_max"
+STEP_QUANTILES: dict[str, float] = {
+    STEP_MIN: 0.0,
+    STEP_P05: 0.05,
+    STEP_P25: 0.25,
+    STEP_MEDIAN: 0.5,
+    STEP_P75: 0.75,
+    STEP_P95: 0.95,
+    STEP_MAX: 1.0,
+}
+SIGN_FLIP_FRACTION = "sign_flip_fraction"  # fraction of weights whose gradient sign flipped
+AT_MIN_FRACTION = "at_step_min_fraction"  # Rprop family: fraction of weights with Δ at Δmin
+AT_MAX_FRACTION = "at_step_max_fraction"  # Rprop family: fraction of weights with Δ at Δmax
+
+# --- final metrics (step 0) ---
+TEST_LOSS = "test_loss"
+TEST_ACCURACY = "test_accuracy"
+TEST_R2 = "test_r2"
+FINAL_TRAIN_LOSS = "final_train_loss"
+EPOCHS_RUN = "epochs_run"
+TRAIN_SECONDS = "train_seconds"
+REACHED_TARGET = "reached_target"  # 1.0 or 0.0
+EPOCHS_TO_TARGET = "epochs_to_target"  # only logged when the target was reached
+SECONDS_TO_TARGET = "seconds_to_target"  # only logged when the target was reached
+LINE_WEIGHT = "learned_w"  # problem `line` only
+LINE_BIAS = "learned_b"  # problem `line` only
+
+# --- tags ---
+TAG_PREFIX = "rprop_bench."
+TAG_OPTIMIZER = "rprop_bench.optimizer"  # config name, e.g. "irprop_plus", "adam"
+TAG_VARIANT = "rprop_bench.variant"  # "irprop+" etc. for the Rprop family, else the optimizer
+TAG_PROBLEM = "rprop_bench.problem"
+TAG_TASK = "rprop_bench.task"  # "classification" or "regression"
+TAG_MODEL = "rprop_bench.model"
+TAG_SEED = "rprop_bench.seed"
+TAG_GIT_COMMIT = "rprop_bench.git_commit"
+TAG_COMMAND = "rprop_bench.command"
+TAG_OUTPUT_DIR = "rprop_bench.hydra_output_dir"
+TAG_RUN_KIND = "rprop_bench.run_kind"  # RUN_KIND_SWEEP or RUN_KIND_TRAINING
+TAG_SWEEP_ID = "rprop_bench.sweep_id"  # shared by a sweep's parent and all its children
+TAG_FAILURE_REASON = "rprop_bench.failure_reason"  # set on FAILED/KILLED runs
+TAG_RUN_KEY = "rprop_bench.run_key"  # hash of the resolved config (resume support)
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag for nested runs
+
+RUN_KIND_SWEEP = "sweep"
+RUN_KIND_TRAINING = "training"
+
+TASK_CLASSIFICATION = "classification"
+TASK_REGRESSION = "regression"
+
+# --- artifacts ---
+ARTIFACT_CONFIG = "config.yaml"
+# Tidy CSV, one row per (epoch, layer, bin): columns HISTOGRAM_COLUMNS.
+ARTIFACT_STEP_HISTOGRAMS = "step_sizes/histograms.csv"
+HISTOGRAM_COLUMNS = ("epoch", "layer", "bin_left", "bin_right", "count")
+HISTOGRAM_ALL_LAYERS = "all"  # the layer name of the histogram over every weight
+ARTIFACT_STEP_HEATMAP = "step_sizes/heatmap.png"
+# Problem `line` only: the training data (columns x, y) for the seed-example figure.
+ARTIFACT_LINE_DATA = "problem/line_data.csv"
+# Written by the report command under the sweep's parent run.
+ARTIFACT_REPORT_DIR = "report"
