@@ -82,7 +82,9 @@ class ReferenceRprop:
 
     def step(self, grad: ArrayLike, loss: float | None = None) -> NDArray[np.float64]:
         """Apply one step with gradient ``grad`` (and loss E(t) for iRprop+); return θ."""
-        g = np.array(grad, dtype=np.float64)
+        # Work on flat copies so 0-d weights index like any other shape.
+        shape = self.theta.shape
+        g = np.array(grad, dtype=np.float64).reshape(-1)
         if self.maximize:
             g = -g
         if self.variant == "irprop+" and loss is None:
@@ -90,17 +92,18 @@ class ReferenceRprop:
         eta_minus, eta_plus = self.etas
         delta_min, delta_max = self.step_sizes
         st = self.state
-        product = g * st.prev_grad
+        product = g * st.prev_grad.reshape(-1)
         same_sign = product > 0
         sign_flip = product < 0
 
-        delta = st.step_size.copy()
+        delta = st.step_size.reshape(-1).copy()
         delta[same_sign] = np.minimum(delta[same_sign] * eta_plus, delta_max)
         delta[sign_flip] = np.maximum(delta[sign_flip] * eta_minus, delta_min)
 
-        theta = self.theta.copy()
+        theta = self.theta.reshape(-1).copy()
         prev = g.copy()
-        change = st.weight_change.copy()
+        last_change = st.weight_change.reshape(-1)
+        change = last_change.copy()
 
         if self.variant == "rprop-":
             theta = theta - np.sign(g) * delta
@@ -114,16 +117,16 @@ class ReferenceRprop:
             theta[keep] = theta[keep] + new_change[keep]
             loss_went_up = self.variant == "rprop+" or float(loss) > st.prev_loss
             if loss_went_up:
-                theta[sign_flip] = theta[sign_flip] - st.weight_change[sign_flip]
+                theta[sign_flip] = theta[sign_flip] - last_change[sign_flip]
             change[keep] = new_change[keep]
             change[sign_flip] = 0.0
             prev[sign_flip] = 0.0
 
-        self.theta = theta
+        self.theta = theta.reshape(shape)
         self.state = ReferenceState(
-            prev_grad=prev,
-            step_size=delta,
-            weight_change=change,
+            prev_grad=prev.reshape(shape),
+            step_size=delta.reshape(shape),
+            weight_change=change.reshape(shape),
             prev_loss=float(loss) if loss is not None else st.prev_loss,
             steps=st.steps + 1,
         )
