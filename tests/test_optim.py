@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -27,6 +30,13 @@ from rprop_bench.optim.reference import (
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 BOTH_PATHS = [pytest.param(False, id="single"), pytest.param(True, id="foreach")]
+# Keyword arguments selecting each implementation; all must give the same bits.
+IMPLEMENTATIONS = [
+    pytest.param({"foreach": False, "fused": False}, id="single"),
+    pytest.param({"foreach": True}, id="foreach"),
+    pytest.param({"fused": True}, id="fused"),
+    pytest.param({}, id="default"),
+]
 
 
 def wavy(w: torch.Tensor) -> torch.Tensor:
@@ -47,7 +57,7 @@ def train(
         return loss
 
     for _ in range(steps):
-        losses.append(float(opt.step(closure)))
+        losses.append(opt.step(closure).item())
     return losses
 
 
@@ -84,6 +94,7 @@ BAD_HYPERPARAMETERS = [
         r"Invalid variant: 'rprop'; expected one of 'rprop\+', 'rprop-', 'irprop\+', 'irprop-'",
     ),
     ({"maximize": "yes"}, r"Invalid maximize: 'yes'"),
+    ({"foreach": True, "fused": True}, r"Invalid foreach=True with fused=True"),
 ]
 
 
@@ -213,18 +224,19 @@ def test_irprop_minus_equals_torch_rprop_on_an_mlp_bit_for_bit(
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.complex64])
-@pytest.mark.parametrize("foreach", BOTH_PATHS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_irprop_minus_equals_torch_rprop_on_random_tensors(
-    device: str, dtype: torch.dtype, foreach: bool
+    device: str, dtype: torch.dtype, implementation: dict
 ):
     torch.manual_seed(0)
-    shapes = [(7,), (3, 5), (2, 3, 4), ()]
+    shapes = [(7,), (3, 5), (2, 3, 4), (), (70_000,)]
     ours_params = [torch.randn(s, dtype=dtype, device=device, requires_grad=True) for s in shapes]
     torch_params = [p.detach().clone().requires_grad_() for p in ours_params]
-    ours = Rprop(ours_params, lr=0.05, foreach=foreach)
-    theirs = torch.optim.Rprop(torch_params, lr=0.05, foreach=foreach)
+    ours = Rprop(ours_params, lr=0.05, **implementation)
+    torch_foreach = bool(implementation.get("foreach"))
+    theirs = torch.optim.Rprop(torch_params, lr=0.05, foreach=torch_foreach)
     generator = torch.Generator(device="cpu").manual_seed(1)
-    for _ in range(200):
+    for _ in range(100):
         for p_ours, p_torch in zip(ours_params, torch_params, strict=True):
             grad = torch.randn(p_ours.shape, generator=generator, dtype=torch.float64)
             if dtype.is_complex:
@@ -243,16 +255,20 @@ def test_irprop_minus_equals_torch_rprop_on_random_tensors(
 # --------------------------------------------------------------------------- vs NumPy reference
 
 REFERENCE_CASES = [
-    pytest.param(variant, maximize, foreach, id=f"{variant}-max{int(maximize)}-{fid}")
+    pytest.param(variant, maximize, implementation, id=f"{variant}-max{int(maximize)}-{fid}")
     for variant in VARIANTS
     for maximize in (False, True)
-    for foreach, fid in ((False, "single"), (True, "foreach"))
+    for implementation, fid in (
+        ({"foreach": False, "fused": False}, "single"),
+        ({"foreach": True}, "foreach"),
+        ({"fused": True}, "fused"),
+    )
 ]
 
 
-@pytest.mark.parametrize(("variant", "maximize", "foreach"), REFERENCE_CASES)
+@pytest.mark.parametrize(("variant", "maximize", "implementation"), REFERENCE_CASES)
 def test_every_variant_equals_the_numpy_reference_bit_for_bit(
-    variant: str, maximize: bool, foreach: bool
+    variant: str, maximize: bool, implementation: dict
 ):
     torch.manual_seed(3)
     w = torch.randn(64, dtype=torch.float64, requires_grad=True)
@@ -261,7 +277,7 @@ def test_every_variant_equals_the_numpy_reference_bit_for_bit(
     reference = ReferenceRprop(
         w.detach().numpy().copy(), variant=variant, maximize=maximize, **hyper
     )
-    opt = Rprop([w], variant=variant, maximize=maximize, foreach=foreach, **hyper)
+    opt = Rprop([w], variant=variant, maximize=maximize, **implementation, **hyper)
     flips = 0
     previous_grad = np.zeros(64)
     for step in range(400):
@@ -288,11 +304,11 @@ EXACT = {"lr": 1.0, "etas": (0.5, 2.0), "step_sizes": (0.25, 4.0)}
 
 
 def run_gradient_sequence(
-    variant: str, grads: list[float], losses: list[float] | None = None, foreach: bool = False
+    variant: str, grads: list[float], losses: list[float] | None, implementation: dict
 ) -> tuple[list[float], list[float]]:
     """Feed scalar gradients; return the weights and step sizes after each step."""
     w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
-    opt = Rprop([w], variant=variant, foreach=foreach, **EXACT)
+    opt = Rprop([w], variant=variant, **implementation, **EXACT)
     weights, deltas = [], []
     for t, g in enumerate(grads):
         w.grad = torch.tensor([g], dtype=torch.float64)
@@ -364,7 +380,7 @@ HAND_SEQUENCES = [
 ]
 
 
-@pytest.mark.parametrize("foreach", BOTH_PATHS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS[:3])
 @pytest.mark.parametrize(("variant", "grads", "losses", "weights", "deltas"), HAND_SEQUENCES)
 def test_hand_computed_sign_sequences(
     variant: str,
@@ -372,9 +388,9 @@ def test_hand_computed_sign_sequences(
     losses: list[float] | None,
     weights: list[float],
     deltas: list[float],
-    foreach: bool,
+    implementation: dict,
 ):
-    got_weights, got_deltas = run_gradient_sequence(variant, grads, losses, foreach)
+    got_weights, got_deltas = run_gradient_sequence(variant, grads, losses, implementation)
     assert got_weights == weights
     assert got_deltas == deltas
     # The NumPy reference agrees with the hand computation too.
@@ -384,11 +400,11 @@ def test_hand_computed_sign_sequences(
     assert ref.theta[0] == weights[-1]
 
 
-@pytest.mark.parametrize("foreach", BOTH_PATHS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS[:3])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_zero_gradient_keeps_step_size_and_moves_nothing(variant: str, foreach: bool):
+def test_zero_gradient_keeps_step_size_and_moves_nothing(variant: str, implementation: dict):
     w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
-    opt = Rprop([w], variant=variant, foreach=foreach, **EXACT)
+    opt = Rprop([w], variant=variant, **implementation, **EXACT)
     w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
     opt.step(lambda: 1.0)
     w.grad = torch.tensor([1.0, 1.0], dtype=torch.float64)
@@ -421,22 +437,29 @@ def test_step_returns_the_closure_loss(variant: str):
 PATH_DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.complex128]
 
 
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS[1:])
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", PATH_DTYPES)
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_foreach_matches_single_tensor(variant: str, dtype: torch.dtype, device: str):
+def test_every_implementation_matches_single_tensor(
+    variant: str, dtype: torch.dtype, device: str, implementation: dict
+):
     torch.manual_seed(0)
-    shapes = [(5, 3), (8,), (2, 2, 2)]
+    # A large tensor (crosses the kernel's threading threshold), a transposed
+    # (non-contiguous) one, small ones and a scalar.
+    shapes = [(300, 300), (3, 5), (8,), (2, 2, 2), ()]
     start = [torch.randn(s, dtype=dtype, device=device) for s in shapes]
     finals = []
-    for foreach in (False, True):
+    for kwargs in ({"foreach": False, "fused": False}, implementation):
         params = [p.clone().requires_grad_() for p in start]
-        opt = Rprop(params, lr=0.03, variant=variant, foreach=foreach)
+        params[1] = start[1].clone().t().detach().requires_grad_()  # non-contiguous
+        assert not params[1].is_contiguous()
+        opt = Rprop(params, lr=0.03, variant=variant, **kwargs)
 
         def loss_fn(*ps: torch.Tensor) -> torch.Tensor:
             return sum(wavy(torch.view_as_real(p) if p.is_complex() else p.float()) for p in ps)
 
-        train(opt, params, loss_fn, 150)
+        train(opt, params, loss_fn, 60)
         finals.append((params, opt))
     (single, opt_single), (multi, opt_multi) = finals
     for a, b in zip(single, multi, strict=True):
@@ -665,3 +688,48 @@ def test_every_variant_reaches_the_minimum(
     losses = train(opt, [w], fn, steps)
     assert losses[-1] < losses[0]
     assert torch.allclose(w.detach(), torch.tensor(minimum, dtype=dtype), atol=tol)
+
+
+def test_fused_path_without_a_compiler_warns_once_and_falls_back(tmp_path):
+    """No C compiler: one warning line, and the same bits as the single-tensor path."""
+    script = """
+import warnings, torch
+from rprop_bench.optim import Rprop
+w = torch.linspace(-2, 2, 101, dtype=torch.float64, requires_grad=True)
+ref = w.detach().clone().requires_grad_()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    fused, single = Rprop([w], fused=True), Rprop([ref], foreach=False, fused=False)
+    for _ in range(40):
+        for p, opt in ((w, fused), (ref, single)):
+            opt.zero_grad(); (torch.sin(3 * p) * p**2).sum().backward(); opt.step()
+messages = [str(c.message) for c in caught]
+assert len(messages) == 1, messages
+assert "no C compiler" in messages[0] and len(messages[0].splitlines()) == 1, messages
+assert torch.equal(w, ref)
+print("fallback ok")
+"""
+    env = {
+        "PATH": str(tmp_path),  # no compiler on PATH
+        "CC": "no-such-compiler",
+        "RPROP_BENCH_CACHE": str(tmp_path / "cache"),
+        "HOME": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fallback ok" in result.stdout
+
+
+def test_fused_kernel_is_built_once_and_reused(tmp_path):
+    env = {**os.environ, "RPROP_BENCH_CACHE": str(tmp_path)}
+    code = "from rprop_bench.optim.fused import load_fused_kernel as k; print(k()._name)"
+    runs = [
+        subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        for _ in range(2)
+    ]
+    assert all(run.returncode == 0 for run in runs), runs[0].stderr
+    built = list(tmp_path.glob("fused_rprop-*.so"))
+    assert len(built) == 1
+    assert runs[0].stdout.strip() == runs[1].stdout.strip() == str(built[0])

@@ -26,6 +26,13 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from rprop_bench.optim.fused import (
+    fused_kernel_available,
+    fused_step,
+    kernel_covers,
+    load_fused_kernel,
+)
+
 __all__ = ["VARIANTS", "Rprop", "RpropHyperparams", "rprop"]
 
 Variant = Literal["rprop+", "rprop-", "irprop+", "irprop-"]
@@ -107,8 +114,11 @@ def _validate_group(group: dict[str, Any]) -> None:
         )
     if not isinstance(group["maximize"], bool):
         raise ValueError(f"Invalid maximize: {group['maximize']!r}; expected True or False")
-    if group["foreach"] not in (None, True, False):
-        raise ValueError(f"Invalid foreach: {group['foreach']!r}; expected None, True or False")
+    for flag in ("foreach", "fused"):
+        if group[flag] not in (None, True, False):
+            raise ValueError(f"Invalid {flag}: {group[flag]!r}; expected None, True or False")
+    if group["foreach"] and group["fused"]:
+        raise ValueError("Invalid foreach=True with fused=True; choose one implementation")
 
 
 class Rprop(Optimizer):
@@ -161,8 +171,12 @@ class Rprop(Optimizer):
         variant: ``"rprop+"``, ``"rprop-"``, ``"irprop+"`` or ``"irprop-"`` (the default,
             the same algorithm as ``torch.optim.Rprop``).
         maximize: maximize the objective instead of minimizing it.
-        foreach: use the multi-tensor (``torch._foreach_*``) implementation. ``None`` picks
-            the faster one for the parameters' device, as torch does. Both give the same bits.
+        foreach: use the multi-tensor (``torch._foreach_*``) implementation.
+        fused: use the one-pass kernel of :mod:`rprop_bench.optim.fused` (CPU float32/64;
+            other tensors take the single-tensor path). With ``foreach`` and ``fused`` both
+            ``None``, the fastest path for the parameters is picked: fused on CPU where a C
+            compiler is present, else torch's rule (foreach on accelerators). Every path
+            gives the same bits.
 
     Example:
         >>> import torch
@@ -189,6 +203,7 @@ class Rprop(Optimizer):
         variant: Variant = "irprop-",
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -197,6 +212,7 @@ class Rprop(Optimizer):
             "variant": variant,
             "maximize": maximize,
             "foreach": foreach,
+            "fused": fused,
         }
         _validate_group(defaults)
         super().__init__(params, defaults)
@@ -216,6 +232,7 @@ class Rprop(Optimizer):
             group.setdefault("variant", "irprop-")
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
+            group.setdefault("fused", None)
 
     def _init_group(
         self,
@@ -319,6 +336,7 @@ class Rprop(Optimizer):
                     maximize=group["maximize"],
                 ),
                 foreach=group["foreach"],
+                fused=group["fused"],
                 has_complex=has_complex,
             )
         return loss
@@ -362,6 +380,7 @@ def rprop(
     loss: Tensor | None,
     hyper: RpropHyperparams,
     foreach: bool | None = None,
+    fused: bool | None = None,
     has_complex: bool = False,
 ) -> None:
     """Functional Rprop step over lists of tensors; see :class:`Rprop` for the rules.
@@ -369,9 +388,14 @@ def rprop(
     ``weight_changes`` is used by the backtracking variants (else empty), ``prev_losses`` and
     ``loss`` by ``irprop+`` (else empty and ``None``). Updates every tensor in place.
     """
-    if foreach is None:
-        foreach = _default_foreach(params)
-    implementation = _multi_tensor_rprop if foreach else _single_tensor_rprop
+    if fused is None and foreach is None:
+        fused = all(p.device.type == "cpu" for p in params) and fused_kernel_available()
+    if fused:
+        implementation = _fused_rprop
+    else:
+        if foreach is None:
+            foreach = _default_foreach(params)
+        implementation = _multi_tensor_rprop if foreach else _single_tensor_rprop
     implementation(
         params,
         grads,
@@ -537,3 +561,59 @@ def _multi_tensor_rprop(
         torch._foreach_add_(group_params, applied)
         torch._foreach_copy_(group_changes, changes)
         torch._foreach_copy_(group_prevs, group_grads)
+
+
+def _fused_rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    has_complex: bool,
+) -> None:
+    """One kernel call per tensor; tensors the kernel does not cover take the single path."""
+    kernel = load_fused_kernel()
+    backtracking = hyper.variant in BACKTRACKING_VARIANTS
+    for i, param in enumerate(params):
+        tensors = [param, grads[i], prevs[i], step_sizes[i]]
+        if backtracking:
+            tensors.append(weight_changes[i])
+        if torch.is_complex(param):
+            tensors = [torch.view_as_real(t) for t in tensors]
+        if kernel is None or not kernel_covers(*tensors):
+            _single_tensor_rprop(
+                [param],
+                [grads[i]],
+                [prevs[i]],
+                [step_sizes[i]],
+                [state_steps[i]],
+                [weight_changes[i]] if backtracking else [],
+                [prev_losses[i]] if loss is not None else [],
+                loss,
+                hyper,
+                has_complex,
+            )
+            continue
+        state_steps[i] += 1
+        if hyper.variant == "irprop+":
+            assert loss is not None
+            undo_on_flip = bool(loss > prev_losses[i])
+            prev_losses[i].copy_(loss)
+        else:
+            undo_on_flip = hyper.variant == "rprop+"
+        fused_step(
+            kernel,
+            *tensors[:4],
+            tensors[4] if backtracking else None,
+            eta_minus=hyper.eta_minus,
+            eta_plus=hyper.eta_plus,
+            step_size_min=hyper.step_size_min,
+            step_size_max=hyper.step_size_max,
+            variant=hyper.variant,
+            maximize=hyper.maximize,
+            undo_on_flip=undo_on_flip,
+        )

@@ -1,0 +1,58 @@
+/* One-pass Rprop step over contiguous float32/float64 CPU tensors.
+ *
+ * Built at first use by rprop_bench/optim/fused.py with the system C compiler and loaded with
+ * ctypes. Every operation mirrors, in order and in the parameter's dtype, the unfused torch
+ * path in rprop.py, so both give the same bits:
+ *   s = sign(g * prev)                (the product is rounded first, as torch does)
+ *   Δ = clamp(Δ * factor(s), Δmin, Δmax)
+ *   then the variant's move and state update.
+ * Compiled with -ffp-contract=off and without -ffast-math: no FMA, IEEE semantics kept
+ * (-fno-trapping-math only lets selects become vector blends).
+ *
+ * Variants: 0 = rprop-, 1 = irprop-, 2 = rprop+, 3 = irprop+.
+ * `undo_on_flip` is 1 where a sign flip undoes the last weight change (rprop+ always,
+ * irprop+ when the loss went up); the caller decides it once per tensor.
+ */
+#include <stdint.h>
+
+/* Branch-free selects so that the compiler vectorizes the loop; VARIANT is a compile-time
+ * constant, so each variant gets its own straight-line loop. */
+#define RPROP_LOOP(T, VARIANT)                                                                 \
+    _Pragma("omp parallel for schedule(static) num_threads(num_threads) if(n > 65536)")       \
+    for (int64_t i = 0; i < n; ++i) {                                                          \
+        T g = maximize ? -grad[i] : grad[i];                                                   \
+        T product = g * prev[i];                                                               \
+        /* NaN products give a NaN factor, as torch's masked writes leave NaN in place. */    \
+        T factor = product > 0 ? eta_plus : product < 0 ? eta_minus : product == 0 ? (T)1 : product; \
+        T delta = step_size[i] * factor;                                                       \
+        delta = delta < step_min ? step_min : delta; /* NaN compares false and stays NaN */    \
+        delta = delta > step_max ? step_max : delta;                                           \
+        step_size[i] = delta;                                                                  \
+        if (VARIANT != 0) g = product < 0 ? (T)0 : g;                                          \
+        T sign_g = g > 0 ? (T)1 : g < 0 ? (T)-1 : (T)0;                                        \
+        T change = -(sign_g * delta);                                                          \
+        if (VARIANT <= 1) {                                                                    \
+            param[i] = param[i] + change;                                                      \
+        } else {                                                                               \
+            T last = weight_change[i];                                                         \
+            param[i] = param[i] + ((product < 0 && undo_on_flip) ? -last : change);            \
+            weight_change[i] = change;                                                         \
+        }                                                                                      \
+        prev[i] = g;                                                                           \
+    }
+
+#define RPROP_KERNEL(NAME, T)                                                                  \
+    void NAME(T *restrict param, const T *restrict grad, T *restrict prev,                   \
+              T *restrict step_size, T *restrict weight_change, int64_t n, T eta_minus,       \
+              T eta_plus, T step_min, T step_max, int variant, int maximize, int undo_on_flip, \
+              int num_threads) {                                                               \
+        switch (variant) {                                                                     \
+        case 0: RPROP_LOOP(T, 0) break;                                                        \
+        case 1: RPROP_LOOP(T, 1) break;                                                        \
+        case 2: RPROP_LOOP(T, 2) break;                                                        \
+        default: RPROP_LOOP(T, 3) break;                                                       \
+        }                                                                                      \
+    }
+
+RPROP_KERNEL(rprop_step_float32, float)
+RPROP_KERNEL(rprop_step_float64, double)
