@@ -52,6 +52,7 @@ EPOCHS_TO_TARGET = "epochs_to_target"  # only logged when the target was reached
 SECONDS_TO_TARGET = "seconds_to_target"  # only logged when the target was reached
 LINE_WEIGHT = "learned_w"  # problem `line` only
 LINE_BIAS = "learned_b"  # problem `line` only
+LOGGING_SECONDS = "logging_seconds"  # seconds the run spent writing to MLflow (harness)
 
 # --- tags ---
 TAG_PREFIX = "rprop_bench."

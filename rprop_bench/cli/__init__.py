@@ -1,0 +1,192 @@
+"""The command line: ``python -m rprop_bench [COMMAND] [OVERRIDES ...]``.
+
+The command word may stand anywhere among the Hydra overrides
+(``python -m rprop_bench optimizer=rprop sweep``):
+
+* ``run`` (the default): one training run.
+* ``sweep``: a Hydra multirun over the grid in ``conf/sweep/`` (command-line overrides fix or
+  narrow it), recorded as one MLflow parent run with a nested child per job.
+* ``ui``: the MLflow UI on 127.0.0.1 against the same store.
+* ``report`` and ``bench``: dispatched to their own modules.
+
+Before Hydra starts any job, every job's config is composed and validated and the tracking
+store is checked, so bad input costs one line on stderr and a non-zero exit, no traceback.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rprop_bench.cli.compose import CONF_DIR, CONFIG_NAME, GROUPS, group_options, preflight
+from rprop_bench.cli.validate import ConfigError
+
+COMMANDS = ("run", "sweep", "ui", "report", "bench")
+#: Hydra flags that only print something: they pass straight to Hydra, without checks.
+_HYDRA_INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc"}
+#: Hydra flags followed by a value.
+_HYDRA_VALUE_FLAGS = {
+    "--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn",
+    "--config-dir", "-cd", "--experimental-rerun",
+}  # fmt: skip
+_MULTIRUN_FLAGS = {"--multirun", "-m"}
+
+EXIT_BAD_INPUT = 2
+SWEEP_SIZE_ENV = "RPROP_BENCH_SWEEP_SIZE"
+
+
+def split_arguments(args: Sequence[str]) -> tuple[str, list[str], list[str]]:
+    """Split a command line into the command word, Hydra flags and overrides.
+
+    >>> split_arguments(["optimizer=rprop", "sweep", "--cfg", "job"])
+    ('sweep', ['--cfg', 'job'], ['optimizer=rprop'])
+    """
+    command: str | None = None
+    flags: list[str] = []
+    overrides: list[str] = []
+    expect_value = False
+    for arg in args:
+        if expect_value:
+            flags.append(arg)
+            expect_value = False
+        elif arg.startswith("-"):
+            flags.append(arg)
+            expect_value = arg in _HYDRA_VALUE_FLAGS
+        elif command is None and arg in COMMANDS:
+            command = arg
+        else:
+            overrides.append(arg)
+    return command or "run", flags, overrides
+
+
+def help_text() -> str:
+    """The ``--help`` text: commands, config groups with their options, examples."""
+    groups = "\n".join(
+        f"  {group:<10} {', '.join(group_options(group)) or '(none yet)'}" for group in GROUPS
+    )
+    return f"""usage: python -m rprop_bench [COMMAND] [OVERRIDES ...]
+
+Benchmark the Rprop family against other optimizers; every run is recorded in MLflow.
+
+commands (the word may stand anywhere among the overrides):
+  run        one training run (the default)
+  sweep      a Hydra multirun over the grid in conf/sweep/, one MLflow parent run with a
+             nested child per job; overrides fix or narrow the grid (optimizer=rprop sweep)
+  ui         start the MLflow UI on 127.0.0.1 against the same store and print its address
+  report     write the report of a sweep (settings: conf/report.yaml)
+  bench      run the benchmark command
+
+config groups (choose with GROUP=OPTION):
+{groups}
+
+overrides: KEY=VALUE for any value, e.g. optimizer.lr=0.05 train.epochs=500
+  problem.data.split_seed=1 model=mlp model.hidden=[32,16] tracking.uri=http://127.0.0.1:5000
+  a comma list sweeps: python -m rprop_bench sweep optimizer=rprop,adam train.seed=0,1
+store: tracking.uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory
+
+Hydra flags keep working: --cfg job, --resolve, --multirun, hydra/launcher=joblib,
+  hydra.launcher.n_jobs=2, --hydra-help (Hydra's own help)
+
+examples:
+  python -m rprop_bench                                    # the seed example: Rprop on y = 2x + 3
+  python -m rprop_bench optimizer=adam problem=iris train.epochs=500
+  python -m rprop_bench optimizer=rprop sweep              # every problem × 3 seeds
+  python -m rprop_bench ui                                 # compare the runs
+"""
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _run_hydra(flags: list[str], overrides: list[str]) -> int:
+    """Hand the command line to Hydra with :func:`rprop_bench.cli.job.run_job` as the task."""
+    import hydra
+
+    from rprop_bench.cli.job import run_job
+
+    argv0 = sys.argv[0] if sys.argv else "rprop_bench"
+    saved = sys.argv
+    sys.argv = [argv0, *flags, *overrides]
+    try:
+        hydra.main(version_base=None, config_path=str(CONF_DIR), config_name=CONFIG_NAME)(run_job)()
+    finally:
+        sys.argv = saved
+    return 0
+
+
+def _train(command: str, flags: list[str], overrides: list[str]) -> int:
+    """``run`` and ``sweep``: check everything, then let Hydra run the job(s)."""
+    from rprop_bench.cli.compose import parse
+
+    if any(flag in _HYDRA_INFO_FLAGS for flag in flags):
+        return _run_hydra(flags, overrides)
+    try:
+        chosen_sweep = any(
+            o.key_or_group == "sweep" and o.value() not in (None, "null") for o in parse(overrides)
+        )
+        sweep = command == "sweep" or chosen_sweep or any(f in _MULTIRUN_FLAGS for f in flags)
+        if command == "sweep" and not chosen_sweep:
+            overrides = [*overrides, "sweep=default"]
+        if sweep and not any(f in _MULTIRUN_FLAGS for f in flags):
+            flags = [*flags, "--multirun"]
+        jobs, first = preflight(overrides, sweep=sweep)
+    except ConfigError as exc:
+        return _error(str(exc))
+
+    from rprop_bench.store import TrackingError, check_store, resolve_uri
+
+    uri = resolve_uri(str(first.tracking.uri), Path.cwd())
+    try:
+        check_store(uri, timeout=float(first.tracking.check_timeout_seconds))
+    except TrackingError as exc:
+        return _error(str(exc))
+    if sweep:
+        print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
+        os.environ[SWEEP_SIZE_ENV] = str(len(jobs))  # for the jobs' "[3/30]" progress lines
+    return _run_hydra(flags, overrides)
+
+
+def _ui(overrides: list[str]) -> int:
+    from rprop_bench.cli.ui import serve
+
+    try:
+        return serve(overrides)
+    except ConfigError as exc:
+        return _error(str(exc))
+
+
+def _bench(args: list[str]) -> int:
+    if importlib.util.find_spec("rprop_bench.cli.bench_command") is None:
+        return _error(
+            "the bench command is not available in this installation "
+            "(rprop_bench/cli/bench_command.py is missing)"
+        )
+    from rprop_bench.cli.bench_command import main as bench_main  # type: ignore[import-not-found]
+
+    return int(bench_main(args) or 0)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of ``python -m rprop_bench`` and the ``rprop-bench`` script; exits."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    command, flags, overrides = split_arguments(args)
+    rest = list(args)
+    if command in rest:
+        rest.remove(command)  # the arguments in their order, without the command word
+    if command == "report":
+        from rprop_bench.cli.report_command import main as report_main
+
+        sys.exit(report_main(rest))
+    if command == "bench":
+        sys.exit(_bench(rest))
+    if "--help" in flags or "-h" in flags:
+        print(help_text())
+        sys.exit(0)
+    if command == "ui":
+        sys.exit(_ui(overrides))
+    sys.exit(_train(command, flags, overrides))

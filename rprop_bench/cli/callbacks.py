@@ -1,0 +1,62 @@
+"""A Hydra callback that makes every multirun one MLflow parent run with nested children.
+
+``conf/config.yaml`` registers :class:`SweepParentCallback`. When a multirun starts (in the
+main process, before any job), it creates the sweep's parent run; each job, in this process
+or a joblib worker, finds that parent by the sweep id (derived from the sweep directory) and
+nests under it. When the multirun ends, the parent is marked FINISHED and a summary printed.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+
+class SweepParentCallback(Callback):
+    """Creates and ends the MLflow parent run of a Hydra multirun."""
+
+    def __init__(self) -> None:
+        self._tracker: Any = None
+        self._parent_run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Create the sweep's parent run before the first job starts."""
+        from rprop_bench import schema, tracking
+        from rprop_bench.cli.job import PROGRAM, git_commit, sweep_id_for
+
+        cwd = Path.cwd()
+        sweep_dir = (cwd / str(config.hydra.sweep.dir)).resolve()
+        sweep_id = sweep_id_for(sweep_dir)
+        uri = tracking.resolve_uri(str(config.tracking.uri), cwd)
+        self._tracker = tracking.Tracker.open(
+            tracking.TrackingOptions(uri=uri, experiment=str(config.tracking.experiment))
+        )
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        shown = " ".join(o for o in overrides if not o.startswith("sweep=")) or "default grid"
+        tags = {
+            schema.TAG_COMMAND: " ".join([PROGRAM, "sweep", *map(shlex.quote, overrides)]),
+            schema.TAG_OUTPUT_DIR: str(sweep_dir),
+            schema.TAG_GIT_COMMIT: git_commit(),
+        }
+        self._parent_run_id = self._tracker.ensure_sweep_parent(
+            sweep_id, sweep_dir, f"sweep · {shown} · {sweep_dir.parent.name} {sweep_dir.name}", tags
+        )
+        print(f"sweep {sweep_id}: parent run {self._parent_run_id} in {uri}", flush=True)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Mark the parent run FINISHED and print how the children ended."""
+        if self._tracker is None or self._parent_run_id is None:
+            return
+        counts = self._tracker.end_sweep_parent(self._parent_run_id)
+        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no runs"
+        print(
+            f"sweep done: {summary}; parent run {self._parent_run_id}\n"
+            f"  compare the runs in the MLflow UI: python -m rprop_bench ui",
+            file=sys.stdout,
+            flush=True,
+        )

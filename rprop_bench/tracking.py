@@ -1,0 +1,348 @@
+"""The one module that writes to MLflow.
+
+* :func:`~rprop_bench.store.check_store` (re-exported here) tells, before any training,
+  whether the tracking URI can be used; it lives in :mod:`rprop_bench.store`, which does not
+  import MLflow, so bad input is reported fast.
+* :class:`Tracker` opens the store and the experiment, creates runs, and finds or creates the
+  parent run of a sweep, race-free across processes (a file lock in the sweep directory).
+* :class:`RunRecorder` records one training run. It buffers per-epoch metrics and writes them
+  with ``MlflowClient.log_batch`` (at most ``max_batch`` per call), flushing every
+  ``flush_seconds`` and at the end, and it writes the artifacts: the step-size histogram CSV
+  and heatmap, the composed config, and the data of problem ``line``.
+
+Names of metrics, tags and artifacts come from :mod:`rprop_bench.schema`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+
+from rprop_bench import schema
+from rprop_bench.diagnostics import HistogramRow
+from rprop_bench.store import (
+    SQLITE_PREFIX,
+    TrackingError,
+    artifact_root,
+    check_store,
+    resolve_uri,
+    sqlite_path,
+)
+
+try:  # POSIX file locks make sweep-parent creation race-free across worker processes.
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: best effort without a lock
+    fcntl = None  # type: ignore[assignment]
+
+MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
+MAX_PARAM_VALUE = 6000  # MLflow's limit for the length of a param value
+_PARENT_LOCK = ".rprop_bench_parent.lock"
+__all__ = [
+    "SQLITE_PREFIX", "RunRecorder", "Tracker", "TrackingError", "TrackingOptions",
+    "artifact_root", "check_store", "flatten", "resolve_uri", "sqlite_path",
+]  # fmt: skip
+
+
+# --- params ---------------------------------------------------------------------------------
+
+
+def flatten(config: Mapping[str, object], prefix: str = "") -> dict[str, str]:
+    """Flatten nested mappings into ``{"a.b.c": "value"}`` strings, as MLflow params.
+
+    >>> flatten({"optimizer": {"lr": 0.01, "etas": [0.5, 1.2]}})
+    {'optimizer.lr': '0.01', 'optimizer.etas': '[0.5, 1.2]'}
+    """
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)[:MAX_PARAM_VALUE]
+    return flat
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """How runs are recorded (the ``tracking`` config group, minus the URI checks).
+
+    Attributes:
+        uri: the MLflow tracking URI (absolute, see :func:`resolve_uri`).
+        experiment: the MLflow experiment name.
+        batch_logging: buffer metrics and write them with ``log_batch``; ``False`` writes one
+            synchronous ``log_metric`` per value (the naive baseline of the logging benchmark).
+        flush_seconds: write buffered metrics at least this often.
+        max_batch: metrics per ``log_batch`` call (MLflow allows at most 1000).
+        histograms: write the step-size histogram CSV.
+        heatmap: write the step-size heatmap figure.
+    """
+
+    uri: str
+    experiment: str = "rprop-bench"
+    batch_logging: bool = True
+    flush_seconds: float = 5.0
+    max_batch: int = 1000
+    histograms: bool = True
+    heatmap: bool = True
+
+
+class RunRecorder:
+    """Records one training run; :meth:`on_epoch` is the training loop's callback.
+
+    ``seconds`` accumulates the time spent writing to MLflow (and making the artifacts).
+    """
+
+    def __init__(self, client: MlflowClient, run_id: str, options: TrackingOptions) -> None:
+        self.client = client
+        self.run_id = run_id
+        self.options = options
+        self.seconds = 0.0
+        self._buffer: list[Metric] = []
+        self._last_flush = time.monotonic()
+        self._histograms: list[HistogramRow] = []
+        self._ended = False
+
+    @contextlib.contextmanager
+    def _timed(self) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def on_epoch(
+        self, epoch: int, metrics: Mapping[str, float], histograms: Sequence[HistogramRow]
+    ) -> None:
+        """Record one logged epoch (MLflow step = epoch)."""
+        with self._timed():
+            now = int(time.time() * 1000)
+            if self.options.histograms or self.options.heatmap:
+                self._histograms.extend(histograms)
+            if not self.options.batch_logging:
+                for key, value in metrics.items():
+                    self.client.log_metric(self.run_id, key, float(value), now, epoch)
+                return
+            self._buffer.extend(Metric(k, float(v), now, epoch) for k, v in metrics.items())
+            if (
+                len(self._buffer) >= self.options.max_batch
+                or time.monotonic() - self._last_flush >= self.options.flush_seconds
+            ):
+                self._flush()
+
+    def _flush(self) -> None:
+        size = max(1, min(self.options.max_batch, 1000))
+        while self._buffer:
+            chunk, self._buffer = self._buffer[:size], self._buffer[size:]
+            self.client.log_batch(self.run_id, metrics=chunk)
+        self._last_flush = time.monotonic()
+
+    def flush(self) -> None:
+        """Write every buffered metric now."""
+        with self._timed():
+            self._flush()
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Write ``text`` as the artifact ``artifact_file`` (e.g. ``schema.ARTIFACT_CONFIG``)."""
+        with self._timed():
+            self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[object]], artifact_file: str
+    ) -> None:
+        """Write a CSV artifact with a header row ``columns``."""
+        with self._timed(), tempfile.TemporaryDirectory() as tmp:
+            directory, name = os.path.split(artifact_file)
+            local = Path(tmp) / name
+            with local.open("w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(columns)
+                writer.writerows(rows)
+            self.client.log_artifact(self.run_id, str(local), directory or None)
+
+    def _log_step_sizes(self, title: str) -> None:
+        if not self._histograms:
+            return
+        if self.options.histograms:
+            self.log_table(
+                schema.HISTOGRAM_COLUMNS,
+                [(r.epoch, r.layer, r.bin_left, r.bin_right, r.count) for r in self._histograms],
+                schema.ARTIFACT_STEP_HISTOGRAMS,
+            )
+        if self.options.heatmap:
+            from rprop_bench.step_figure import step_heatmap  # matplotlib: only when needed
+
+            with self._timed():
+                self.client.log_figure(
+                    self.run_id, step_heatmap(self._histograms, title), schema.ARTIFACT_STEP_HEATMAP
+                )
+
+    def _end(self, status: str, final_metrics: Mapping[str, float], title: str) -> None:
+        self._log_step_sizes(title)
+        with self._timed():
+            now = int(time.time() * 1000)
+            finals = {**final_metrics, schema.LOGGING_SECONDS: self.seconds}
+            self._buffer.extend(Metric(k, float(v), now, 0) for k, v in finals.items())
+            self._flush()
+            self.client.set_terminated(self.run_id, status=status)
+        self._ended = True
+
+    def finish(self, final_metrics: Mapping[str, float], title: str = "") -> None:
+        """Write the final metrics (step 0) and the artifacts; mark the run FINISHED."""
+        self._end("FINISHED", final_metrics, title)
+
+    def fail(self, reason: str, title: str = "", status: str = "FAILED") -> None:
+        """Mark the run ``status`` (FAILED or KILLED) with ``reason`` as a tag; keep its data."""
+        self.client.set_tag(self.run_id, schema.TAG_FAILURE_REASON, reason[:MAX_PARAM_VALUE])
+        self._end(status, {}, title)
+
+    @property
+    def ended(self) -> bool:
+        """Whether :meth:`finish` or :meth:`fail` has run."""
+        return self._ended
+
+
+class Tracker:
+    """An open MLflow store and experiment: creates runs and sweep parents.
+
+    Use :meth:`open` to reuse one tracker per store and experiment within a process (a sweep's
+    jobs then share the client and skip the experiment lookup).
+
+    Raises:
+        TrackingError: the store or the experiment cannot be opened.
+    """
+
+    _open: ClassVar[dict[tuple[str, str], Tracker]] = {}
+
+    @classmethod
+    def open(cls, options: TrackingOptions) -> Tracker:
+        """The tracker for ``options.uri`` and ``options.experiment``, created on first use."""
+        key = (options.uri, options.experiment)
+        tracker = cls._open.get(key)
+        if tracker is None:
+            tracker = cls._open[key] = cls(options)
+        else:
+            tracker.options = options
+        return tracker
+
+    def __init__(self, options: TrackingOptions) -> None:
+        self.options = options
+        self._parents: dict[str, str] = {}
+        try:
+            self.client = MlflowClient(tracking_uri=options.uri)
+            self.experiment_id = self._experiment_id()
+        except MlflowException as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrackingError(f"cannot open MLflow store {options.uri}: {first}") from exc
+
+    def _experiment_id(self) -> str:
+        name = self.options.experiment
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage == "deleted":
+                self.client.restore_experiment(found.experiment_id)
+            return found.experiment_id
+        try:
+            return self.client.create_experiment(
+                name, artifact_location=artifact_root(self.options.uri)
+            )
+        except MlflowException:  # another process created it first
+            found = self.client.get_experiment_by_name(name)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    def start_run(
+        self,
+        run_name: str,
+        tags: Mapping[str, str],
+        params: Mapping[str, str],
+        parent_run_id: str | None = None,
+    ) -> RunRecorder:
+        """Create a run (nested under ``parent_run_id`` if given) with its tags and params."""
+        started = time.perf_counter()
+        all_tags = dict(tags)
+        if parent_run_id:
+            all_tags[schema.TAG_PARENT_RUN_ID] = parent_run_id
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        run_id = run.info.run_id
+        items = [Param(k, v) for k, v in params.items()]
+        for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
+        recorder = RunRecorder(self.client, run_id, self.options)
+        recorder.seconds += time.perf_counter() - started
+        return recorder
+
+    def find_sweep_parent(self, sweep_id: str) -> str | None:
+        """The run id of the parent of sweep ``sweep_id``, if it exists."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{schema.TAG_SWEEP_ID}` = '{sweep_id}' and "
+                f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_SWEEP}'"
+            ),
+            max_results=1,
+            order_by=["attributes.start_time ASC"],
+        )
+        return runs[0].info.run_id if runs else None
+
+    def ensure_sweep_parent(
+        self, sweep_id: str, lock_dir: Path, run_name: str, tags: Mapping[str, str]
+    ) -> str:
+        """Find or create the parent run of sweep ``sweep_id``; return its run id.
+
+        Processes of one sweep (e.g. joblib workers) serialise on a lock file in ``lock_dir``
+        (the sweep's output directory), so exactly one parent is created.
+        """
+        if sweep_id in self._parents:
+            return self._parents[sweep_id]
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / _PARENT_LOCK, "a+") as lock:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                found = self.find_sweep_parent(sweep_id)
+                if found:
+                    self._parents[sweep_id] = found
+                    return found
+                all_tags = {
+                    **tags,
+                    schema.TAG_SWEEP_ID: sweep_id,
+                    schema.TAG_RUN_KIND: schema.RUN_KIND_SWEEP,
+                }
+                run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+                self._parents[sweep_id] = run.info.run_id
+                return run.info.run_id
+            finally:
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def end_sweep_parent(self, run_id: str, status: str = "FINISHED") -> dict[str, int]:
+        """End the parent run of a sweep and count its children by status.
+
+        Returns:
+            ``{status: count}`` over the children (e.g. ``{"FINISHED": 28, "FAILED": 2}``).
+        """
+        children = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{schema.TAG_PARENT_RUN_ID}` = '{run_id}'",
+            max_results=50000,
+        )
+        counts: dict[str, int] = {}
+        for child in children:
+            counts[child.info.status] = counts.get(child.info.status, 0) + 1
+        self.client.set_terminated(run_id, status=status)
+        return counts

@@ -1,0 +1,368 @@
+"""The config groups, their validation and the pre-flight check, and the MLflow writer.
+
+Everything composes the real ``conf/`` with Hydra's compose API and writes to real SQLite
+stores in temporary directories.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+from harness_helpers import compose, new_store
+from hydra.utils import instantiate
+from mlflow import MlflowClient
+
+from rprop_bench import optim, schema
+from rprop_bench.cli import split_arguments
+from rprop_bench.cli.compose import GROUPS, group_options, job_overrides, preflight
+from rprop_bench.cli.validate import RPROP_VARIANTS, ConfigError, validate
+from rprop_bench.diagnostics import HistogramRow
+from rprop_bench.problems import problem_names
+from rprop_bench.tracking import (
+    Tracker,
+    TrackingError,
+    TrackingOptions,
+    check_store,
+    flatten,
+    resolve_uri,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread, as the harness uses: tiny models run slower with more (on 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+EXPECTED_OPTIONS = {
+    "optimizer": [
+        "adam", "adamw", "irprop_minus", "irprop_plus", "lbfgs", "momentum", "rmsprop",
+        "rprop", "rprop_minus", "rprop_plus", "sgd", "torch_rprop",
+    ],
+    "problem": sorted(problem_names()),
+    "model": ["linear", "mlp"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("group", "options"), EXPECTED_OPTIONS.items())
+def test_groups_offer_the_documented_options(group, options):
+    assert group_options(group) == options
+
+
+# optimizer config -> (class, variant or None, hyperparameters to find in its param group)
+OPTIMIZER_CASES = [
+    ("rprop", optim.Rprop, "irprop-", {"lr": 0.01, "etas": (0.5, 1.2)}),
+    ("rprop_plus", optim.Rprop, "rprop+", {"step_sizes": (1e-6, 50.0)}),
+    ("rprop_minus", optim.Rprop, "rprop-", {}),
+    ("irprop_plus", optim.Rprop, "irprop+", {}),
+    ("irprop_minus", optim.Rprop, "irprop-", {}),
+    ("torch_rprop", torch.optim.Rprop, None, {"lr": 0.01}),
+    ("sgd", torch.optim.SGD, None, {"momentum": 0.0, "nesterov": False}),
+    ("momentum", torch.optim.SGD, None, {"momentum": 0.9, "nesterov": True}),
+    ("adam", torch.optim.Adam, None, {"lr": 0.001, "betas": (0.9, 0.999)}),
+    ("adamw", torch.optim.AdamW, None, {"weight_decay": 0.01}),
+    ("rmsprop", torch.optim.RMSprop, None, {"alpha": 0.9}),
+    ("lbfgs", torch.optim.LBFGS, None, {"line_search_fn": "strong_wolfe", "history_size": 10}),
+]
+
+
+@pytest.mark.parametrize(("name", "cls", "variant", "expected"), OPTIMIZER_CASES)
+def test_every_optimizer_config_composes_and_instantiates(
+    compose_cfg, name, cls, variant, expected
+):
+    cfg = compose_cfg(f"optimizer={name}")
+    validate(cfg)
+    optimizer = instantiate(cfg.optimizer, _convert_="all")([torch.nn.Parameter(torch.ones(3))])
+    assert type(optimizer) is cls
+    group = optimizer.param_groups[0]
+    if variant is not None:
+        assert group["variant"] == variant
+    for key, value in expected.items():
+        got = group[key]
+        assert (tuple(got) if isinstance(got, list | tuple) else got) == value, key
+
+
+def test_optimizer_hyperparameters_can_be_overridden():
+    cfg = compose("optimizer=irprop_plus", "optimizer.lr=0.05", "optimizer.etas=[0.4,1.3]")
+    optimizer = instantiate(cfg.optimizer, _convert_="all")([torch.nn.Parameter(torch.ones(2))])
+    assert optimizer.param_groups[0]["lr"] == 0.05
+    assert tuple(optimizer.param_groups[0]["etas"]) == (0.4, 1.3)
+
+
+@pytest.mark.parametrize("problem", sorted(problem_names()))
+def test_every_problem_config_instantiates_data_and_default_model(compose_cfg, problem):
+    cfg = compose_cfg(f"problem={problem}")
+    validate(cfg)
+    data = instantiate(cfg.problem.data)
+    assert data.name == problem
+    model = instantiate(cfg.model)(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
+    assert model(data.x_val).shape == (len(data.x_val), data.n_outputs)
+    assert cfg.model.kind == cfg.problem.default_model.kind  # model: null -> problem's default
+
+
+@pytest.mark.parametrize(
+    ("overrides", "kind", "hidden"),
+    [
+        (["problem=iris"], "mlp", [16]),
+        (["problem=iris", "model=linear"], "linear", []),
+        (["problem=line", "model=mlp"], "mlp", [16]),
+        (
+            ["problem=line", "model=mlp", "model.hidden=[7,3]", "model.activation=relu"],
+            "mlp",
+            [7, 3],
+        ),
+    ],
+)
+def test_model_group_overrides_the_problem_default(overrides, kind, hidden):
+    cfg = compose(*overrides)
+    assert (cfg.model.kind, list(cfg.model.hidden)) == (kind, hidden)
+    model = instantiate(cfg.model, _convert_="all")(n_inputs=2, n_outputs=2)
+    assert [m.out_features for m in model if isinstance(m, torch.nn.Linear)] == [*hidden, 2]
+
+
+def test_train_and_tracking_defaults():
+    cfg = compose(shrink=False)
+    assert cfg.train.epochs == 200
+    assert cfg.train.batch_size is None
+    assert cfg.optimizer.lr == 0.01
+    assert cfg.optimizer.variant == "irprop-"
+    assert cfg.problem.data.name == "line"
+    assert cfg.tracking.uri in ("sqlite:///mlflow.db",) or cfg.tracking.uri.startswith("sqlite:")
+
+
+def test_tracking_uri_follows_the_environment(monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert compose().tracking.uri == "http://tracking.example:5000"
+    assert compose("tracking.uri=sqlite:///x.db").tracking.uri == "sqlite:///x.db"
+
+
+def test_validation_knows_the_optimizers_variants():
+    assert tuple(RPROP_VARIANTS) == tuple(optim.VARIANTS)
+
+
+BAD_VALUES = [
+    (["optimizer.lr=-1"], "optimizer.lr=-1 is out of range: must be > 0"),
+    (["optimizer.lr=100"], "optimizer.lr=100 is out of range: must be in [1e-06, 50.0]"),
+    (["optimizer.etas=[0.5,0.9]"], "optimizer.etas=[0.5, 0.9] is out of range"),
+    (["optimizer.step_sizes=[1.0,0.1]"], "optimizer.step_sizes=[1.0, 0.1] is out of range"),
+    (["optimizer.variant=rprop*"], "optimizer.variant='rprop*' is out of range"),
+    (["optimizer=momentum", "optimizer.momentum=1.5"], "optimizer.momentum=1.5 is out of range"),
+    (["optimizer=adam", "optimizer.betas=[0.9,1.0]"], "optimizer.betas=[0.9, 1.0] is out of"),
+    (["optimizer=adam", "optimizer.eps=0"], "optimizer.eps=0 is out of range: must be > 0"),
+    (["optimizer=rmsprop", "optimizer.alpha=1"], "optimizer.alpha=1 is out of range"),
+    (["optimizer=lbfgs", "optimizer.history_size=0"], "optimizer.history_size=0 is out"),
+    (["optimizer=lbfgs", "train.batch_size=16"], "must be null (full batch) for L-BFGS"),
+    (["train.epochs=0"], "train.epochs=0 is out of range: must be >= 1"),
+    (["train.batch_size=0"], "train.batch_size=0 is out of range: must be >= 1"),
+    (["train.log_every=0"], "train.log_every=0 is out of range"),
+    (["train.device=tpu"], "train.device='tpu' is out of range"),
+    (["problem.data.val_fraction=1.5"], "problem.data.val_fraction=1.5 is out of range"),
+    (
+        ["problem=iris", "problem.data.val_fraction=0.5", "problem.data.test_fraction=0.5"],
+        "val_fraction + test_fraction=1.0 is out of range",
+    ),
+    (["model=mlp", "model.activation=gelu"], "model.activation='gelu' is out of range"),
+    (["model=mlp", "model.hidden=[0]"], "model.hidden=[0] is out of range"),
+    (["model=linear", "model.hidden=[4]"], "must be [] for a linear model"),
+    (["tracking.max_batch=5000"], "tracking.max_batch=5000 is out of range: must be in [1, 1000]"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), BAD_VALUES)
+def test_out_of_range_values_name_the_field_and_range(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        validate(compose(*overrides))
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+PREFLIGHT_BAD = [
+    (["optimizer=rmsprob"], "unknown optimizer 'rmsprob'; valid optimizers: adam, adamw"),
+    (["problem=mnist"], "unknown problem 'mnist'; valid problems: breast_cancer"),
+    (["optimizer=rprop,adamm"], "unknown optimizer 'adamm'"),
+    (["model=cnn"], "unknown model 'cnn'; valid models: linear, mlp"),
+    (["optimizer.lrr=1"], "Could not override 'optimizer.lrr'"),
+    (["problem=iris", "model.hidden=[32]"], "choose model=mlp or model=linear"),
+    (["optimizer.lr=0.01,-0.5"], "optimizer.lr=-0.5 is out of range"),
+    (["train.epochs=="], "invalid override"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message", "sweep"),
+    [
+        (overrides, message, sweep)
+        for overrides, message in PREFLIGHT_BAD
+        for sweep in (True, False)
+        if sweep or not any("," in o for o in overrides)  # a comma list is a sweep
+    ],
+)
+def test_preflight_rejects_bad_input_in_one_line(overrides, message, sweep):
+    with pytest.raises(ConfigError) as info:
+        preflight(overrides, sweep=sweep)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "n_jobs", "fixed"),
+    [
+        (["sweep=default", "optimizer=rprop"], 30, {"optimizer=rprop"}),
+        (["sweep=default", "optimizer=rprop", "problem=line,iris", "train.seed=0,1"], 4, set()),
+        (
+            ["sweep=default", "optimizer=rprop", "problem=line,iris", "train.seed=0,1",
+             "optimizer.lr=0.01,0.1"],
+            8, set(),
+        ),
+        (["sweep=default"], 12 * 10 * 3, set()),
+        (["optimizer=adam,sgd"], 2, set()),  # --multirun without the grid
+    ],
+)  # fmt: skip
+def test_sweep_jobs_combine_the_grid_with_the_command_line(overrides, n_jobs, fixed):
+    jobs = job_overrides(overrides, sweep=True)
+    assert len(jobs) == n_jobs
+    assert len({tuple(sorted(j)) for j in jobs}) == n_jobs  # all distinct
+    for job in jobs:
+        assert fixed <= set(job)
+
+
+@pytest.mark.parametrize(
+    ("argv", "command", "flags", "overrides"),
+    [
+        ([], "run", [], []),
+        (["optimizer=rprop", "sweep"], "sweep", [], ["optimizer=rprop"]),
+        (["ui", "tracking.ui_port=5001"], "ui", [], ["tracking.ui_port=5001"]),
+        (["--cfg", "job", "problem=iris"], "run", ["--cfg", "job"], ["problem=iris"]),
+        (["-m", "optimizer=adam,sgd", "run"], "run", ["-m"], ["optimizer=adam,sgd"]),
+        (["hydra/launcher=joblib", "sweep"], "sweep", [], ["hydra/launcher=joblib"]),
+    ],
+)
+def test_command_word_may_stand_anywhere(argv, command, flags, overrides):
+    assert split_arguments(argv) == (command, flags, overrides)
+
+
+def test_help_lists_commands_and_group_options():
+    from rprop_bench.cli import help_text
+
+    text = help_text()
+    for word in ("run", "sweep", "ui", "report", *GROUPS, *EXPECTED_OPTIONS["optimizer"]):
+        assert word in text
+
+
+# --- the MLflow writer ----------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_relative_sqlite_paths_resolve_against_the_working_directory(tmp_path):
+    assert resolve_uri("sqlite:///mlflow.db", tmp_path) == f"sqlite:///{tmp_path}/mlflow.db"
+    assert resolve_uri("sqlite:////abs/x.db", tmp_path) == "sqlite:////abs/x.db"
+    assert resolve_uri("http://h:5000", tmp_path) == "http://h:5000"
+
+
+def test_store_checks(tmp_path):
+    check_store(f"sqlite:///{tmp_path}/sub/mlflow.db")  # a new directory is fine
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    with pytest.raises(TrackingError, match="cannot write the MLflow store"):
+        check_store(f"sqlite:///{blocker}/mlflow.db")
+    with pytest.raises(TrackingError, match="is a directory"):
+        check_store(f"sqlite:///{tmp_path}")
+    with pytest.raises(TrackingError, match="file store"):
+        check_store(f"file://{tmp_path}/mlruns")
+    with pytest.raises(TrackingError, match="not reachable"):
+        check_store(f"http://127.0.0.1:{_free_port()}", timeout=1.0)
+
+
+def test_flatten_makes_dotted_params():
+    assert flatten({"a": {"b": {"c": 1}, "d": [1, 2]}, "e": None}) == {
+        "a.b.c": "1",
+        "a.d": "[1, 2]",
+        "e": "None",
+    }
+
+
+@pytest.mark.parametrize(("batch_logging", "max_batch"), [(True, 1000), (True, 7), (False, 1000)])
+def test_recorder_writes_every_metric_in_batches(store_uri, batch_logging, max_batch):
+    uri = store_uri
+    tracker = Tracker(
+        TrackingOptions(uri=uri, experiment="t", batch_logging=batch_logging, max_batch=max_batch)
+    )
+    recorder = tracker.start_run("r", {schema.TAG_PROBLEM: "iris"}, {"train.epochs": "30"})
+    rows = [HistogramRow(e, schema.HISTOGRAM_ALL_LAYERS, 1e-3, 1.8e-3, 4) for e in range(1, 31)]
+    for epoch in range(1, 31):
+        recorder.on_epoch(epoch, {schema.TRAIN_LOSS: 1.0 / epoch, schema.VAL_LOSS: 2.0}, rows[:1])
+    recorder.finish({schema.TEST_LOSS: 0.5})
+    client = MlflowClient(uri)
+    run = client.get_run(recorder.run_id)
+    assert run.info.status == "FINISHED"
+    history = client.get_metric_history(recorder.run_id, schema.TRAIN_LOSS)
+    assert sorted(m.step for m in history) == list(range(1, 31))
+    assert {m.step: m.value for m in history}[4] == 0.25
+    assert run.data.metrics[schema.TEST_LOSS] == 0.5
+    assert run.data.metrics[schema.LOGGING_SECONDS] > 0
+    assert run.data.params == {"train.epochs": "30"}
+    paths = {a.path for a in client.list_artifacts(recorder.run_id, "step_sizes")}
+    assert paths == {schema.ARTIFACT_STEP_HISTOGRAMS, schema.ARTIFACT_STEP_HEATMAP}
+
+
+def test_failed_run_keeps_its_reason(store_uri):
+    uri = store_uri
+    tracker = Tracker(TrackingOptions(uri=uri, experiment="t"))
+    recorder = tracker.start_run("r", {}, {})
+    recorder.on_epoch(1, {schema.TRAIN_LOSS: 1.0}, [])
+    recorder.fail("train loss became nan in epoch 2")
+    run = MlflowClient(uri).get_run(recorder.run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags[schema.TAG_FAILURE_REASON] == "train loss became nan in epoch 2"
+    assert run.data.metrics[schema.TRAIN_LOSS] == 1.0  # what was logged before is kept
+
+
+def test_sweep_parent_creation_is_race_free(tmp_path):
+    uri = new_store(tmp_path / "store")
+    found: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            tracker = Tracker(TrackingOptions(uri=uri, experiment="race"))
+            found.append(tracker.ensure_sweep_parent("sw", tmp_path / "sweep", "sweep sw", {}))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(set(found)) == 1
+    assert len(found) == 4
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("race")
+    parents = client.search_runs(
+        [experiment.experiment_id], f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_SWEEP}'"
+    )
+    assert [p.info.run_id for p in parents] == found[:1]
+    assert Path(tmp_path / "sweep").is_dir()
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_composes_into_valid_sweep_jobs(experiment):
+    jobs = job_overrides([f"experiment={experiment}", "sweep=default"], sweep=True)
+    assert len(jobs) >= 1
+    for job in jobs[:: max(1, len(jobs) // 5)]:  # a spread of the grid, each one validated
+        cfg = compose(*job)
+        validate(cfg)
+        assert cfg.tracking.experiment == experiment

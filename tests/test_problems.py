@@ -1,0 +1,165 @@
+"""The problems and models: shapes, splits, scaling, seeds, and the registry's errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from rprop_bench.models import build_model
+from rprop_bench.problems import (
+    CLASSIFICATION,
+    PROBLEMS,
+    REGRESSION,
+    UnknownProblemError,
+    load_problem,
+    problem_names,
+)
+
+# name, task, n_inputs, n_outputs, n_samples (all splits together)
+CASES = [
+    ("line", REGRESSION, 1, 1, 200),
+    ("iris", CLASSIFICATION, 4, 3, 150),
+    ("wine", CLASSIFICATION, 13, 3, 178),
+    ("breast_cancer", CLASSIFICATION, 30, 2, 569),
+    ("digits", CLASSIFICATION, 64, 10, 1797),
+    ("diabetes", REGRESSION, 10, 1, 442),
+    ("moons", CLASSIFICATION, 2, 2, 400),
+    ("circles", CLASSIFICATION, 2, 2, 400),
+    ("two_spirals", CLASSIFICATION, 2, 2, 194),
+    ("encoder", CLASSIFICATION, 10, 10, 30),
+]
+SPLIT_PROBLEMS = [c[0] for c in CASES if c[0] not in ("line", "encoder")]
+
+
+def test_registry_holds_exactly_the_documented_problems():
+    assert sorted(PROBLEMS) == sorted(c[0] for c in CASES) == problem_names()
+
+
+@pytest.mark.parametrize(("name", "task", "n_inputs", "n_outputs", "n_samples"), CASES)
+def test_shapes_and_task(name, task, n_inputs, n_outputs, n_samples):
+    data = load_problem(name, split_seed=0)
+    assert (data.task, data.n_inputs, data.n_outputs) == (task, n_inputs, n_outputs)
+    total = len(data.x_train) + len(data.x_val) + len(data.x_test)
+    assert total == n_samples
+    for x, y in [
+        (data.x_train, data.y_train),
+        (data.x_val, data.y_val),
+        (data.x_test, data.y_test),
+    ]:
+        assert x.dtype == torch.float32
+        assert x.shape[1] == n_inputs
+        assert len(x) == len(y)
+        if task == CLASSIFICATION:
+            assert y.dtype == torch.int64
+            assert y.ndim == 1
+            assert int(y.max()) < n_outputs
+        else:
+            assert y.dtype == torch.float32
+            assert y.shape[1] == 1
+
+
+@pytest.mark.parametrize("name", SPLIT_PROBLEMS)
+def test_standardised_with_training_statistics_only(name):
+    data = load_problem(name, split_seed=0)
+    x = data.x_train.double()
+    constant = x.std(dim=0, unbiased=False) == 0
+    assert torch.allclose(x.mean(dim=0), torch.zeros(x.shape[1], dtype=x.dtype), atol=1e-5)
+    assert torch.allclose(
+        x.std(dim=0, unbiased=False)[~constant], torch.ones(int((~constant).sum()), dtype=x.dtype),
+        atol=1e-4,
+    )  # fmt: skip
+    # the held-out splits use the training statistics, so they are not exactly standardised
+    assert not torch.allclose(data.x_val.double().mean(dim=0), torch.zeros(x.shape[1]).double())
+
+
+@pytest.mark.parametrize("name", [n for n in SPLIT_PROBLEMS if n != "diabetes"])
+def test_classification_splits_are_stratified(name):
+    data = load_problem(name, split_seed=3)
+    every = torch.cat([data.y_train, data.y_val, data.y_test])
+    overall = torch.bincount(every).double() / len(every)
+    for y in (data.y_train, data.y_val, data.y_test):
+        share = torch.bincount(y, minlength=len(overall)).double() / len(y)
+        # stratification: each class within one sample of its overall share
+        assert torch.all((share - overall).abs() <= 1.0 / len(y) + 1e-9), (name, share, overall)
+
+
+@pytest.mark.parametrize("name", [*SPLIT_PROBLEMS, "line"])
+def test_split_seed_decides_the_split_and_nothing_else_does(name):
+    a = load_problem(name, split_seed=1)
+    b = load_problem(name, split_seed=1)
+    c = load_problem(name, split_seed=2)
+    assert torch.equal(a.x_train, b.x_train)
+    assert torch.equal(a.y_test, b.y_test)
+    assert not torch.equal(a.x_train, c.x_train)
+    # loading data leaves torch's global RNG (which seeds the model) untouched
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    load_problem(name, split_seed=5)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_line_is_the_seed_example_unscaled():
+    data = load_problem("line", split_seed=0, standardize=False, options={"n_samples": 100})
+    assert len(data.x_train) == 100
+    residual = data.y_train - (2 * data.x_train + 3)
+    assert 0.05 < float(residual.std()) < 0.2  # noise 0.1 · N(0, 1)
+    slope, intercept = np.polyfit(data.x_train.numpy().ravel(), data.y_train.numpy().ravel(), 1)
+    assert abs(slope - 2) < 0.05
+    assert abs(intercept - 3) < 0.05
+
+
+def test_diabetes_target_scaling_uses_training_statistics():
+    data = load_problem("diabetes", split_seed=0, standardize_target=True)
+    assert abs(float(data.y_train.mean())) < 1e-5
+    assert abs(float(data.y_train.std(unbiased=False)) - 1) < 1e-4
+    raw = load_problem("diabetes", split_seed=0)
+    assert float(raw.y_train.mean()) > 100  # unscaled disease progression
+
+
+def test_encoder_maps_each_pattern_onto_itself():
+    data = load_problem("encoder", split_seed=0, standardize=False, options={"n": 8})
+    assert torch.equal(data.x_train, torch.eye(8))
+    assert torch.equal(data.y_train, torch.arange(8))
+
+
+def test_unknown_problem_lists_the_valid_ones():
+    with pytest.raises(UnknownProblemError, match="unknown problem 'mnist'") as info:
+        load_problem("mnist")
+    for name in problem_names():
+        assert name in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "hidden", "activation", "n_linear", "act_type"),
+    [
+        ("linear", [], "tanh", 1, None),
+        ("mlp", [8], "tanh", 2, torch.nn.Tanh),
+        ("mlp", [8, 4], "sigmoid", 3, torch.nn.Sigmoid),
+        ("mlp", [5], "relu", 2, torch.nn.ReLU),
+    ],
+)
+def test_build_model(kind, hidden, activation, n_linear, act_type):
+    model = build_model(kind, 3, 2, hidden=hidden, activation=activation)
+    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == n_linear
+    assert [m.out_features for m in linears] == [*hidden, 2]
+    assert linears[0].in_features == 3
+    if act_type is not None:
+        assert sum(isinstance(m, act_type) for m in model) == len(hidden)
+    assert model(torch.zeros(5, 3)).shape == (5, 2)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"kind": "cnn"}, "unknown model kind 'cnn'"),
+        ({"kind": "mlp", "activation": "gelu"}, "unknown activation 'gelu'"),
+        ({"kind": "linear", "hidden": [4]}, "a linear model has no hidden layers"),
+        ({"kind": "mlp", "hidden": [0]}, "layer sizes must be >= 1"),
+    ],
+)
+def test_build_model_rejects(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(n_inputs=2, n_outputs=2, **kwargs)

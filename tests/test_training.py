@@ -1,0 +1,193 @@
+"""The training loop and the step-size diagnostics, on real problems with real optimizers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from harness_helpers import compose
+from hydra.utils import instantiate
+
+from rprop_bench import schema
+from rprop_bench.cli.compose import group_options
+from rprop_bench.diagnostics import HISTOGRAM_EDGES, StepSizeMonitor, histogram_counts
+from rprop_bench.models import build_model
+from rprop_bench.optim import Rprop
+from rprop_bench.problems import load_problem
+from rprop_bench.training import TrainSettings, train
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One torch thread, as the harness uses: tiny models run slower with more (on 2 cores)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _line_setup(seed: int = 0):
+    data = load_problem("line", split_seed=0, standardize=False, options={"n_samples": 100})
+    torch.manual_seed(seed)
+    return data, build_model("linear", 1, 1)
+
+
+@pytest.mark.parametrize("variant", ["irprop-", "irprop+", "rprop+", "rprop-"])
+def test_seed_example_learns_w_2_and_b_3(variant):
+    data, model = _line_setup()
+    optimizer = Rprop(model.parameters(), lr=0.01, variant=variant)
+    result = train(model, data, optimizer, TrainSettings(epochs=200))
+    assert result.status == "finished"
+    assert abs(model[0].weight.item() - 2) < 0.05
+    assert abs(model[0].bias.item() - 3) < 0.05
+
+
+@pytest.mark.parametrize("optimizer_name", group_options("optimizer"))
+def test_every_optimizer_config_trains_through_a_closure(optimizer_name):
+    cfg = compose(f"optimizer={optimizer_name}", "problem=iris")
+    data = instantiate(cfg.problem.data)
+    torch.manual_seed(0)
+    model = instantiate(cfg.model)(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
+    optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
+    losses: list[float] = []
+    result = train(
+        model, data, optimizer, TrainSettings(epochs=15),
+        lambda epoch, m, rows: losses.append(m[schema.TRAIN_LOSS]),
+    )  # fmt: skip
+    assert result.status == "finished"
+    assert len(losses) == 15
+    assert losses[-1] < losses[0], (optimizer_name, losses)
+
+
+def test_logged_epochs_metrics_and_finals():
+    data = load_problem("iris", split_seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", 4, 3, hidden=[8])
+    calls: list[tuple[int, dict, list]] = []
+    result = train(
+        model, data, Rprop(model.parameters()), TrainSettings(epochs=12, log_every=5),
+        lambda epoch, m, rows: calls.append((epoch, m, list(rows))),
+    )  # fmt: skip
+    assert [c[0] for c in calls] == [5, 10, 12]  # every 5th and the last
+    expected = {
+        schema.TRAIN_LOSS, schema.VAL_LOSS, schema.VAL_ACCURACY, schema.GRAD_NORM,
+        schema.WALL_TIME, schema.SIGN_FLIP_FRACTION, schema.AT_MIN_FRACTION,
+        schema.AT_MAX_FRACTION, *schema.STEP_QUANTILES,
+    }  # fmt: skip
+    assert set(calls[0][1]) == expected
+    assert calls[0][1][schema.WALL_TIME] <= calls[-1][1][schema.WALL_TIME]
+    assert {schema.TEST_LOSS, schema.TEST_ACCURACY, schema.FINAL_TRAIN_LOSS} <= set(
+        result.final_metrics
+    )
+    assert result.final_metrics[schema.EPOCHS_RUN] == 12
+    assert math.isclose(result.final_metrics[schema.FINAL_TRAIN_LOSS], calls[-1][1]["train_loss"])
+
+
+@pytest.mark.parametrize(("batch_size", "steps_per_epoch"), [(None, 1), (32, 3), (90, 1), (7, 13)])
+def test_full_batch_by_default_and_mini_batches(batch_size, steps_per_epoch):
+    data = load_problem("iris", split_seed=0)  # 90 training samples
+    model = build_model("linear", 4, 3)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = []
+    original = optimizer.step
+    optimizer.step = lambda closure: steps.append(1) or original(closure)  # type: ignore[method-assign]
+    train(model, data, optimizer, TrainSettings(epochs=2, batch_size=batch_size))
+    assert len(steps) == 2 * steps_per_epoch
+
+
+def test_time_to_target_is_the_first_epoch_at_or_below_target():
+    data, model = _line_setup()
+    losses = {}
+    target = 0.5
+    optimizer = Rprop(model.parameters(), lr=0.01)
+    result = train(
+        model, data, optimizer, TrainSettings(epochs=60, target_loss=target),
+        lambda epoch, m, rows: losses.__setitem__(epoch, m[schema.TRAIN_LOSS]),
+    )  # fmt: skip
+    first = min(e for e, loss in losses.items() if loss <= target)
+    assert result.final_metrics[schema.REACHED_TARGET] == 1.0
+    assert result.final_metrics[schema.EPOCHS_TO_TARGET] == first
+    assert 0 < result.final_metrics[schema.SECONDS_TO_TARGET] <= result.train_seconds
+
+
+def test_unreached_target_is_reported_as_such():
+    data, model = _line_setup()
+    result = train(
+        model, data, Rprop(model.parameters()), TrainSettings(epochs=3, target_loss=1e-9)
+    )
+    assert result.final_metrics[schema.REACHED_TARGET] == 0.0
+    assert schema.EPOCHS_TO_TARGET not in result.final_metrics
+
+
+@pytest.mark.parametrize("lr", [1e10, 1e30])
+def test_nan_or_inf_loss_stops_the_run_with_a_reason(lr):
+    data, model = _line_setup()
+    seen = []
+    result = train(
+        model, data, torch.optim.SGD(model.parameters(), lr=lr), TrainSettings(epochs=50),
+        lambda epoch, m, rows: seen.append(epoch),
+    )  # fmt: skip
+    assert result.diverged
+    assert result.status == "diverged"
+    assert result.epochs_run < 50
+    assert "train loss became" in (result.reason or "")
+    assert any(word in result.reason for word in ("nan", "inf"))
+    assert all(e < result.epochs_run for e in seen)
+
+
+# --- diagnostics ----------------------------------------------------------------------------
+
+
+def test_rprop_steps_are_the_optimizer_step_sizes():
+    data = load_problem("iris", split_seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", 4, 3, hidden=[6])
+    optimizer = Rprop(model.parameters(), lr=0.01, step_sizes=(1e-6, 50.0))
+    rows_seen: list = []
+    metrics_seen: list = []
+    train(
+        model, data, optimizer, TrainSettings(epochs=30),
+        lambda epoch, m, rows: (metrics_seen.append(m), rows_seen.append(rows)),
+    )  # fmt: skip
+    deltas = np.concatenate(
+        [optimizer.state[p]["step_size"].reshape(-1).double().numpy() for p in model.parameters()]
+    )
+    last = metrics_seen[-1]
+    assert math.isclose(last[schema.STEP_MEDIAN], float(np.median(deltas)), rel_tol=1e-6)
+    assert math.isclose(last[schema.STEP_MAX], float(deltas.max()), rel_tol=1e-6)
+    assert math.isclose(last[schema.AT_MIN_FRACTION], float(np.mean(deltas <= 1e-6 * (1 + 1e-6))))
+    # histograms: per layer plus "all"; counts add up to the number of weights
+    rows = rows_seen[-1]
+    layers = {r.layer for r in rows}
+    assert layers == {"0.weight", "0.bias", "2.weight", "2.bias", schema.HISTOGRAM_ALL_LAYERS}
+    total = sum(r.count for r in rows if r.layer == schema.HISTOGRAM_ALL_LAYERS)
+    assert total == deltas.size
+    assert all(r.count > 0 and r.bin_left < r.bin_right for r in rows)
+
+
+def test_non_rprop_steps_are_the_weight_change_of_the_epoch():
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0, 3.0, 0.5]))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    monitor = StepSizeMonitor([("w", weight)], optimizer)
+    for epoch, grad in enumerate([[1.0, 1.0, -1.0, 2.0], [-1.0, 1.0, -1.0, 2.0]], start=1):
+        monitor.start_epoch()
+        weight.grad = torch.tensor(grad)
+        optimizer.step()
+        metrics, rows = monitor.end_epoch(epoch)
+    # second epoch: |Δθ| = 0.1·|g| = (0.1, 0.1, 0.1, 0.2); one of four gradient signs flipped
+    assert math.isclose(metrics[schema.STEP_MIN], 0.1, rel_tol=1e-5)
+    assert math.isclose(metrics[schema.STEP_MAX], 0.2, rel_tol=1e-5)
+    assert metrics[schema.SIGN_FLIP_FRACTION] == 0.25
+    assert schema.AT_MIN_FRACTION not in metrics  # only for the Rprop family
+    assert sum(r.count for r in rows if r.layer == "w") == 4
+
+
+def test_histogram_bins_are_shared_and_clip_out_of_range_steps():
+    counts = histogram_counts(np.array([0.0, 1e-20, 1e-3, 1e5]))
+    assert counts.sum() == 4
+    assert counts[0] == 2
+    assert counts[-1] == 1
+    assert len(counts) == len(HISTOGRAM_EDGES) - 1
