@@ -1,0 +1,493 @@
+"""Pure functions that turn run results into the numbers a report shows.
+
+Everything here takes NumPy arrays or pandas frames and returns new ones: no torch, no MLflow,
+no matplotlib, no files. Shapes are stated in each docstring, in the style of rliable
+(Agarwal et al., 2021, "Deep Reinforcement Learning at the Edge of the Statistical Precipice").
+
+Conventions:
+
+- **Lower is better** for every cost (loss, epochs or seconds to target) unless a function
+  takes ``lower_is_better``.
+- A run that failed or never reached the target has cost ``inf``; ``NaN`` costs are treated as
+  ``inf`` where a function ranks or compares costs.
+- Random resampling takes a ``random_state`` so that results repeat.
+
+References:
+    Dolan & Moré (2002), "Benchmarking optimization software with performance profiles",
+    Math. Programming 91:201-213.
+    Demšar (2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30.
+    Efron & Tibshirani (1993), "An Introduction to the Bootstrap", ch. 13 (percentile interval).
+    Agarwal et al. (2021), NeurIPS: probability of improvement, stratified over tasks.
+    Dahl et al. (2023), "Benchmarking Neural Network Training Algorithms" (AlgoPerf):
+    time-to-target and performance profiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = [
+    "FriedmanResult",
+    "Summary",
+    "as_costs",
+    "average_ranks",
+    "bootstrap_ci",
+    "cd_cliques",
+    "friedman_test",
+    "histogram_grid",
+    "improvement_matrix",
+    "median_iqr",
+    "nemenyi_critical_difference",
+    "performance_profile",
+    "probability_of_improvement",
+    "profile_taus",
+    "rank_matrix",
+    "seed_bands",
+    "summarize",
+    "time_to_target",
+]
+
+
+# --------------------------------------------------------------------------- aggregates
+
+
+def as_costs(values: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Float copy of ``values`` with NaN replaced by ``inf`` (a failed run costs ``inf``)."""
+    arr = np.array(values, dtype=float)
+    arr[np.isnan(arr)] = np.inf
+    return arr
+
+
+def median_iqr(values: np.ndarray | Sequence[float]) -> tuple[float, float, float]:
+    """Median and interquartile range of a 1-D sample.
+
+    Args:
+        values: shape ``(n_runs,)``; NaN entries are ignored.
+
+    Returns:
+        ``(median, q25, q75)`` with linear interpolation (NumPy's default); all NaN when no
+        value is left.
+    """
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return (np.nan, np.nan, np.nan)
+    q25, med, q75 = np.quantile(x, [0.25, 0.5, 0.75])
+    return (float(med), float(q25), float(q75))
+
+
+def bootstrap_ci(
+    values: np.ndarray | Sequence[float],
+    statistic: Callable[..., np.ndarray] = np.median,
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    random_state: int | np.random.Generator | None = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of a statistic (Efron & Tibshirani 1993).
+
+    Args:
+        values: shape ``(n_runs,)``; NaN entries are ignored.
+        statistic: reduces along ``axis=1`` of a ``(n_resamples, n_runs)`` array, e.g.
+            ``np.median`` or ``np.mean``.
+        confidence: coverage of the interval, in (0, 1).
+        n_resamples: number of bootstrap resamples.
+        random_state: seed or generator; the same seed gives the same interval.
+
+    Returns:
+        ``(low, high)``: the ``(1-confidence)/2`` and ``(1+confidence)/2`` quantiles of the
+        statistic over resamples. ``(x, x)`` for a single value, NaN for none.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x = np.asarray(values, dtype=float)
+    x = x[~np.isnan(x)]
+    if x.size == 0:
+        return (np.nan, np.nan)
+    rng = np.random.default_rng(random_state)
+    idx = rng.integers(0, x.size, size=(n_resamples, x.size))
+    resampled = np.asarray(statistic(x[idx], axis=1), dtype=float)
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(resampled, [alpha, 1.0 - alpha])
+    return (float(low), float(high))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Median [IQR] and a bootstrap CI of the median, over the ``n`` non-NaN values."""
+
+    median: float
+    q25: float
+    q75: float
+    ci_low: float
+    ci_high: float
+    n: int
+
+
+def summarize(
+    values: np.ndarray | Sequence[float],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    random_state: int = 0,
+) -> Summary:
+    """:func:`median_iqr` and :func:`bootstrap_ci` of the median of a ``(n_runs,)`` sample."""
+    x = np.asarray(values, dtype=float)
+    med, q25, q75 = median_iqr(x)
+    low, high = bootstrap_ci(
+        x, confidence=confidence, n_resamples=n_resamples, random_state=random_state
+    )
+    return Summary(med, q25, q75, low, high, int(np.count_nonzero(~np.isnan(x))))
+
+
+def seed_bands(
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    value: str,
+    *,
+    step: str = "step",
+    time: str | None = None,
+) -> pd.DataFrame:
+    """Median and interquartile band of a per-epoch value across seeds.
+
+    Args:
+        frame: one row per (run, step): the ``by`` columns, ``step``, ``value`` and, if given,
+            ``time`` (e.g. wall-clock seconds at that step).
+        by: columns that name a curve, e.g. ``["problem", "method"]``; runs sharing them are
+            the seeds aggregated.
+        value: the column to aggregate, e.g. ``"train_loss"``.
+        step: the x column shared by all runs (the epoch).
+        time: when given, also the median of this column at each step, so that a curve can be
+            drawn against wall time (AlgoPerf style: median time vs median value).
+
+    Returns:
+        One row per (``by``..., ``step``) with columns ``n`` (runs with a finite value there),
+        ``median``, ``q25``, ``q75`` and, with ``time``, ``time_median``. Non-finite values
+        (a diverged run) are left out of the band; a report counts those runs as failed.
+    """
+    cols = [*by, step, value] + ([time] if time else [])
+    f = frame[cols].copy()
+    f = f[np.isfinite(f[value].astype(float))]
+    grouped = f.groupby([*by, step], sort=True)[value]
+    out = pd.DataFrame(
+        {
+            "n": grouped.size(),
+            "median": grouped.median(),
+            "q25": grouped.quantile(0.25),
+            "q75": grouped.quantile(0.75),
+        }
+    )
+    if time:
+        out["time_median"] = f.groupby([*by, step], sort=True)[time].median()
+    return out.reset_index()
+
+
+def time_to_target(
+    steps: np.ndarray | Sequence[float],
+    values: np.ndarray | Sequence[float],
+    target: float,
+) -> float:
+    """First step at which a curve reaches ``value <= target`` (AlgoPerf's time-to-result).
+
+    Args:
+        steps: shape ``(n_points,)``, increasing (epochs or seconds).
+        values: shape ``(n_points,)``, e.g. training loss at those steps.
+        target: the value to reach.
+
+    Returns:
+        The step, or ``inf`` when the curve never reaches the target (NaN never does).
+    """
+    s = np.asarray(steps, dtype=float)
+    v = np.asarray(values, dtype=float)
+    hit = np.flatnonzero(v <= target)
+    return float(s[hit[0]]) if hit.size else float(np.inf)
+
+
+# --------------------------------------------------------------------------- profiles
+
+
+def performance_profile(costs: np.ndarray, taus: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Dolan–Moré performance profiles.
+
+    With ``t[p, s]`` the cost of solver ``s`` on problem ``p``, the performance ratio is
+    ``r[p, s] = t[p, s] / min_s t[p, s]`` and the profile is
+    ``rho_s(tau) = |{p : r[p, s] <= tau}| / n_problems`` (Dolan & Moré 2002, eq. 1-2).
+    A failed or never-reaching run has cost ``inf`` (NaN counts as ``inf``) and never counts;
+    a problem no solver solves counts for nobody.
+
+    Args:
+        costs: shape ``(n_problems, n_solvers)``, positive, lower is better.
+        taus: shape ``(n_taus,)``, ratios at which to evaluate, each ``>= 1``.
+
+    Returns:
+        shape ``(n_taus, n_solvers)``: the fraction of problems solved within ``tau`` of the best.
+
+    Raises:
+        ValueError: a cost is ``<= 0`` or ``costs`` is not 2-D.
+    """
+    t = as_costs(costs)
+    if t.ndim != 2:
+        raise ValueError(f"costs must be 2-D (n_problems, n_solvers), got shape {t.shape}")
+    if np.any(t <= 0):
+        raise ValueError("performance profiles need positive costs")
+    best = t.min(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore"):
+        ratios = np.where(np.isfinite(best), t / best, np.inf)
+    tau = np.asarray(taus, dtype=float)
+    return (ratios[None, :, :] <= tau[:, None, None]).mean(axis=1)
+
+
+def profile_taus(costs: np.ndarray, n: int = 200) -> np.ndarray:
+    """A log-spaced grid of ratios from 1 to a bit past the largest finite performance ratio.
+
+    Args:
+        costs: shape ``(n_problems, n_solvers)``, as for :func:`performance_profile`.
+        n: number of points.
+
+    Returns:
+        shape ``(n,)``, starting at exactly 1.
+    """
+    t = as_costs(costs)
+    best = t.min(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = t / best
+    finite = r[np.isfinite(r)]
+    top = max(2.0, 1.1 * float(finite.max())) if finite.size else 2.0
+    return np.geomspace(1.0, top, n)
+
+
+# --------------------------------------------------------------------------- ranks
+
+
+def rank_matrix(scores: np.ndarray, *, lower_is_better: bool = True) -> np.ndarray:
+    """Rank methods within each data set; ties share the average rank (Demšar 2006, §3.2.2).
+
+    Args:
+        scores: shape ``(n_datasets, n_methods)``; NaN counts as the worst score.
+        lower_is_better: rank 1 goes to the lowest score (else the highest).
+
+    Returns:
+        shape ``(n_datasets, n_methods)``, ranks in ``1..n_methods``.
+    """
+    s = np.asarray(scores, dtype=float)
+    s = np.where(np.isnan(s), np.inf if lower_is_better else -np.inf, s)
+    if not lower_is_better:
+        s = -s
+    return stats.rankdata(s, axis=1)
+
+
+def average_ranks(scores: np.ndarray, *, lower_is_better: bool = True) -> np.ndarray:
+    """Mean over data sets of :func:`rank_matrix`; shape ``(n_methods,)``."""
+    return rank_matrix(scores, lower_is_better=lower_is_better).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class FriedmanResult:
+    """Friedman test on ``n`` data sets and ``k`` methods (Demšar 2006, §3.2.2)."""
+
+    statistic: float
+    pvalue: float
+    average_ranks: np.ndarray
+    n_datasets: int
+    n_methods: int
+
+
+def friedman_test(scores: np.ndarray, *, lower_is_better: bool = True) -> FriedmanResult:
+    """Friedman's rank test that all methods perform alike.
+
+    ``chi2_F = 12 N / (k (k+1)) * (sum_j R_j^2 - k (k+1)^2 / 4)`` with ``R_j`` the average
+    ranks, divided by the tie correction ``1 - sum(t^3 - t) / (N k (k^2 - 1))`` as in
+    ``scipy.stats.friedmanchisquare``; ``p = P(chi2_{k-1} >= chi2_F)``.
+
+    Args:
+        scores: shape ``(n_datasets, n_methods)``; NaN counts as the worst score.
+        lower_is_better: see :func:`rank_matrix`.
+
+    Returns:
+        :class:`FriedmanResult`; statistic and p-value are NaN with fewer than 2 methods or
+        data sets, or when every data set is a complete tie.
+    """
+    ranks = rank_matrix(scores, lower_is_better=lower_is_better)
+    n, k = ranks.shape
+    avg = ranks.mean(axis=0)
+    if n < 2 or k < 2:
+        return FriedmanResult(np.nan, np.nan, avg, n, k)
+    chi2 = 12.0 * n / (k * (k + 1)) * (np.sum(avg**2) - k * (k + 1) ** 2 / 4.0)
+    ties = 0.0
+    for row in ranks:
+        _, counts = np.unique(row, return_counts=True)
+        ties += float(np.sum(counts**3 - counts))
+    correction = 1.0 - ties / (n * k * (k * k - 1))
+    if correction <= 0:
+        return FriedmanResult(np.nan, np.nan, avg, n, k)
+    chi2 /= correction
+    return FriedmanResult(float(chi2), float(stats.chi2.sf(chi2, k - 1)), avg, n, k)
+
+
+def nemenyi_critical_difference(n_methods: int, n_datasets: int, alpha: float = 0.05) -> float:
+    """Critical difference of average ranks for the Nemenyi test (Demšar 2006, §3.2.2).
+
+    ``CD = q_alpha * sqrt(k (k+1) / (6 N))`` with ``q_alpha`` the studentized range quantile
+    ``q(1 - alpha; k, inf) / sqrt(2)`` (2.343 for k=3, 2.569 for k=4 at alpha=0.05).
+    """
+    if n_methods < 2 or n_datasets < 1:
+        raise ValueError("need at least 2 methods and 1 data set")
+    q = stats.studentized_range.ppf(1.0 - alpha, n_methods, np.inf) / np.sqrt(2.0)
+    return float(q * np.sqrt(n_methods * (n_methods + 1) / (6.0 * n_datasets)))
+
+
+def cd_cliques(avg_ranks: np.ndarray | Sequence[float], cd: float) -> list[tuple[int, ...]]:
+    """Groups of methods whose average ranks lie within ``cd`` of each other.
+
+    These are the bars of a critical-difference diagram: maximal runs of methods, in rank
+    order, whose best and worst average rank differ by less than ``cd`` (Demšar 2006, Fig. 1).
+    Single methods are not returned.
+
+    Args:
+        avg_ranks: shape ``(n_methods,)``.
+        cd: the critical difference.
+
+    Returns:
+        Tuples of method indices (into ``avg_ranks``), each sorted by rank.
+    """
+    r = np.asarray(avg_ranks, dtype=float)
+    order = np.argsort(r, kind="stable")
+    cliques: list[tuple[int, ...]] = []
+    last_end = -1
+    for i in range(len(order)):
+        j = i
+        while j + 1 < len(order) and r[order[j + 1]] - r[order[i]] < cd:
+            j += 1
+        if j > i and j > last_end:
+            cliques.append(tuple(int(m) for m in order[i : j + 1]))
+            last_end = j
+    return cliques
+
+
+# --------------------------------------------------------------------------- improvement
+
+
+def probability_of_improvement(
+    x: np.ndarray | Sequence[float],
+    y: np.ndarray | Sequence[float],
+    *,
+    lower_is_better: bool = True,
+) -> float:
+    """P(X beats Y): the chance a random run of X is better than a random run of Y.
+
+    ``P = mean over pairs (i, j) of [x_i better than y_j] + 0.5 [x_i == y_j]``, the
+    Mann–Whitney U statistic over ``n_x * n_y`` (Agarwal et al. 2021). NaN counts as the worst
+    value, so a failed run loses to every finished one and ties with another failed one.
+
+    Args:
+        x: shape ``(n_x,)``.
+        y: shape ``(n_y,)``.
+        lower_is_better: "better" means lower.
+
+    Returns:
+        A probability in [0, 1]; NaN if either sample is empty.
+    """
+    sign = 1.0 if lower_is_better else -1.0
+    a = as_costs(sign * np.asarray(x, dtype=float))  # as costs: lower is better, NaN -> inf
+    b = as_costs(sign * np.asarray(y, dtype=float))
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    better = a[:, None] < b[None, :]
+    equal = a[:, None] == b[None, :]
+    return float(np.mean(better + 0.5 * equal))
+
+
+def improvement_matrix(
+    frame: pd.DataFrame,
+    *,
+    method: str = "method",
+    value: str = "value",
+    task: str = "problem",
+    lower_is_better: bool = True,
+    methods: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """P(row method beats column method), averaged over tasks (Agarwal et al. 2021, §4.3).
+
+    Args:
+        frame: one row per run, with the ``method``, ``task`` and ``value`` columns.
+        method, value, task: column names.
+        lower_is_better: see :func:`probability_of_improvement`.
+        methods: row/column order (default: sorted method names).
+
+    Returns:
+        Square frame ``(n_methods, n_methods)``; entry ``[a, b]`` is the mean over tasks where
+        both ran of ``P(a beats b)``; the diagonal is 0.5; NaN if they share no task.
+    """
+    names = list(methods) if methods is not None else sorted(frame[method].unique())
+    out = pd.DataFrame(np.nan, index=names, columns=names, dtype=float)
+    groups = {
+        (t, m): g[value].to_numpy(float) for (t, m), g in frame.groupby([task, method], sort=False)
+    }
+    tasks = frame[task].unique()
+    for a in names:
+        for b in names:
+            ps = [
+                probability_of_improvement(
+                    groups[(t, a)], groups[(t, b)], lower_is_better=lower_is_better
+                )
+                for t in tasks
+                if (t, a) in groups and (t, b) in groups
+            ]
+            if ps:
+                out.loc[a, b] = float(np.mean(ps))
+    return out
+
+
+# --------------------------------------------------------------------------- step sizes
+
+
+def histogram_grid(
+    hist: pd.DataFrame, *, n_bins: int = 60
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step-size histograms of one run as an (epoch × log10 step) count matrix.
+
+    Args:
+        hist: rows of one run and one layer with columns ``epoch``, ``bin_left``,
+            ``bin_right``, ``count`` (the schema's ``HISTOGRAM_COLUMNS``). Bins with a zero
+            count may be left out. A bin with a left edge ``<= 0`` (exact zeros) is placed one
+            decade below its right edge.
+        n_bins: number of log10 bins of the common grid used when the rows' bins do not come
+            from one shared set of edges.
+
+    Returns:
+        ``(epochs, log10_edges, counts)`` with shapes ``(n_epochs,)``, ``(n_edges,)`` and
+        ``(n_epochs, n_edges - 1)``. When every bin is a pair of neighbouring edges in the
+        union of all edges (one shared grid, zero bins omitted), that union is the grid and
+        counts are exact; otherwise each count is placed at its bin's log10 midpoint on
+        ``n_bins`` equal bins spanning the data.
+    """
+    h = hist[hist["count"].notna()]
+    right = h["bin_right"].to_numpy(float)
+    left = h["bin_left"].to_numpy(float)
+    left = np.where(left > 0, left, right / 10.0)
+    ok = (right > 0) & np.isfinite(left) & np.isfinite(right)
+    h = h[ok]
+    lo = np.round(np.log10(left[ok]), 9)
+    hi = np.round(np.log10(right[ok]), 9)
+    epochs = np.unique(h["epoch"].to_numpy())
+    if h.empty:
+        return epochs, np.array([0.0, 1.0]), np.zeros((len(epochs), 1))
+    e_index = np.searchsorted(epochs, h["epoch"].to_numpy())
+    weights = h["count"].to_numpy(float)
+    edges = np.unique(np.concatenate([lo, hi]))
+    b_index = np.searchsorted(edges, lo)
+    shared = bool(np.all(b_index + 1 < len(edges))) and bool(
+        np.all(edges[np.minimum(b_index + 1, len(edges) - 1)] == hi)
+    )
+    if not shared:
+        mid = (lo + hi) / 2.0
+        edges = np.linspace(lo.min(), hi.max(), n_bins + 1)
+        b_index = np.clip(np.searchsorted(edges, mid, side="right") - 1, 0, n_bins - 1)
+    counts = np.zeros((len(epochs), len(edges) - 1))
+    np.add.at(counts, (e_index, b_index), weights)
+    return epochs, edges, counts

@@ -1,0 +1,283 @@
+"""Analysis functions against tiny cases whose answers are worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from rprop_bench import analysis as A
+
+INF = math.inf
+NAN = math.nan
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1, 2, 3, 4, 5], (3.0, 2.0, 4.0)),
+        ([1, 2, 3, 4], (2.5, 1.75, 3.25)),  # linear interpolation
+        ([1, NAN, 3], (2.0, 1.5, 2.5)),  # NaN ignored
+        ([4], (4.0, 4.0, 4.0)),
+    ],
+)
+def test_median_iqr(values, expected):
+    assert A.median_iqr(values) == pytest.approx(expected)
+
+
+def test_median_iqr_of_nothing_is_nan():
+    assert all(math.isnan(v) for v in A.median_iqr([NAN]))
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([7, 7, 7], (7.0, 7.0)),
+        ([5], (5.0, 5.0)),
+        # Resampled medians of [1, 2] are 1 (p=1/4), 1.5 (1/2), 2 (1/4): the 2.5% and 97.5%
+        # quantiles are the extremes.
+        ([1, 2], (1.0, 2.0)),
+    ],
+)
+def test_bootstrap_ci_hand_cases(values, expected):
+    assert A.bootstrap_ci(values, random_state=3) == pytest.approx(expected)
+
+
+def test_bootstrap_ci_repeats_with_a_seed_and_brackets_the_median():
+    x = np.array([3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, 6.0])
+    first = A.bootstrap_ci(x, random_state=42)
+    assert first == A.bootstrap_ci(x, random_state=42)
+    assert first[0] <= np.median(x) <= first[1]
+    assert first[0] >= x.min()
+    assert first[1] <= x.max()
+    narrow = A.bootstrap_ci(x, confidence=0.5, random_state=42)
+    assert first[0] <= narrow[0] <= narrow[1] <= first[1]
+
+
+def test_bootstrap_ci_mean_statistic_of_two_points():
+    # means of resamples of [0, 4] are 0 (1/4), 2 (1/2), 4 (1/4)
+    assert A.bootstrap_ci([0, 4], np.mean, confidence=0.4, random_state=0) == pytest.approx(
+        (2.0, 2.0)
+    )
+
+
+def test_bootstrap_ci_rejects_bad_confidence():
+    with pytest.raises(ValueError, match="confidence"):
+        A.bootstrap_ci([1, 2], confidence=1.5)
+
+
+def test_summarize_counts_only_finite_values():
+    s = A.summarize([1, 2, 3, NAN])
+    assert (s.median, s.q25, s.q75, s.n) == (2.0, 1.5, 2.5, 3)
+    assert s.ci_low <= s.median <= s.ci_high
+
+
+@pytest.mark.parametrize(
+    ("steps", "values", "target", "expected"),
+    [
+        ([1, 2, 3, 4], [5, 3, 1, 0.5], 1.0, 3.0),  # reaching exactly counts
+        ([1, 2, 3, 4], [5, 3, 1, 0.5], 0.1, INF),
+        ([0.5, 1.0, 1.5], [2, 0.1, 5], 0.2, 1.0),  # first hit, even if it goes back up
+        ([1, 2], [NAN, NAN], 1.0, INF),
+    ],
+)
+def test_time_to_target(steps, values, target, expected):
+    assert A.time_to_target(steps, values, target) == expected
+
+
+def test_seed_bands_median_iqr_and_time():
+    frame = pd.DataFrame(
+        {
+            "problem": ["p"] * 6,
+            "method": ["m"] * 6,
+            "run_id": ["a", "b", "c"] * 2,
+            "step": [1, 1, 1, 2, 2, 2],
+            "loss": [1.0, 2.0, 3.0, 1.0, INF, 3.0],
+            "t": [0.1, 0.2, 0.3, 0.4, 0.5, 0.9],
+        }
+    )
+    out = A.seed_bands(frame, ["problem", "method"], "loss", time="t")
+    first, second = out.iloc[0], out.iloc[1]
+    assert (first["n"], first["median"], first["q25"], first["q75"]) == (3, 2.0, 1.5, 2.5)
+    assert first["time_median"] == pytest.approx(0.2)
+    assert (second["n"], second["median"]) == (2, 2.0)  # the diverged run is left out
+    assert second["time_median"] == pytest.approx(0.65)
+
+
+# ----------------------------------------------------------------- performance profiles
+
+
+def test_performance_profile_hand_case():
+    costs = np.array([[1.0, 2.0], [4.0, 2.0], [3.0, INF]])
+    # ratios: [[1, 2], [2, 1], [1, inf]]
+    rho = A.performance_profile(costs, [1.0, 1.5, 2.0, 100.0])
+    expected = np.array([[2 / 3, 1 / 3], [2 / 3, 1 / 3], [1.0, 2 / 3], [1.0, 2 / 3]])
+    np.testing.assert_allclose(rho, expected)
+
+
+def test_performance_profile_unsolved_problem_counts_for_nobody_and_nan_is_inf():
+    costs = np.array([[INF, NAN], [1.0, 2.0]])
+    rho = A.performance_profile(costs, [1.0, 2.0])
+    np.testing.assert_allclose(rho, [[0.5, 0.0], [0.5, 0.5]])
+
+
+def test_performance_profile_rejects_non_positive_costs():
+    with pytest.raises(ValueError, match="positive"):
+        A.performance_profile(np.array([[0.0, 1.0]]), [1.0])
+
+
+def test_profile_taus_start_at_one_and_cover_the_largest_ratio():
+    taus = A.profile_taus(np.array([[1.0, 8.0], [2.0, INF]]), n=50)
+    assert taus[0] == 1.0
+    assert taus[-1] >= 8.0
+    assert np.all(np.diff(taus) > 0)
+
+
+# ----------------------------------------------------------------- ranks
+
+
+def test_rank_matrix_with_ties_and_nan():
+    scores = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 1.0, 2.0], [NAN, 0.5, 0.7]])
+    expected = np.array([[1, 2, 3], [3, 2, 1], [1.5, 1.5, 3], [3, 1, 2]])
+    np.testing.assert_array_equal(A.rank_matrix(scores), expected)
+    np.testing.assert_allclose(A.average_ranks(scores), [8.5 / 4, 6.5 / 4, 9 / 4])
+
+
+def test_rank_matrix_higher_is_better():
+    np.testing.assert_array_equal(
+        A.rank_matrix(np.array([[0.9, 0.8, NAN]]), lower_is_better=False), [[1, 2, 3]]
+    )
+
+
+def test_friedman_hand_case():
+    # Four data sets, every one ranking the methods 1, 2, 3: R = (1, 2, 3),
+    # chi2 = 12*4/(3*4) * (1 + 4 + 9 - 3*16/4) = 8, and with 2 dof p = exp(-8/2).
+    scores = np.array([[0.1, 0.2, 0.3], [1, 5, 9], [2, 3, 4], [0, 1, 2]], dtype=float)
+    res = A.friedman_test(scores)
+    assert res.statistic == pytest.approx(8.0)
+    assert res.pvalue == pytest.approx(math.exp(-4.0))
+    np.testing.assert_allclose(res.average_ranks, [1, 2, 3])
+    assert (res.n_datasets, res.n_methods) == (4, 3)
+
+
+def test_friedman_matches_scipy_with_ties():
+    scores = np.array([[1, 2, 2, 4], [3, 1, 2, 2], [1, 1, 1, 2], [4, 3, 2, 1], [2, 2, 3, 1]])
+    ours = A.friedman_test(scores.astype(float))
+    ref = stats.friedmanchisquare(*scores.T)
+    assert ours.statistic == pytest.approx(ref.statistic)
+    assert ours.pvalue == pytest.approx(ref.pvalue)
+
+
+def test_friedman_degenerate_cases_are_nan():
+    assert math.isnan(A.friedman_test(np.array([[1.0, 2.0]])).pvalue)  # one data set
+    assert math.isnan(A.friedman_test(np.array([[1.0, 1.0], [2.0, 2.0]])).pvalue)  # all ties
+
+
+@pytest.mark.parametrize(
+    ("k", "n", "expected"),
+    [
+        (4, 14, 2.569 * math.sqrt(4 * 5 / (6 * 14))),  # Demšar (2006) §3.2.2 example: 1.25
+        (3, 10, 2.343 * math.sqrt(3 * 4 / (6 * 10))),
+        (2, 5, 1.960 * math.sqrt(2 * 3 / (6 * 5))),
+    ],
+)
+def test_nemenyi_critical_difference_matches_demsar_table(k, n, expected):
+    assert A.nemenyi_critical_difference(k, n) == pytest.approx(expected, abs=2e-3)
+
+
+@pytest.mark.parametrize(
+    ("ranks", "cd", "expected"),
+    [
+        ([1.0, 1.5, 3.0, 3.2], 1.0, [(0, 1), (2, 3)]),
+        ([1.0, 1.8, 2.6], 1.0, [(0, 1), (1, 2)]),  # overlapping groups
+        ([3.0, 1.0, 2.0], 5.0, [(1, 2, 0)]),  # all alike, given in rank order
+        ([1.0, 2.0, 3.0], 0.5, []),  # all different
+    ],
+)
+def test_cd_cliques(ranks, cd, expected):
+    assert A.cd_cliques(ranks, cd) == expected
+
+
+# ----------------------------------------------------------------- improvement
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "lower", "expected"),
+    [
+        # pairs (1,2) win, (1,3) win, (2,2) tie, (2,3) win: 3.5 / 4
+        ([1, 2], [2, 3], True, 0.875),
+        ([2, 3], [1, 2], True, 0.125),
+        ([NAN], [1.0], True, 0.0),  # a failed run loses
+        ([NAN], [NAN], True, 0.5),
+        ([0.9], [0.8], False, 1.0),  # accuracy: higher wins
+        ([NAN], [0.1], False, 0.0),
+    ],
+)
+def test_probability_of_improvement(x, y, lower, expected):
+    assert A.probability_of_improvement(x, y, lower_is_better=lower) == pytest.approx(expected)
+
+
+def test_improvement_matrix_averages_over_tasks():
+    frame = pd.DataFrame(
+        {
+            "problem": ["t1", "t1", "t1", "t1", "t2", "t2", "t3"],
+            "method": ["A", "A", "B", "B", "A", "B", "C"],
+            "value": [1.0, 2.0, 2.0, 3.0, 5.0, 4.0, 1.0],
+        }
+    )
+    m = A.improvement_matrix(frame)
+    assert list(m.index) == ["A", "B", "C"]
+    assert m.loc["A", "B"] == pytest.approx((0.875 + 0.0) / 2)
+    assert m.loc["B", "A"] == pytest.approx((0.125 + 1.0) / 2)
+    assert m.loc["A", "A"] == 0.5
+    assert math.isnan(m.loc["A", "C"])  # no shared task
+
+
+# ----------------------------------------------------------------- histograms
+
+
+def test_histogram_grid_shared_bins():
+    hist = pd.DataFrame(
+        {
+            "epoch": [1, 1, 2, 2],
+            "bin_left": [1e-3, 1e-2, 1e-3, 1e-2],
+            "bin_right": [1e-2, 1e-1, 1e-2, 1e-1],
+            "count": [5, 1, 2, 4],
+        }
+    )
+    epochs, edges, counts = A.histogram_grid(hist)
+    np.testing.assert_array_equal(epochs, [1, 2])
+    np.testing.assert_allclose(edges, [-3, -2, -1])
+    np.testing.assert_array_equal(counts, [[5, 1], [2, 4]])
+
+
+def test_histogram_grid_zero_bins_left_out_and_exact_zeros():
+    # one shared grid 1e-4 .. 1e-1; the zero-count bin [1e-3, 1e-2] is omitted at epoch 1;
+    # a bin [0, 1e-3] (exact zeros) is placed at [1e-4, 1e-3]
+    hist = pd.DataFrame(
+        {
+            "epoch": [1, 1, 2, 2],
+            "bin_left": [1e-4, 1e-2, 0.0, 1e-3],
+            "bin_right": [1e-3, 1e-1, 1e-3, 1e-2],
+            "count": [3, 7, 2, 5],
+        }
+    )
+    epochs, edges, counts = A.histogram_grid(hist)
+    np.testing.assert_array_equal(epochs, [1, 2])
+    np.testing.assert_allclose(edges, [-4, -3, -2, -1])
+    np.testing.assert_array_equal(counts, [[3, 0, 7], [2, 5, 0]])
+
+
+def test_histogram_grid_rebins_inconsistent_bins():
+    # [1e-3, 1e-1] spans the edge 1e-2 of the other bin: no shared grid, so each count goes
+    # to its log10 midpoint on 2 equal bins over [-3, -1]: -2 and -1.5 both fall in [-2, -1]
+    hist = pd.DataFrame(
+        {"epoch": [1, 2], "bin_left": [1e-3, 1e-2], "bin_right": [1e-1, 1e-1], "count": [4, 6]}
+    )
+    epochs, edges, counts = A.histogram_grid(hist, n_bins=2)
+    np.testing.assert_array_equal(epochs, [1, 2])
+    np.testing.assert_allclose(edges, [-3, -2, -1])
+    np.testing.assert_array_equal(counts, [[0, 4], [0, 6]])

@@ -1,0 +1,366 @@
+"""The report, rendered from a real temporary MLflow SQLite store.
+
+The runs are the hand-chosen ones of ``conftest.standard_runs``; the numbers the tables must
+show are worked out by hand in the tests.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import pandas as pd
+import pytest
+from mlflow_runs import XSS_NAME, FakeRun, finals, make_store_factory, standard_runs
+
+from rprop_bench import report, schema
+from rprop_bench.cli import report_command
+
+FIGURES = [
+    "iris_loss_curves",
+    "iris_step_sizes",
+    "line_loss_curves",
+    "line_step_sizes",
+    "performance_profiles",
+    "cd_diagram_final_train_loss",
+    "cd_diagram_test_loss",
+    "cd_diagram_epochs_to_target",
+    "probability_of_improvement",
+    "probability_of_improvement_epochs_to_target",
+    "line_seed_example",
+]
+TABLES = [
+    "iris_final",
+    "line_final",
+    "final_all_problems",
+    "ranks",
+    "probability_of_improvement",
+    "probability_of_improvement_epochs_to_target",
+    "line_fit",
+    "runs",
+]
+
+
+@pytest.fixture(scope="module")
+def store_factory(tmp_path_factory) -> Callable[..., str]:
+    """Make a fresh store: ``store_factory(runs, experiment="exp", sweep=True) -> uri``."""
+    return make_store_factory(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def standard_store(store_factory) -> str:
+    """URI of a store holding :func:`mlflow_runs.standard_runs` in experiment ``exp``."""
+    return store_factory(standard_runs())
+
+
+@pytest.fixture(scope="module")
+def built(standard_store, tmp_path_factory) -> report.Report:
+    out = tmp_path_factory.mktemp("report") / "exp"
+    opts = report.ReportOptions(out=out, formats=("pdf", "png", "svg"), progress=False)
+    return report.build_report(standard_store, "exp", opts)
+
+
+def _table(built: report.Report, name: str) -> pd.DataFrame:
+    return pd.read_csv(built.out / "tables" / f"{name}.csv")
+
+
+def _row(frame: pd.DataFrame, method: str) -> pd.Series:
+    rows = frame[frame["method"] == method]
+    assert len(rows) == 1, f"expected one row for {method}"
+    return rows.iloc[0]
+
+
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.refs: list[tuple[str, str, str]] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for key, value in attrs:
+            if key in ("src", "href", "srcset", "data", "action") and value is not None:
+                self.refs.append((tag, key, value))
+
+
+# ------------------------------------------------------------------ files
+
+
+def test_every_promised_file_exists_and_is_valid(built):
+    from pypdf import PdfReader
+
+    assert built.index_html == built.out / "index.html"
+    assert built.markdown.read_text(encoding="utf-8").startswith("# rprop-bench report: exp")
+    for name in FIGURES:
+        pdf = built.out / "figures" / f"{name}.pdf"
+        assert pdf.read_bytes().startswith(b"%PDF"), name
+        assert len(PdfReader(str(pdf)).pages) == 1
+        image = matplotlib.image.imread(built.out / "figures" / f"{name}.png")
+        assert image.ndim == 3
+        assert min(image.shape[:2]) > 100
+        root = ET.parse(built.out / "figures" / f"{name}.svg").getroot()
+        assert root.tag.endswith("svg")
+    for name in TABLES:
+        assert len(_table(built, name)) > 0, name
+        tex = (built.out / "tables" / f"{name}.tex").read_text(encoding="utf-8")
+        assert "\\toprule" in tex
+        assert "\\bottomrule" in tex
+    md_links = re.findall(r"\]\((figures/[^)]+)\)", built.markdown.read_text(encoding="utf-8"))
+    assert len(md_links) == len(FIGURES)
+    assert all((built.out / link).is_file() for link in md_links)
+    written = {p.name for p in built.figures} | {p.name for p in built.tables}
+    assert {f"{n}.pdf" for n in FIGURES} <= written
+    assert {f"{n}.tex" for n in TABLES} <= written
+
+
+def test_html_is_self_contained_and_parses(built):
+    text = built.index_html.read_text(encoding="utf-8")
+    parser = _Collector()
+    parser.feed(text)
+    parser.close()
+    assert parser.tags.count("img") == len(FIGURES)
+    for tag, key, value in parser.refs:
+        if tag == "img":
+            assert value.startswith("data:image/png;base64,"), value[:40]
+        else:
+            assert value.startswith("#"), (tag, key, value)
+    lowered = text.lower()
+    for scheme in ("http://", "https://", "file:", "//cdn"):
+        assert f'="{scheme}' not in lowered
+    assert "@import" not in lowered
+    assert "url(" not in lowered
+
+
+def test_run_names_from_the_store_are_escaped(built):
+    text = built.index_html.read_text(encoding="utf-8")
+    parser = _Collector()
+    parser.feed(text)
+    assert "script" not in parser.tags  # the injected tag never becomes an element
+    assert "<script>" not in text
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in text
+    md = built.markdown.read_text(encoding="utf-8")
+    assert "<script>" not in md
+
+
+# ------------------------------------------------------------------ numbers
+
+
+def test_final_table_matches_hand_computed_values(built):
+    iris = _table(built, "iris_final")
+    irprop = _row(iris, "irprop+")
+    # test losses 0.1, 0.2, 0.4: median 0.2; q25 = 0.1 + 0.5*0.1, q75 = 0.2 + 0.5*0.2
+    assert irprop["test_loss_median"] == pytest.approx(0.2)
+    assert irprop["test_loss_q25"] == pytest.approx(0.15)
+    assert irprop["test_loss_q75"] == pytest.approx(0.3)
+    assert 0.1 <= irprop["test_loss_ci_low"] <= 0.2 <= irprop["test_loss_ci_high"] <= 0.4
+    # accuracies 0.90, 0.92, 0.94; epochs to target 3, 4, 5; seconds 0.03, 0.04, 0.05
+    assert irprop["test_accuracy_median"] == pytest.approx(0.92)
+    assert irprop["epochs_to_target_median"] == pytest.approx(4.0)
+    assert irprop["epochs_to_target_q25"] == pytest.approx(3.5)
+    assert irprop["seconds_to_target_median"] == pytest.approx(0.04)
+    assert (irprop["n_runs"], irprop["n_failed"], irprop["n_reached_target"]) == (3, 0, 3)
+    adam = _row(iris, "adam")
+    # finished adam runs: 0.3, 0.5; the third FAILED and is counted, not averaged
+    assert adam["test_loss_median"] == pytest.approx(0.4)
+    assert adam["test_loss_q25"] == pytest.approx(0.35)
+    assert adam["test_accuracy_median"] == pytest.approx(0.805)
+    assert (adam["n_runs"], adam["n_failed"], adam["n_reached_target"]) == (3, 1, 0)
+    assert math.isnan(adam["epochs_to_target_median"])
+    line = _table(built, "line_final")
+    assert _row(line, "adam")["test_loss_median"] == pytest.approx(0.05)
+    assert _row(line, "irprop+")["test_r2_median"] == pytest.approx(0.99)
+    combined = _table(built, "final_all_problems")
+    assert len(combined) == 4
+
+
+def test_best_per_problem_is_bold_everywhere(built):
+    html_text = built.index_html.read_text(encoding="utf-8")
+    assert "<b>0.2 [0.15, 0.3]</b>" in html_text  # irprop+ has the lowest iris test loss
+    assert "<b>0.4 [0.35, 0.45]</b>" not in html_text
+    tex = (built.out / "tables" / "iris_final.tex").read_text(encoding="utf-8")
+    assert "\\textbf{0.2 [0.15, 0.3]}" in tex
+    assert "\\textbf{0.92 [0.91, 0.93]}" in tex  # highest accuracy
+    md = built.markdown.read_text(encoding="utf-8")
+    assert "**0.2 [0.15, 0.3]**" in md
+
+
+def test_ranks_and_friedman_by_hand(built):
+    ranks = _table(built, "ranks")
+    assert set(ranks["criterion"]) == {"final training loss", "final test loss", "epochs to target"}
+    for criterion in ("final test loss", "epochs to target"):
+        r = ranks[ranks["criterion"] == criterion]
+        # irprop+ is better on both problems (lower loss; adam never reaches the target):
+        # ranks (1, 1) and (2, 2); chi2 = 12*2/(2*3) * (1 + 4 - 2*9/4) = 2,
+        # p = P(chi2_1 >= 2) = 0.1573
+        assert _row(r, "irprop+")["average_rank"] == 1.0
+        assert _row(r, "adam")["average_rank"] == 2.0
+        assert r["friedman_chi2"].iloc[0] == pytest.approx(2.0)
+        assert r["friedman_p"].iloc[0] == pytest.approx(0.157299, abs=1e-5)
+
+
+def test_probability_of_improvement_by_hand(built):
+    p = _table(built, "probability_of_improvement").set_index("method")
+    # iris: irprop+ {0.1, 0.2, 0.4} vs adam {0.3, 0.5, failed}: 3 + 3 + 2 wins of 9 pairs;
+    # line: every irprop+ loss beats every adam loss. Mean over problems: (8/9 + 1) / 2.
+    assert p.loc["irprop+", "adam"] == pytest.approx((8 / 9 + 1) / 2)
+    assert p.loc["adam", "irprop+"] == pytest.approx((1 / 9 + 0) / 2)
+    assert p.loc["adam", "adam"] == 0.5
+    e = _table(built, "probability_of_improvement_epochs_to_target").set_index("method")
+    # every irprop+ run reaches the target, no adam run does (inf; the failed one NaN)
+    assert e.loc["irprop+", "adam"] == 1.0
+
+
+def test_line_seed_example_table(built):
+    fit = _table(built, "line_fit")
+    irprop = _row(fit, "irprop+")
+    assert irprop["w_median"] == pytest.approx(2.01)  # w = 2.00, 2.01, 2.02
+    assert irprop["b_median"] == pytest.approx(2.99)  # b = 3.00, 2.99, 2.98
+    assert irprop["abs_w_error_median"] == pytest.approx(0.01)
+    assert _row(fit, "adam")["b_median"] == pytest.approx(2.81)
+
+
+def test_failed_run_is_shown_as_failed(built):
+    runs = _table(built, "runs")
+    assert len(runs) == 12  # nothing dropped
+    bad = runs[runs["run_name"] == XSS_NAME].iloc[0]
+    assert bool(bad["failed"])
+    assert bad["status"] == "FAILED"
+    assert "nan" in bad["failure_reason"]
+    assert runs["failed"].sum() == 1
+    text = built.index_html.read_text(encoding="utf-8")
+    assert "loss became nan at epoch 3" in text
+    assert built.n_failed == 1
+
+
+def test_report_is_logged_under_the_sweep_parent(built, standard_store):
+    from mlflow import MlflowClient
+
+    assert built.logged_to_run is not None
+    client = MlflowClient(standard_store)
+    parent = client.get_run(built.logged_to_run)
+    assert parent.data.tags[schema.TAG_RUN_KIND] == schema.RUN_KIND_SWEEP
+    names = {a.path for a in client.list_artifacts(built.logged_to_run, schema.ARTIFACT_REPORT_DIR)}
+    assert f"{schema.ARTIFACT_REPORT_DIR}/index.html" in names
+    assert f"{schema.ARTIFACT_REPORT_DIR}/figures" in names
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def _run_cli(capsys, *overrides: str) -> tuple[int, str]:
+    capsys.readouterr()  # drop what setting up the store printed
+    code = report_command.main(list(overrides))
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def test_cli_writes_the_report(capsys, standard_store, tmp_path):
+    code = report_command.main(
+        [
+            f"tracking.uri={standard_store}",
+            "experiment=exp",
+            f"report.out={tmp_path / 'r'}",
+            "report.formats=[png]",
+            "report.progress=false",
+            "report.log_to_mlflow=false",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "12 runs (1 failed)" in out
+    assert (tmp_path / "r" / "index.html").is_file()
+    assert not list((tmp_path / "r" / "figures").glob("*.pdf"))
+
+
+def test_cli_nonexistent_store(capsys, tmp_path):
+    code, err = _run_cli(capsys, f"tracking.uri=sqlite:///{tmp_path / 'nope.db'}")
+    assert code != 0
+    assert "tracking store not found" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "nope.db").exists()  # not created by accident
+
+
+def test_cli_experiment_without_runs(capsys, tmp_path):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'empty.db'}"
+    MlflowClient(uri).create_experiment("empty", artifact_location=(tmp_path / "a").as_uri())
+    code, err = _run_cli(capsys, f"tracking.uri={uri}", "experiment=empty")
+    assert code != 0
+    assert err == f"rprop-bench report: error: experiment 'empty' has no training runs in {uri}"
+    code, err = _run_cli(capsys, f"tracking.uri={uri}", "experiment=absent")
+    assert code != 0
+    assert "no experiment named 'absent'" in err
+    assert "empty" in err  # lists the experiments that exist
+
+
+def test_cli_runs_lacking_a_metric(capsys, store_factory, tmp_path):
+    runs = [
+        FakeRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0, 0.5]),
+        FakeRun("iris", "adam", "adam", 1, {schema.FINAL_TRAIN_LOSS: 0.4}, [1.0, 0.4]),
+    ]
+    uri = store_factory(runs, experiment="lacking")
+    code, err = _run_cli(
+        capsys, f"tracking.uri={uri}", "experiment=lacking", f"report.out={tmp_path / 'r'}"
+    )
+    assert code != 0
+    assert "1 of 2 finished runs lack metric 'test_loss'" in err
+    assert "adam · iris · seed 1" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_cli_runs_lacking_accuracy(capsys, store_factory, tmp_path):
+    runs = [FakeRun("iris", "adam", "adam", 0, finals(0.3), [1.0, 0.5])]
+    uri = store_factory(runs, experiment="noacc")
+    code, err = _run_cli(
+        capsys, f"tracking.uri={uri}", "experiment=noacc", f"report.out={tmp_path / 'r'}"
+    )
+    assert code != 0
+    assert "problem 'iris'" in err
+    assert "'test_accuracy'" in err
+
+
+def test_cli_bad_override_and_format(capsys, standard_store):
+    code, err = _run_cli(capsys, "no_such_key=1")
+    assert code != 0
+    assert "no_such_key" in err
+    code, err = _run_cli(
+        capsys, f"tracking.uri={standard_store}", "experiment=exp", "report.formats=[gif]"
+    )
+    assert code != 0
+    assert "report.formats" in err
+
+
+def test_report_options_validate():
+    with pytest.raises(Exception, match="confidence"):
+        report.ReportOptions(out=Path("x"), confidence=1.0)
+
+
+def test_cli_runs_lacking_a_loss_history(capsys, store_factory, tmp_path):
+    runs = [
+        FakeRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0, 0.5]),
+        FakeRun("iris", "adam", "adam", 1, finals(0.3, acc=0.9), []),
+    ]
+    uri = store_factory(runs, experiment="nohistory")
+    code, err = _run_cli(
+        capsys,
+        f"tracking.uri={uri}",
+        "experiment=nohistory",
+        f"report.out={tmp_path / 'r'}",
+        "report.progress=false",
+    )
+    assert code != 0
+    assert err.startswith("rprop-bench report: error: 1 of 2 finished runs lack metric history")
+    assert "'train_loss'" in err
+
+
+def test_cli_help_lists_the_keys(capsys):
+    assert report_command.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "experiment=NAME" in out
+    assert "label_params" in out
