@@ -19,7 +19,7 @@ from rprop_bench import schema
 
 
 @dataclass
-class FakeRun:
+class HandRun:
     """One training run to write: its finals, per-epoch losses and how it ended."""
 
     problem: str
@@ -35,7 +35,7 @@ class FakeRun:
     extra_histories: dict[str, list[float]] = field(default_factory=dict)
 
 
-def write_store(root: Path, experiment: str, runs: list[FakeRun], *, sweep: bool = True) -> str:
+def write_store(root: Path, experiment: str, runs: list[HandRun], *, sweep: bool = True) -> str:
     """Write ``runs`` (as children of one sweep parent) into ``root/mlflow.db``; return the URI."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param
@@ -149,12 +149,12 @@ IRIS_IRPROP = [0.1, 0.2, 0.4]
 IRIS_ADAM = [0.3, 0.5]
 
 
-def standard_runs() -> list[FakeRun]:
+def standard_runs() -> list[HandRun]:
     """The hand-chosen runs the report tests check against."""
     runs = []
     for seed, loss in enumerate(IRIS_IRPROP):
         runs.append(
-            FakeRun(
+            HandRun(
                 "iris",
                 "irprop_plus",
                 "irprop+",
@@ -170,7 +170,7 @@ def standard_runs() -> list[FakeRun]:
         )
     for seed, loss in enumerate(IRIS_ADAM):
         runs.append(
-            FakeRun(
+            HandRun(
                 "iris",
                 "adam",
                 "adam",
@@ -180,7 +180,7 @@ def standard_runs() -> list[FakeRun]:
             )
         )
     runs.append(
-        FakeRun(
+        HandRun(
             "iris",
             "adam",
             "adam",
@@ -194,7 +194,7 @@ def standard_runs() -> list[FakeRun]:
     )
     for seed, (li, la) in enumerate(zip([0.01, 0.02, 0.03], [0.05, 0.04, 0.06], strict=True)):
         runs.append(
-            FakeRun(
+            HandRun(
                 "line",
                 "irprop_plus",
                 "irprop+",
@@ -212,7 +212,7 @@ def standard_runs() -> list[FakeRun]:
             )
         )
         runs.append(
-            FakeRun(
+            HandRun(
                 "line",
                 "adam",
                 "adam",
@@ -228,7 +228,7 @@ def standard_runs() -> list[FakeRun]:
 def make_store_factory(tmp_path_factory) -> Callable[..., str]:
     """``factory(runs, experiment="exp", sweep=True) -> uri``, each store in a fresh folder."""
 
-    def make(runs: list[FakeRun], experiment: str = "exp", sweep: bool = True) -> str:
+    def make(runs: list[HandRun], experiment: str = "exp", sweep: bool = True) -> str:
         return write_store(tmp_path_factory.mktemp("store"), experiment, runs, sweep=sweep)
 
     return make

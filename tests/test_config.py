@@ -31,14 +31,7 @@ from rprop_bench.tracking import (
     resolve_uri,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread, as the harness uses: tiny models run slower with more (on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 EXPECTED_OPTIONS = {

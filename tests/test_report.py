@@ -9,14 +9,13 @@ from __future__ import annotations
 import math
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
 from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
 import pandas as pd
 import pytest
-from mlflow_runs import XSS_NAME, FakeRun, finals, make_store_factory, standard_runs
+from mlflow_runs import XSS_NAME, HandRun, finals
 
 from rprop_bench import report, schema
 from rprop_bench.cli import report_command
@@ -44,18 +43,6 @@ TABLES = [
     "line_fit",
     "runs",
 ]
-
-
-@pytest.fixture(scope="module")
-def store_factory(tmp_path_factory) -> Callable[..., str]:
-    """Make a fresh store: ``store_factory(runs, experiment="exp", sweep=True) -> uri``."""
-    return make_store_factory(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def standard_store(store_factory) -> str:
-    """URI of a store holding :func:`mlflow_runs.standard_runs` in experiment ``exp``."""
-    return store_factory(standard_runs())
 
 
 @pytest.fixture(scope="module")
@@ -301,8 +288,8 @@ def test_cli_experiment_without_runs(capsys, tmp_path):
 
 def test_cli_runs_lacking_a_metric(capsys, store_factory, tmp_path):
     runs = [
-        FakeRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0, 0.5]),
-        FakeRun("iris", "adam", "adam", 1, {schema.FINAL_TRAIN_LOSS: 0.4}, [1.0, 0.4]),
+        HandRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0, 0.5]),
+        HandRun("iris", "adam", "adam", 1, {schema.FINAL_TRAIN_LOSS: 0.4}, [1.0, 0.4]),
     ]
     uri = store_factory(runs, experiment="lacking")
     code, err = _run_cli(
@@ -315,7 +302,7 @@ def test_cli_runs_lacking_a_metric(capsys, store_factory, tmp_path):
 
 
 def test_cli_runs_lacking_accuracy(capsys, store_factory, tmp_path):
-    runs = [FakeRun("iris", "adam", "adam", 0, finals(0.3), [1.0, 0.5])]
+    runs = [HandRun("iris", "adam", "adam", 0, finals(0.3), [1.0, 0.5])]
     uri = store_factory(runs, experiment="noacc")
     code, err = _run_cli(
         capsys, f"tracking.uri={uri}", "experiment=noacc", f"report.out={tmp_path / 'r'}"
@@ -343,8 +330,8 @@ def test_report_options_validate():
 
 def test_cli_runs_lacking_a_loss_history(capsys, store_factory, tmp_path):
     runs = [
-        FakeRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0, 0.5]),
-        FakeRun("iris", "adam", "adam", 1, finals(0.3, acc=0.9), []),
+        HandRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0, 0.5]),
+        HandRun("iris", "adam", "adam", 1, finals(0.3, acc=0.9), []),
     ]
     uri = store_factory(runs, experiment="nohistory")
     code, err = _run_cli(

@@ -5,33 +5,26 @@ Subprocesses of ``python -m rprop_bench``, as a user runs them; marked slow.
 
 from __future__ import annotations
 
-import os
 import statistics
 import subprocess
-import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
 import pandas as pd
 import pytest
+from harness_helpers import run_cli
 
 from rprop_bench import schema
 
 pytestmark = pytest.mark.slow
 
 
-def _bench(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run(
-        [sys.executable, "-m", "rprop_bench", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=check,
-    )
+def _bench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m rprop_bench ARGS`` that must succeed; its output shows if it does not."""
+    done = run_cli(*args, cwd=cwd, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -43,15 +36,8 @@ def sweep_and_report(tmp_path_factory) -> tuple[Path, str, Path]:
         cwd, "sweep", "optimizer=irprop_plus,sgd", "problem=line,iris", "train.seed=0,1", *common
     )
     # a run that diverges (SGD with a huge learning rate): FAILED in MLflow
-    diverged = _bench(
-        cwd,
-        "run",
-        "optimizer=sgd",
-        "optimizer.lr=1e6",
-        "problem=line",
-        "train.seed=7",
-        *common,
-        check=False,
+    diverged = run_cli(
+        "run", "optimizer=sgd", "optimizer.lr=1e6", "problem=line", "train.seed=7", *common, cwd=cwd
     )
     assert "FAILED" in diverged.stdout + diverged.stderr
     out = cwd / "reports" / "e2e"
@@ -142,7 +128,7 @@ def test_the_diverged_run_appears_as_failed(sweep_and_report):
 
 def test_report_of_a_missing_experiment_fails_cleanly(sweep_and_report):
     cwd, uri, _ = sweep_and_report
-    done = _bench(cwd, "report", "experiment=nope", f"tracking.uri={uri}", check=False)
+    done = run_cli("report", "experiment=nope", f"tracking.uri={uri}", cwd=cwd)
     assert done.returncode != 0
     assert "no experiment named 'nope'" in done.stderr
     assert "Traceback" not in done.stderr

@@ -2,24 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
-from mlflow_runs import FakeRun, finals, make_store_factory, standard_runs
+from mlflow_runs import HandRun, finals, standard_runs
 
 from rprop_bench import results, schema
-
-
-@pytest.fixture(scope="module")
-def store_factory(tmp_path_factory) -> Callable[..., str]:
-    """Make a fresh store: ``store_factory(runs, experiment="exp", sweep=True) -> uri``."""
-    return make_store_factory(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def standard_store(store_factory) -> str:
-    """URI of a store holding :func:`mlflow_runs.standard_runs` in experiment ``exp``."""
-    return store_factory(standard_runs())
 
 
 @pytest.mark.parametrize(
@@ -69,7 +55,7 @@ def test_latest_sweep_is_the_default_and_all_reads_every_sweep(store_factory, tm
     from mlflow import MlflowClient
 
     uri = store_factory(
-        [FakeRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0])], experiment="two_sweeps"
+        [HandRun("iris", "adam", "adam", 0, finals(0.3, acc=0.9), [1.0])], experiment="two_sweeps"
     )
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("two_sweeps")
@@ -102,7 +88,7 @@ def test_latest_sweep_is_the_default_and_all_reads_every_sweep(store_factory, tm
 
 def test_runs_without_a_sweep_are_read(store_factory):
     uri = store_factory(
-        [FakeRun("wine", "sgd", "sgd", 1, finals(0.5, acc=0.7), [1.0, 0.5])],
+        [HandRun("wine", "sgd", "sgd", 1, finals(0.5, acc=0.7), [1.0, 0.5])],
         experiment="single",
         sweep=False,
     )
@@ -113,7 +99,7 @@ def test_runs_without_a_sweep_are_read(store_factory):
 
 def test_diverged_final_loss_marks_a_run_failed(store_factory):
     uri = store_factory(
-        [FakeRun("wine", "sgd", "sgd", 1, finals(float("inf"), acc=0.1), [1.0])],
+        [HandRun("wine", "sgd", "sgd", 1, finals(float("inf"), acc=0.1), [1.0])],
         experiment="diverged",
     )
     runs = results.load_experiment(uri, "diverged").runs
