@@ -511,6 +511,89 @@ def test_param_groups_behave_like_separate_optimizers(variant: str):
     assert torch.equal(b1, b2)
 
 
+# --------------------------------------------------------------------------- stacked members
+
+MEMBERS = 3
+STACKED_SHAPES = [(MEMBERS, 4, 3), (MEMBERS, 5), (MEMBERS,)]
+
+
+def member_loss(k: int, *params: torch.Tensor) -> torch.Tensor:
+    """Member k's objective: bumpy, and different per member, so their flips and rises differ."""
+    return sum(wavy(p * (1.0 + 0.5 * k)) for p in params)
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_stacked_members_follow_their_own_trajectories_bit_for_bit(
+    variant: str, implementation: dict
+):
+    """S models stacked along dim 0, one loss each: member k moves exactly as it would alone.
+
+    For irprop+ this pins the per-member "did the loss rise" test: a shared scalar loss would
+    undo every member's weights when only one member's loss rose.
+    """
+    torch.manual_seed(0)
+    start = [torch.randn(shape, dtype=torch.float64) for shape in STACKED_SHAPES]
+    stacked = [t.clone().requires_grad_() for t in start]
+    opt = Rprop(stacked, lr=0.3, variant=variant, **implementation)
+
+    def stacked_closure() -> torch.Tensor:
+        opt.zero_grad()
+        losses = torch.stack([member_loss(k, *(p[k] for p in stacked)) for k in range(MEMBERS)])
+        losses.sum().backward()
+        return losses
+
+    alone = []
+    for k in range(MEMBERS):
+        params = [t[k].clone().requires_grad_() for t in start]
+        alone.append((params, Rprop(params, lr=0.3, variant=variant, **implementation)))
+    rises = 0
+    for _ in range(60):
+        losses = opt.step(stacked_closure)
+        for k, (params, alone_opt) in enumerate(alone):
+
+            def closure(k=k, params=params, alone_opt=alone_opt) -> torch.Tensor:
+                alone_opt.zero_grad()
+                loss = member_loss(k, *params)
+                loss.backward()
+                return loss
+
+            assert alone_opt.step(closure).item() == losses[k].item()
+        rises += int(losses.max() > losses.min())  # members disagree: the case that matters
+    for k, (params, _) in enumerate(alone):
+        for together, by_itself in zip(stacked, params, strict=True):
+            assert torch.equal(together[k], by_itself)
+    assert rises > 0
+    if variant == "irprop+":
+        assert opt.state[stacked[0]]["prev_loss"].shape == (MEMBERS,)
+
+
+STACKED_MISUSE = [
+    ([(MEMBERS + 1, 2)], torch.zeros(MEMBERS), "leading dim of size 3"),
+    ([()], torch.zeros(MEMBERS), "leading dim of size 3"),
+    ([(MEMBERS, 2)], torch.zeros(MEMBERS, 2), "1-D tensor of per-member losses"),
+]
+
+
+@pytest.mark.parametrize(("shapes", "loss", "message"), STACKED_MISUSE)
+def test_per_member_losses_that_do_not_fit_the_params_raise(shapes, loss, message):
+    params = [torch.zeros(shape, requires_grad=True) for shape in shapes]
+    opt = Rprop(params, variant="irprop+")
+    for p in params:
+        p.grad = torch.ones_like(p)
+    with pytest.raises(RuntimeError, match=message):
+        opt.step(lambda: loss)
+
+
+def test_a_changed_loss_shape_is_rejected():
+    w = torch.zeros(MEMBERS, 2, requires_grad=True)
+    opt = Rprop([w], variant="irprop+")
+    w.grad = torch.ones_like(w)
+    opt.step(lambda: torch.tensor(1.0))
+    with pytest.raises(RuntimeError, match="earlier steps saw"):
+        opt.step(lambda: torch.zeros(MEMBERS))
+
+
 # --------------------------------------------------------------------------- state dicts
 
 

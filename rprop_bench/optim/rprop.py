@@ -154,6 +154,13 @@ class Rprop(Optimizer):
     re-evaluates the model, calls ``backward()`` and returns the loss; the other variants
     accept a closure and do not need one.
 
+    **Stacked members.** To train S independent copies of a model at once (e.g. S seeds,
+    each parameter stacked along a new leading dim of size S), the closure of ``irprop+`` may
+    return a 1-D tensor of the S members' losses instead of a scalar. Every parameter then
+    needs a leading dim of size S, ``prev_loss`` has shape ``(S,)`` and member k's weights
+    are undone only where member k's loss rose: each member follows exactly the trajectory
+    it would follow alone (the other variants are elementwise and need nothing extra).
+
     Per-parameter state uses torch's names where the meaning is the same (``step``,
     ``prev``, ``step_size``): a state dict of ``torch.optim.Rprop`` loads into
     ``Rprop(variant="irprop-")`` and back. The backtracking variants add ``weight_change``
@@ -244,8 +251,12 @@ class Rprop(Optimizer):
         state_steps: list[Tensor],
         weight_changes: list[Tensor],
         prev_losses: list[Tensor],
+        loss: Tensor | None,
     ) -> bool:
-        """Collect the tensors of one group, creating state lazily; return has_complex."""
+        """Collect the tensors of one group, creating state lazily; return has_complex.
+
+        ``loss`` is the group's E(t) for ``irprop+`` (0-dim, or 1-D per stacked member).
+        """
         variant = group["variant"]
         has_complex = False
         for index, p in enumerate(group["params"]):
@@ -273,10 +284,18 @@ class Rprop(Optimizer):
                 state[STATE_WEIGHT_CHANGE] = torch.zeros_like(
                     p, memory_format=torch.preserve_format
                 )
-            if variant in LOSS_VARIANTS and STATE_PREV_LOSS not in state:
-                state[STATE_PREV_LOSS] = torch.full(
-                    (), math.inf, dtype=torch.float64, device=p.device
-                )
+            if variant in LOSS_VARIANTS:
+                _check_members(index, p, loss)
+                if STATE_PREV_LOSS not in state:
+                    state[STATE_PREV_LOSS] = torch.full(
+                        loss.shape, math.inf, dtype=torch.float64, device=p.device
+                    )
+                elif state[STATE_PREV_LOSS].shape != loss.shape:
+                    raise RuntimeError(
+                        f"parameter {index} of its group: the closure's loss has shape "
+                        f"{tuple(loss.shape)}, but earlier steps saw "
+                        f"{tuple(state[STATE_PREV_LOSS].shape)}"
+                    )
             prevs.append(state[STATE_PREV])
             step_sizes.append(state[STATE_STEP_SIZE])
             state_steps.append(state[STATE_STEP])
@@ -307,15 +326,21 @@ class Rprop(Optimizer):
             state_steps: list[Tensor] = []
             weight_changes: list[Tensor] = []
             prev_losses: list[Tensor] = []
+            variant = group["variant"]
+            current_loss = _loss_tensor(loss, variant) if variant in LOSS_VARIANTS else None
             has_complex = self._init_group(
-                group, params, grads, prevs, step_sizes, state_steps, weight_changes, prev_losses
+                group,
+                params,
+                grads,
+                prevs,
+                step_sizes,
+                state_steps,
+                weight_changes,
+                prev_losses,
+                current_loss,
             )
             if not params:
                 continue
-            variant = group["variant"]
-            current_loss = None
-            if variant in LOSS_VARIANTS:
-                current_loss = _loss_tensor(loss, variant)
             eta_minus, eta_plus = group["etas"]
             size_min, size_max = group["step_sizes"]
             rprop(
@@ -343,7 +368,7 @@ class Rprop(Optimizer):
 
 
 def _loss_tensor(loss: Any, variant: str) -> Tensor:
-    """The loss E(t) as a float64 0-dim tensor (no host sync on accelerators)."""
+    """The loss E(t) as a float64 tensor, 0-dim or 1-D per stacked member (no host sync)."""
     if loss is None:
         raise RuntimeError(
             f"Rprop variant {variant!r} needs the loss at every step: call "
@@ -351,13 +376,31 @@ def _loss_tensor(loss: Any, variant: str) -> Tensor:
             "backward() and returns the loss"
         )
     if isinstance(loss, Tensor):
-        if loss.numel() != 1:
+        if loss.numel() == 1:
+            return loss.detach().reshape(()).to(torch.float64)
+        if loss.dim() != 1:
             raise RuntimeError(
-                f"Rprop variant {variant!r} needs a scalar loss from the closure, "
-                f"got a tensor of shape {tuple(loss.shape)}"
+                f"Rprop variant {variant!r} needs a scalar loss from the closure, or a 1-D "
+                f"tensor of per-member losses for stacked params; got shape {tuple(loss.shape)}"
             )
-        return loss.detach().reshape(()).to(torch.float64)
+        return loss.detach().to(torch.float64)
     return torch.tensor(float(loss), dtype=torch.float64)
+
+
+def _check_members(index: int, param: Tensor, loss: Tensor) -> None:
+    """A 1-D loss of S members needs every parameter stacked along a leading dim of size S."""
+    if loss.dim() == 1 and (param.dim() == 0 or param.shape[0] != loss.shape[0]):
+        raise RuntimeError(
+            f"the closure returned {loss.shape[0]} per-member losses, so every parameter needs "
+            f"a leading dim of size {loss.shape[0]}; parameter {index} of its group has shape "
+            f"{tuple(param.shape)}"
+        )
+
+
+def _loss_rose(loss: Tensor, prev_loss: Tensor, like: Tensor) -> Tensor:
+    """E(t) > E(t−1) as a bool mask that broadcasts against ``like`` (per member if 1-D)."""
+    rose = loss.to(prev_loss.device).gt(prev_loss)
+    return rose.reshape(-1, *([1] * (like.dim() - 1))) if rose.dim() == 1 else rose
 
 
 def _default_foreach(params: Sequence[Tensor]) -> bool:
@@ -474,7 +517,7 @@ def _single_tensor_rprop(
             undo = flipped
         else:
             assert loss is not None
-            undo = flipped.logical_and_(loss.to(param.device).gt(prev_losses[i]))
+            undo = flipped.logical_and_(_loss_rose(loss, prev_losses[i], flipped))
             prev_losses[i].copy_(loss)
         # Where we undo, the change applied this step is −Δw(t−1); elsewhere on a flip it is 0.
         param.add_(torch.where(undo, weight_change.neg(), change))
@@ -547,9 +590,8 @@ def _multi_tensor_rprop(
             undo = flipped
         else:
             assert loss is not None
-            device_loss = loss.to(group_params[0].device)
             undo = [
-                f.logical_and_(device_loss.gt(prev_loss))
+                f.logical_and_(_loss_rose(loss, prev_loss, f))
                 for f, prev_loss in zip(flipped, group_prev_losses, strict=True)
             ]
             for prev_loss in group_prev_losses:
@@ -599,21 +641,28 @@ def _fused_rprop(
             )
             continue
         state_steps[i] += 1
+        # The kernel takes one undo flag per call: stacked members (a 1-D loss) go one
+        # leading-dim slice at a time, each with its own flag.
         if hyper.variant == "irprop+":
             assert loss is not None
-            undo_on_flip = bool(loss > prev_losses[i])
+            undo_flags = loss.gt(prev_losses[i]).tolist()  # a bool, or one per member
             prev_losses[i].copy_(loss)
         else:
-            undo_on_flip = hyper.variant == "rprop+"
-        fused_step(
-            kernel,
-            *tensors[:4],
-            tensors[4] if backtracking else None,
-            eta_minus=hyper.eta_minus,
-            eta_plus=hyper.eta_plus,
-            step_size_min=hyper.step_size_min,
-            step_size_max=hyper.step_size_max,
-            variant=hyper.variant,
-            maximize=hyper.maximize,
-            undo_on_flip=undo_on_flip,
-        )
+            undo_flags = hyper.variant == "rprop+"
+        if isinstance(undo_flags, bool):
+            calls = [(tensors, undo_flags)]
+        else:
+            calls = [([t[k] for t in tensors], flag) for k, flag in enumerate(undo_flags)]
+        for member, undo_on_flip in calls:
+            fused_step(
+                kernel,
+                *member[:4],
+                member[4] if backtracking else None,
+                eta_minus=hyper.eta_minus,
+                eta_plus=hyper.eta_plus,
+                step_size_min=hyper.step_size_min,
+                step_size_max=hyper.step_size_max,
+                variant=hyper.variant,
+                maximize=hyper.maximize,
+                undo_on_flip=undo_on_flip,
+            )
