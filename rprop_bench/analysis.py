@@ -242,8 +242,16 @@ def performance_profile(costs: np.ndarray, taus: np.ndarray | Sequence[float]) -
     return (ratios[None, :, :] <= tau[:, None, None]).mean(axis=1)
 
 
+#: Largest ratio a profile's grid reaches. A best cost of (nearly) zero, e.g. a loss that
+#: reached 0 exactly, makes every other ratio astronomically large (up to 1e308); past 2^30
+#: the profile is flat anyway, and a wider axis only overflows the plot.
+MAX_PROFILE_TAU = 2.0**30
+
+
 def profile_taus(costs: np.ndarray, n: int = 200) -> np.ndarray:
     """A log-spaced grid of ratios from 1 to a bit past the largest finite performance ratio.
+
+    The grid stops at :data:`MAX_PROFILE_TAU`.
 
     Args:
         costs: shape ``(n_problems, n_solvers)``, as for :func:`performance_profile`.
@@ -258,7 +266,7 @@ def profile_taus(costs: np.ndarray, n: int = 200) -> np.ndarray:
         r = t / best
     finite = r[np.isfinite(r)]
     top = max(2.0, 1.1 * float(finite.max())) if finite.size else 2.0
-    return np.geomspace(1.0, top, n)
+    return np.geomspace(1.0, min(top, MAX_PROFILE_TAU), n)
 
 
 # --------------------------------------------------------------------------- ranks

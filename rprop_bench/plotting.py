@@ -143,10 +143,16 @@ def _legend_below(fig: Figure, axes, methods: Sequence[str]) -> None:
         for m in methods
     ]
     if handles:
+        # As many columns as fit the figure's width: long labels (e.g. "irprop+
+        # batch_size=32") would otherwise run off the page. An entry is about 0.45 in of
+        # line and padding plus 0.6 em per character of its label.
+        em = RC["legend.fontsize"] / 72
+        entry = 0.45 + 0.6 * em * max(len(m) for m in methods)
+        fitting = max(1, int(fig.get_figwidth() // entry))
         fig.legend(
             handles=handles,
             loc="outside lower center",
-            ncols=min(len(handles), 6),
+            ncols=min(len(handles), 6, fitting),
             fontsize=RC["legend.fontsize"],
             frameon=False,
         )
@@ -280,7 +286,7 @@ def step_size_panels(
                     labels.append("min / max")
                     fig.legend(handles, labels, loc="outside lower center", ncols=4, frameon=False)
             ax_f.set_ylabel(what)
-            ax_f.set_title(f"{method}: quantiles over weights", loc="left")
+            ax_f.set_title(f"{method}: quantiles of {what}", loc="left")
         # one y range per column, so that variants and the baseline compare at a glance
         lows = [e[0] for _, ep, e, c in heatmaps if np.size(c) and np.size(ep)]
         highs = [e[-1] for _, ep, e, c in heatmaps if np.size(c) and np.size(ep)]
@@ -319,6 +325,8 @@ def performance_profiles(
         fig = _figure(width, 2.3)
         axes = fig.subplots(1, n, squeeze=False)[0]
         for ax, (name, (taus, rho)) in zip(axes, profiles.items(), strict=False):
+            ax.set_xscale("log", base=2)  # before drawing: autoscaling a linear axis first
+            ax.set_xlim(1.0, float(taus[-1]))  # would overflow on huge ratios
             for j, method in enumerate(methods):
                 ax.step(
                     taus,
@@ -328,11 +336,10 @@ def performance_profiles(
                     linestyle=method_linestyle(method),
                     label=method,
                 )
-            ax.set_xscale("log", base=2)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("performance ratio τ")
-            ax.set_ylabel("fraction of problems ρ(τ)")
             ax.set_title(name, loc="left")
+        axes[0].set_ylabel("fraction of problems ρ(τ)")  # shared: once, not over the neighbours
         _legend_below(fig, axes, list(methods))
         return fig
 

@@ -136,6 +136,15 @@ def test_profile_taus_start_at_one_and_cover_the_largest_ratio():
     assert np.all(np.diff(taus) > 0)
 
 
+def test_profile_taus_stop_at_the_cap_when_the_best_cost_is_nearly_zero():
+    tiny = np.finfo(float).tiny
+    taus = A.profile_taus(np.array([[tiny, 1.0], [1.0, 2.0]]))
+    assert taus[-1] == pytest.approx(A.MAX_PROFILE_TAU)
+    rho = A.performance_profile(np.array([[tiny, 1.0], [1.0, 2.0]]), taus)
+    # solver 2 is within 2 of the best on problem 2 only: off the chart on problem 1
+    np.testing.assert_array_equal(rho[-1], [1.0, 0.5])
+
+
 # ----------------------------------------------------------------- ranks
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib.colors import to_hex
 
 from rprop_bench import plotting
@@ -69,3 +70,23 @@ def test_one_column_figures():
     assert plotting.improvement_heatmap(matrix).get_size_inches()[0] == plotting.ONE_COLUMN
     cd = plotting.cd_diagram([1.2, 1.8], ["a", "b"], 0.6, [(0, 1)])
     assert cd.get_size_inches()[0] == plotting.ONE_COLUMN
+
+
+LEGEND_CASES = [
+    ["sgd", "irprop+"],
+    [f"{m} batch_size={b}" for m in KNOWN[:5] for b in ("8", "32", "full")],
+]
+
+
+@pytest.mark.parametrize("methods", LEGEND_CASES, ids=["short", "fifteen_long"])
+def test_performance_profile_legend_stays_inside_the_figure(methods):
+    taus = np.geomspace(1.0, 2.0**30, 20)
+    rho = np.tile(np.linspace(0.0, 1.0, 20)[:, None], (1, len(methods)))
+    fig = plotting.performance_profiles({"final test loss": (taus, rho)}, methods)
+    fig.canvas.draw()
+    inside = fig.bbox.padded(1.0)  # a pixel of slack for rounding
+    (legend,) = fig.legends
+    box = legend.get_window_extent()
+    assert inside.x0 <= box.x0
+    assert box.x1 <= inside.x1
+    assert fig.axes[0].get_xlim() == (1.0, 2.0**30)

@@ -9,7 +9,7 @@ grid, so the same budget. Writes the choice to ``<out>/tuned_learning_rates.csv`
 rate won, on the fresh seeds of ``conf/experiment/vs_baselines.yaml``, into the MLflow
 experiment ``vs_baselines``.
 
-    python experiments/vs_baselines/select_and_rerun.py [--tracking-uri URI] [--run]
+    python experiments/vs_baselines/select_and_rerun.py [--tracking-uri URI] [--run] [OVERRIDES]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,11 @@ def select(runs: pd.DataFrame) -> pd.DataFrame:
     return per_lr.groupby(["problem", "optimizer"], as_index=False).first()
 
 
-def commands(best: pd.DataFrame, tracking_uri: str) -> list[list[str]]:
-    """One ``python -m rprop_bench`` sweep per (optimizer, lr) over the problems it won."""
+def commands(best: pd.DataFrame, tracking_uri: str, extra: Sequence[str] = ()) -> list[list[str]]:
+    """One ``python -m rprop_bench`` sweep per (optimizer, lr) over the problems it won.
+
+    ``extra`` overrides go to every sweep (e.g. ``hydra/launcher=joblib``).
+    """
     out = []
     for (optimizer, lr), g in best.groupby(["optimizer", "lr"], sort=True):
         out.append(
@@ -70,6 +74,7 @@ def commands(best: pd.DataFrame, tracking_uri: str) -> list[list[str]]:
                 f"optimizer.lr={lr:g}",
                 f"problem={','.join(sorted(g['problem']))}",
                 f"tracking.uri={tracking_uri}",
+                *extra,
             ]
         )
     return out
@@ -84,6 +89,9 @@ def main() -> int:
     parser.add_argument("--experiment", default="vs_baselines_tuning")
     parser.add_argument("--out", type=Path, default=Path("reports/vs_baselines"))
     parser.add_argument("--run", action="store_true", help="run the sweeps, not just print them")
+    parser.add_argument(
+        "overrides", nargs="*", help="overrides for every sweep, e.g. hydra/launcher=joblib"
+    )
     args = parser.parse_args()
     try:
         res = results.load_experiment(args.tracking_uri, args.experiment, sweep="all")
@@ -95,7 +103,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     best.to_csv(args.out / "tuned_learning_rates.csv", index=False)
     print(best.to_string(index=False))
-    for cmd in commands(best, args.tracking_uri):
+    for cmd in commands(best, args.tracking_uri, args.overrides):
         print(shlex.join(cmd))
         if args.run:
             subprocess.run(cmd, check=True)
