@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -78,15 +78,14 @@ def loss_function(task: str) -> nn.Module:
     return nn.CrossEntropyLoss() if task == CLASSIFICATION else nn.MSELoss()
 
 
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss_fn: nn.Module
+def output_metrics(
+    out: torch.Tensor, y: torch.Tensor, task: str, loss_fn: nn.Module
 ) -> dict[str, float]:
-    """Loss and accuracy (classification) or R² (regression) of ``model`` on ``(x, y)``.
+    """Loss and accuracy (classification) or R² (regression) of the outputs ``out`` for ``y``.
 
-    Keys are ``loss`` and ``accuracy`` or ``r2``.
+    Keys are ``loss`` and ``accuracy`` or ``r2``. Split from :func:`evaluate` so that a
+    stacked model (:mod:`rprop_bench.seed_batch`) scores each member's outputs the same way.
     """
-    out = model(x)
     result = {"loss": float(loss_fn(out, y))}
     if task == CLASSIFICATION:
         result["accuracy"] = float((out.argmax(dim=1) == y).float().mean())
@@ -97,9 +96,94 @@ def evaluate(
     return result
 
 
-def _grad_norm(model: nn.Module) -> float:
-    norms = [p.grad.detach().norm() for p in model.parameters() if p.grad is not None]
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss_fn: nn.Module
+) -> dict[str, float]:
+    """Loss and accuracy (classification) or R² (regression) of ``model`` on ``(x, y)``.
+
+    Keys are ``loss`` and ``accuracy`` or ``r2``.
+    """
+    return output_metrics(model(x), y, task, loss_fn)
+
+
+def grad_norm(grads: Iterable[torch.Tensor | None]) -> float:
+    """The global L2 norm of ``grads`` (``None`` entries skipped; 0 if there are none)."""
+    norms = [g.detach().norm() for g in grads if g is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+
+
+def is_log_epoch(epoch: int, settings: TrainSettings) -> bool:
+    """Whether ``epoch`` (1-based) is reported: every ``log_every``-th, and the last."""
+    return epoch % settings.log_every == 0 or epoch == settings.epochs
+
+
+def is_histogram_epoch(epoch: int, settings: TrainSettings) -> bool:
+    """Whether a reported ``epoch`` carries step-size histograms (``histogram_every``)."""
+    every = settings.histogram_every
+    return every > 0 and (epoch % every == 0 or epoch == settings.epochs)
+
+
+def epoch_metrics(
+    train_loss: float,
+    val: dict[str, float],
+    first_grad_norm: float,
+    seconds: float,
+    step_metrics: dict[str, float],
+) -> dict[str, float]:
+    """One logged epoch's metrics under the schema's names (``val`` from :func:`evaluate`)."""
+    metrics = {
+        schema.TRAIN_LOSS: train_loss,
+        schema.VAL_LOSS: val["loss"],
+        schema.GRAD_NORM: first_grad_norm,
+        schema.WALL_TIME: seconds,
+        **step_metrics,
+    }
+    if "accuracy" in val:
+        metrics[schema.VAL_ACCURACY] = val["accuracy"]
+    else:
+        metrics[schema.VAL_R2] = val["r2"]
+    return metrics
+
+
+@dataclass
+class TargetClock:
+    """When a run first reached ``target_loss``: the epoch and the training seconds by then."""
+
+    target_loss: float | None
+    epoch: int | None = None
+    seconds: float | None = None
+
+    def update(self, epoch: int, seconds: float, train_loss: float) -> None:
+        """Note ``epoch`` if its training loss is the first at or below the target."""
+        if self.target_loss is not None and self.epoch is None and train_loss <= self.target_loss:
+            self.epoch, self.seconds = epoch, seconds
+
+
+def final_metrics(
+    train_loss: float,
+    test: dict[str, float],
+    epochs: int,
+    seconds: float,
+    target: TargetClock,
+) -> dict[str, float]:
+    """The final metrics under the schema's names (``test`` from :func:`evaluate`)."""
+    final = {
+        schema.FINAL_TRAIN_LOSS: train_loss,
+        schema.TEST_LOSS: test["loss"],
+        schema.EPOCHS_RUN: float(epochs),
+        schema.TRAIN_SECONDS: seconds,
+    }
+    if "accuracy" in test:
+        final[schema.TEST_ACCURACY] = test["accuracy"]
+    else:
+        final[schema.TEST_R2] = test["r2"]
+    if target.target_loss is not None:
+        final[schema.REACHED_TARGET] = float(target.epoch is not None)
+        if target.epoch is not None and target.seconds is not None:
+            final[schema.EPOCHS_TO_TARGET] = float(target.epoch)
+            final[schema.SECONDS_TO_TARGET] = target.seconds
+    return final
 
 
 def _closure(
@@ -117,7 +201,7 @@ def _closure(
         loss = loss_fn(model(xb), yb)
         loss.backward()
         if not grad_norms:
-            grad_norms.append(_grad_norm(model))
+            grad_norms.append(grad_norm(p.grad for p in model.parameters()))
         return loss
 
     return closure
@@ -151,13 +235,11 @@ def train(
     generator = torch.Generator().manual_seed(settings.seed)
     n_train = len(data.x_train)
     seconds = 0.0
-    epochs_to_target: int | None = None
-    seconds_to_target: float | None = None
-    histogram_epochs = settings.histogram_every
+    target = TargetClock(settings.target_loss)
     model.train()
 
     for epoch in range(1, settings.epochs + 1):
-        log_now = epoch % settings.log_every == 0 or epoch == settings.epochs
+        log_now = is_log_epoch(epoch, settings)
         monitor.start_epoch()
         first_grad_norm: list[float] = []
         step_loss = 0.0
@@ -172,9 +254,7 @@ def train(
         seconds += time.perf_counter() - started
 
         if not math.isfinite(step_loss):
-            return TrainResult(
-                "diverged", epoch, seconds, f"train loss became {step_loss} in epoch {epoch}"
-            )
+            return TrainResult("diverged", epoch, seconds, diverged_in(step_loss, epoch))
         need_train_loss = log_now or settings.target_loss is not None
         train_loss = (
             evaluate(model, data.x_train, data.y_train, data.task, loss_fn)["loss"]
@@ -182,53 +262,34 @@ def train(
             else step_loss
         )
         if not math.isfinite(train_loss):
-            return TrainResult(
-                "diverged", epoch, seconds, f"train loss became {train_loss} after epoch {epoch}"
-            )
-        if (
-            settings.target_loss is not None
-            and epochs_to_target is None
-            and train_loss <= settings.target_loss
-        ):
-            epochs_to_target, seconds_to_target = epoch, seconds
+            return TrainResult("diverged", epoch, seconds, diverged_after(train_loss, epoch))
+        target.update(epoch, seconds, train_loss)
 
         if log_now and callback is not None:
-            with_histograms = histogram_epochs > 0 and (
-                epoch % histogram_epochs == 0 or epoch == settings.epochs
+            step_metrics, rows = monitor.end_epoch(
+                epoch, with_histograms=is_histogram_epoch(epoch, settings)
             )
-            step_metrics, rows = monitor.end_epoch(epoch, with_histograms=with_histograms)
             val = evaluate(model, data.x_val, data.y_val, data.task, loss_fn)
-            metrics = {
-                schema.TRAIN_LOSS: train_loss,
-                schema.VAL_LOSS: val["loss"],
-                schema.GRAD_NORM: first_grad_norm[0] if first_grad_norm else 0.0,
-                schema.WALL_TIME: seconds,
-                **step_metrics,
-            }
-            if "accuracy" in val:
-                metrics[schema.VAL_ACCURACY] = val["accuracy"]
-            else:
-                metrics[schema.VAL_R2] = val["r2"]
-            callback(epoch, metrics, rows)
+            grad = first_grad_norm[0] if first_grad_norm else 0.0
+            callback(epoch, epoch_metrics(train_loss, val, grad, seconds, step_metrics), rows)
         else:
             monitor.skip_epoch()
 
-    test = evaluate(model, data.x_test, data.y_test, data.task, loss_fn)
-    final = {
-        schema.FINAL_TRAIN_LOSS: evaluate(model, data.x_train, data.y_train, data.task, loss_fn)[
-            "loss"
-        ],
-        schema.TEST_LOSS: test["loss"],
-        schema.EPOCHS_RUN: float(settings.epochs),
-        schema.TRAIN_SECONDS: seconds,
-    }
-    if "accuracy" in test:
-        final[schema.TEST_ACCURACY] = test["accuracy"]
-    else:
-        final[schema.TEST_R2] = test["r2"]
-    if settings.target_loss is not None:
-        final[schema.REACHED_TARGET] = float(epochs_to_target is not None)
-        if epochs_to_target is not None and seconds_to_target is not None:
-            final[schema.EPOCHS_TO_TARGET] = float(epochs_to_target)
-            final[schema.SECONDS_TO_TARGET] = seconds_to_target
+    final = final_metrics(
+        evaluate(model, data.x_train, data.y_train, data.task, loss_fn)["loss"],
+        evaluate(model, data.x_test, data.y_test, data.task, loss_fn),
+        settings.epochs,
+        seconds,
+        target,
+    )
     return TrainResult("finished", settings.epochs, seconds, final_metrics=final)
+
+
+def diverged_in(loss: float, epoch: int) -> str:
+    """The reason of a run whose closure (step) loss stopped being finite in ``epoch``."""
+    return f"train loss became {loss} in epoch {epoch}"
+
+
+def diverged_after(loss: float, epoch: int) -> str:
+    """The reason of a run whose full training loss stopped being finite after ``epoch``."""
+    return f"train loss became {loss} after epoch {epoch}"
