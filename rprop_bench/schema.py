@@ -69,6 +69,12 @@ TAG_RUN_KIND = "rprop_bench.run_kind"  # RUN_KIND_SWEEP or RUN_KIND_TRAINING
 TAG_SWEEP_ID = "rprop_bench.sweep_id"  # shared by a sweep's parent and all its children
 TAG_FAILURE_REASON = "rprop_bench.failure_reason"  # set on FAILED/KILLED runs
 TAG_RUN_KEY = "rprop_bench.run_key"  # hash of the resolved config (resume support)
+# Liveness of a RUNNING run (resume support): the process that writes it, and when it last
+# wrote. A RUNNING run whose process is gone is dead: a resumed sweep marks it KILLED, redoes it.
+TAG_HOST = "rprop_bench.host"  # socket.gethostname() of the writing process
+TAG_PID = "rprop_bench.pid"  # its process id
+TAG_PROCESS_START = "rprop_bench.process_start"  # its start time (Linux clock ticks), or ""
+TAG_HEARTBEAT = "rprop_bench.heartbeat"  # Unix time of its last write, updated at each flush
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag for nested runs
 
 RUN_KIND_SWEEP = "sweep"

@@ -1,19 +1,25 @@
 """The tracking store's address: resolving it and checking it before any training.
 
-:func:`check_store` probes an HTTP tracking server or checks that a SQLite store's directory
-is writable, and raises :class:`TrackingError` with a one-line message otherwise. This module
-does not import MLflow, so bad input is reported within a second.
+:func:`check_store` probes an HTTP tracking server, or checks that a SQLite store's directory
+is writable and that an existing database file is an MLflow store (not a corrupted file or
+another program's database), and raises :class:`TrackingError` with a one-line message
+otherwise. This module does not import MLflow, so bad input is reported within a second.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 SQLITE_PREFIX = "sqlite:///"
+SQLITE_HEADER = b"SQLite format 3\x00"
+#: Tables every MLflow SQLite store has; a database without them belongs to something else.
+MLFLOW_TABLES = frozenset({"experiments", "runs", "metrics", "tags"})
 
 
 class TrackingError(RuntimeError):
@@ -50,16 +56,57 @@ def artifact_root(uri: str) -> str | None:
     return (db.parent / "mlruns").resolve().as_uri() if db else None
 
 
-def _check_writable_dir(directory: Path, what: str) -> None:
+def check_writable_dir(directory: Path, what: str) -> None:
+    """Create ``directory`` if needed and write a probe file in it; else :class:`TrackingError`.
+
+    Probing beats ``os.access``: it also catches read-only mounts and full disks, and it works
+    for root, whom permission bits do not stop.
+    """
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=directory, prefix=".rprop_bench_probe_"):
             pass
     except OSError as exc:
         raise TrackingError(
-            f"cannot write the MLflow store: {what} {directory} is not writable "
-            f"({exc.strerror or type(exc).__name__})"
+            f"{what} {directory} is not writable ({exc.strerror or type(exc).__name__})"
         ) from exc
+
+
+def _check_writable_store_dir(directory: Path, what: str) -> None:
+    try:
+        check_writable_dir(directory, what)
+    except TrackingError as exc:
+        raise TrackingError(f"cannot write the MLflow store: {exc}") from exc
+
+
+def check_mlflow_database(db: Path) -> None:
+    """Check that an existing SQLite file is an MLflow store; raise :class:`TrackingError` if not.
+
+    Without this, a corrupted file fails deep inside MLflow with a long traceback, and a
+    database of another program silently gets MLflow's tables added to it. An empty file is
+    accepted (MLflow initialises it).
+    """
+    if db.stat().st_size == 0:
+        return
+    with db.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    advice = "move it away or set tracking.uri to another store"
+    if header != SQLITE_HEADER:
+        raise TrackingError(
+            f"{db} is not a SQLite database (corrupted, or another kind of file); {advice}"
+        )
+    try:
+        with contextlib.closing(sqlite3.connect(db, timeout=20)) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise TrackingError(f"{db} is a damaged SQLite database ({exc}); {advice}") from exc
+    tables = {str(name) for (name,) in rows}
+    if tables and not MLFLOW_TABLES.issubset(tables):
+        shown = ", ".join(sorted(tables)[:5])
+        raise TrackingError(
+            f"{db} is not an MLflow store: it is another program's database (tables: {shown}); "
+            f"{advice}"
+        )
 
 
 def _probe_http(uri: str, timeout: float) -> None:
@@ -95,7 +142,8 @@ def check_store(uri: str, timeout: float = 3.0) -> None:
 
     * ``http(s)://``: the server must answer within ``timeout`` seconds.
     * ``sqlite:///``: the database's directory (and the artifact directory beside it) must be
-      writable, and an existing database file too.
+      writable, and an existing database file too; it must be an MLflow store
+      (:func:`check_mlflow_database`).
     * file-store URIs and plain paths are refused (MLflow 3 no longer supports them).
     """
     if uri.startswith(("http://", "https://")):
@@ -105,10 +153,12 @@ def check_store(uri: str, timeout: float = 3.0) -> None:
     if db is not None:
         if db.is_dir():
             raise TrackingError(f"cannot write the MLflow store: {db} is a directory")
-        _check_writable_dir(db.parent, "directory")
+        _check_writable_store_dir(db.parent, "directory")
         if db.exists() and not os.access(db, os.W_OK):
             raise TrackingError(f"cannot write the MLflow store: {db} is read-only")
-        _check_writable_dir(db.parent / "mlruns", "artifact directory")
+        if db.exists():
+            check_mlflow_database(db)
+        _check_writable_store_dir(db.parent / "mlruns", "artifact directory")
         return
     if uri.startswith("file:") or "://" not in uri:
         raise TrackingError(

@@ -10,6 +10,18 @@
   ``flush_seconds`` and at the end, and it writes the artifacts: the step-size histogram CSV
   and heatmap, the composed config, and the data of problem ``line``.
 
+Reliability (see the README, "Reliability"):
+
+* Every call to the store goes through :func:`call_with_retry`: a busy SQLite store
+  ("database is locked", several worker processes writing at once) or an unreachable server is
+  retried with jittered exponential backoff for at most ``retry_seconds``; then
+  :class:`StoreUnavailable` is raised. MLflow's own HTTP retries are turned off (unless the
+  environment sets them), so that bound is the real one.
+* Every training run carries its writer's identity (host, pid, process start time) and a
+  heartbeat, updated at each flush. :func:`run_is_alive` decides from them whether a RUNNING
+  run is still being written; :meth:`Tracker.previous_runs` marks dead ones KILLED, so a run
+  is never left RUNNING and counted as done.
+
 Names of metrics, tags and artifacts come from :mod:`rprop_bench.schema`.
 """
 
@@ -17,16 +29,20 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
+import logging
 import os
+import random
+import socket
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
@@ -48,10 +64,157 @@ except ImportError:  # pragma: no cover - Windows: best effort without a lock
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
 MAX_PARAM_VALUE = 6000  # MLflow's limit for the length of a param value
 _PARENT_LOCK = ".rprop_bench_parent.lock"
+#: Words in an error (or its causes) that mark it as passing: the store is busy or away.
+TRANSIENT_MARKERS = (
+    "database is locked", "database table is locked", "Max retries exceeded",
+    "Connection refused", "Connection aborted", "Connection reset", "RemoteDisconnected",
+    "timed out", "failed with error code 50", "ConnectionError",
+)  # fmt: skip
+#: MLflow's HTTP client retries for minutes by default; ours is bounded by retry_seconds.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "20"}
 __all__ = [
-    "SQLITE_PREFIX", "RunRecorder", "Tracker", "TrackingError", "TrackingOptions",
-    "artifact_root", "check_store", "flatten", "resolve_uri", "sqlite_path",
+    "SQLITE_PREFIX", "PreviousRuns", "RunRecorder", "StoreUnavailable", "Tracker",
+    "TrackingError", "TrackingOptions", "artifact_root", "call_with_retry", "check_store",
+    "flatten", "process_start", "process_tags", "resolve_uri", "run_is_alive", "sqlite_path",
 ]  # fmt: skip
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+# --- retrying a busy or absent store --------------------------------------------------------
+
+
+class StoreUnavailable(TrackingError):
+    """The store stayed busy or unreachable for the whole retry budget."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the store is busy or away."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the cause chain; bounded in case of a cycle
+        if seen is None:
+            return False
+        text = f"{type(seen).__name__}: {seen}"
+        if any(marker in text for marker in TRANSIENT_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+def call_with_retry(call: Callable[[], T], retry_seconds: float, what: str) -> T:
+    """``call()``, retried with jittered exponential backoff while the store is busy or away.
+
+    Why: several worker processes share one SQLite file, and SQLite answers a writer that
+    would deadlock with "database is locked" at once, whatever the busy timeout; a tracking
+    server may restart. Both pass, so waiting loses nothing. Other errors are raised at once.
+
+    Raises:
+        StoreUnavailable: still failing after ``retry_seconds``.
+    """
+    deadline = time.monotonic() + retry_seconds
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if time.monotonic() + delay > deadline:
+                raise StoreUnavailable(
+                    f"the MLflow store stayed unavailable for {retry_seconds:g} s "
+                    f"({what}: {_first_line(exc)})"
+                ) from exc
+            log.info("store busy or away, retrying %s: %s", what, _first_line(exc))
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 2.0)
+
+
+class _RetryingClient:
+    """An :class:`MlflowClient` whose every method goes through :func:`call_with_retry`."""
+
+    def __init__(self, client: MlflowClient, retry_seconds: float) -> None:
+        self._client = client
+        self.retry_seconds = retry_seconds
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # e.g. pickle's probes before ``_client`` exists
+            raise AttributeError(name)
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return call_with_retry(
+                lambda: attribute(*args, **kwargs), self.retry_seconds, f"MlflowClient.{name}"
+            )
+
+        return call
+
+
+# --- liveness of RUNNING runs ---------------------------------------------------------------
+
+
+def process_start(pid: int) -> str | None:
+    """Process ``pid``'s start time in clock ticks since boot (Linux), ``None`` if it is gone
+    or a zombie; ``""`` where there is no ``/proc`` to ask."""
+    if not Path("/proc/self/stat").exists():
+        return ""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def process_tags() -> dict[str, str]:
+    """Tags naming the process that writes a run, and its first heartbeat (schema names)."""
+    return {
+        schema.TAG_HOST: socket.gethostname(),
+        schema.TAG_PID: str(os.getpid()),
+        schema.TAG_PROCESS_START: process_start(os.getpid()) or "",
+        schema.TAG_HEARTBEAT: f"{time.time():.3f}",
+    }
+
+
+def _pid_alive(pid: int, start: str) -> bool:
+    if Path("/proc/self/stat").exists():
+        now = process_start(pid)
+        return now is not None and (not start or now == start)  # same start: not a reused pid
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_is_alive(run: Run, stale_seconds: float, now: float | None = None) -> bool:
+    """Whether a RUNNING run may still be written by a live process.
+
+    The rule: on the host that wrote it, the run is alive while its process (same pid, same
+    start time, not a zombie) exists, except that this very process never counts (it is
+    about to start its own run). From another host, it is alive while its heartbeat (or, for
+    runs without one, its start) is younger than ``stale_seconds``. ``kill -9`` leaves a
+    RUNNING run whose process is gone, so the next sweep sees it dead at once on the same host.
+    """
+    tags = run.data.tags
+    pid = tags.get(schema.TAG_PID, "")
+    if tags.get(schema.TAG_HOST) == socket.gethostname() and pid.isdigit():
+        if int(pid) == os.getpid():
+            return False
+        return _pid_alive(int(pid), tags.get(schema.TAG_PROCESS_START, ""))
+    try:
+        last = float(tags[schema.TAG_HEARTBEAT])
+    except (KeyError, ValueError):
+        last = (run.info.start_time or 0) / 1000
+    return (time.time() if now is None else now) - last < stale_seconds
 
 
 # --- params ---------------------------------------------------------------------------------
@@ -89,6 +252,9 @@ class TrackingOptions:
         max_batch: metrics per ``log_batch`` call (MLflow allows at most 1000).
         histograms: write the step-size histogram CSV.
         heatmap: write the step-size heatmap figure.
+        retry_seconds: how long a busy or unreachable store is retried before giving up.
+        stale_seconds: a RUNNING run from another host without a heartbeat for this long is
+            dead (runs from this host are judged by their process instead).
     """
 
     uri: str
@@ -98,6 +264,8 @@ class TrackingOptions:
     max_batch: int = 1000
     histograms: bool = True
     heatmap: bool = True
+    retry_seconds: float = 30.0
+    stale_seconds: float = 300.0
 
 
 class RunRecorder:
@@ -106,7 +274,7 @@ class RunRecorder:
     ``seconds`` accumulates the time spent writing to MLflow (and making the artifacts).
     """
 
-    def __init__(self, client: MlflowClient, run_id: str, options: TrackingOptions) -> None:
+    def __init__(self, client: Any, run_id: str, options: TrackingOptions) -> None:
         self.client = client
         self.run_id = run_id
         self.options = options
@@ -146,8 +314,10 @@ class RunRecorder:
     def _flush(self) -> None:
         size = max(1, min(self.options.max_batch, 1000))
         while self._buffer:
-            chunk, self._buffer = self._buffer[:size], self._buffer[size:]
-            self.client.log_batch(self.run_id, metrics=chunk)
+            chunk = self._buffer[:size]
+            heartbeat = [RunTag(schema.TAG_HEARTBEAT, f"{time.time():.3f}")]
+            self.client.log_batch(self.run_id, metrics=chunk, tags=heartbeat)
+            del self._buffer[: len(chunk)]  # only once written: a failed write keeps them
         self._last_flush = time.monotonic()
 
     def flush(self) -> None:
@@ -214,6 +384,19 @@ class RunRecorder:
         """Whether :meth:`finish` or :meth:`fail` has run."""
         return self._ended
 
+    def unsent_metrics(self) -> list[tuple[str, float, int]]:
+        """The buffered metrics not yet written, as ``(key, value, step)``."""
+        return [(m.key, m.value, m.step) for m in self._buffer]
+
+
+@dataclass(frozen=True)
+class PreviousRuns:
+    """What the store already holds for one run key (see :meth:`Tracker.previous_runs`)."""
+
+    finished: str | None = None  # the id of a FINISHED run, if any
+    running: str | None = None  # the id of a RUNNING run whose process is alive, if any
+    reaped: list[str] = field(default_factory=list)  # dead RUNNING runs, now marked KILLED
+
 
 class Tracker:
     """An open MLflow store and experiment: creates runs and sweep parents.
@@ -236,13 +419,19 @@ class Tracker:
             tracker = cls._open[key] = cls(options)
         else:
             tracker.options = options
+            tracker.client.retry_seconds = options.retry_seconds
         return tracker
 
     def __init__(self, options: TrackingOptions) -> None:
         self.options = options
         self._parents: dict[str, str] = {}
+        if options.uri.startswith(("http://", "https://")):
+            for name, value in _HTTP_DEFAULTS.items():
+                os.environ.setdefault(name, value)
         try:
-            self.client = MlflowClient(tracking_uri=options.uri)
+            self.client: Any = _RetryingClient(
+                MlflowClient(tracking_uri=options.uri), options.retry_seconds
+            )
             self.experiment_id = self._experiment_id()
         except MlflowException as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -274,7 +463,7 @@ class Tracker:
     ) -> RunRecorder:
         """Create a run (nested under ``parent_run_id`` if given) with its tags and params."""
         started = time.perf_counter()
-        all_tags = dict(tags)
+        all_tags = {**tags, **process_tags()}
         if parent_run_id:
             all_tags[schema.TAG_PARENT_RUN_ID] = parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
@@ -285,6 +474,42 @@ class Tracker:
         recorder = RunRecorder(self.client, run_id, self.options)
         recorder.seconds += time.perf_counter() - started
         return recorder
+
+    def previous_runs(self, run_key: str) -> PreviousRuns:
+        """Look up the training runs with ``run_key``; mark the dead RUNNING ones KILLED.
+
+        A resumed sweep skips a key with a FINISHED run (or a live RUNNING one elsewhere) and
+        redoes every other. Marking the dead ones KILLED, with the reason, means no run stays
+        RUNNING forever and none can be mistaken for a result.
+        """
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.`{schema.TAG_RUN_KEY}` = '{run_key}' and "
+                f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_TRAINING}'"
+            ),
+            max_results=1000,
+            order_by=["attributes.start_time ASC"],
+        )
+        finished = running = None
+        reaped: list[str] = []
+        for run in runs:
+            status, run_id = run.info.status, run.info.run_id
+            if status == "FINISHED":
+                finished = finished or run_id
+            elif status == "RUNNING" and run_is_alive(run, self.options.stale_seconds):
+                running = running or run_id
+            elif status == "RUNNING":
+                self._mark_dead(run)
+                reaped.append(run_id)
+        return PreviousRuns(finished, running, reaped)
+
+    def _mark_dead(self, run: Run) -> None:
+        tags = run.data.tags
+        writer = f"{tags.get(schema.TAG_HOST, '?')} pid {tags.get(schema.TAG_PID, '?')}"
+        reason = f"its process died ({writer}); marked KILLED by a later sweep"
+        self.client.set_tag(run.info.run_id, schema.TAG_FAILURE_REASON, reason)
+        self.client.set_terminated(run.info.run_id, status="KILLED")
 
     def find_sweep_parent(self, sweep_id: str) -> str | None:
         """The run id of the parent of sweep ``sweep_id``, if it exists."""
@@ -300,12 +525,19 @@ class Tracker:
         return runs[0].info.run_id if runs else None
 
     def ensure_sweep_parent(
-        self, sweep_id: str, lock_dir: Path, run_name: str, tags: Mapping[str, str]
+        self,
+        sweep_id: str,
+        lock_dir: Path,
+        run_name: str,
+        tags: Mapping[str, str],
+        *,
+        reopen: bool = False,
     ) -> str:
         """Find or create the parent run of sweep ``sweep_id``; return its run id.
 
         Processes of one sweep (e.g. joblib workers) serialise on a lock file in ``lock_dir``
-        (the sweep's output directory), so exactly one parent is created.
+        (the sweep's output directory), so exactly one parent is created. A resumed sweep
+        (same id) finds its old parent; ``reopen`` marks it RUNNING again.
         """
         if sweep_id in self._parents:
             return self._parents[sweep_id]
@@ -316,6 +548,8 @@ class Tracker:
             try:
                 found = self.find_sweep_parent(sweep_id)
                 if found:
+                    if reopen:
+                        self.client.update_run(found, status="RUNNING")
                     self._parents[sweep_id] = found
                     return found
                 all_tags = {

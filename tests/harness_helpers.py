@@ -8,10 +8,17 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TypeVar
 
 from omegaconf import DictConfig
 
@@ -43,18 +50,104 @@ def new_store(directory: Path) -> str:
     return f"sqlite:///{directory / 'mlflow.db'}"
 
 
+T = TypeVar("T")
+
+
+def _cli_env(env: dict[str, str] | None) -> dict[str, str]:
+    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    full_env.update(env or {})
+    return full_env
+
+
 def run_cli(
     *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 240
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python -m rprop_bench ARGS`` in ``cwd`` and capture its output."""
-    full_env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "rprop_bench", *args],
         cwd=cwd,
-        env=full_env,
+        env=_cli_env(env),
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
     )
+
+
+def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """Start ``python -m rprop_bench ARGS`` in ``cwd`` without waiting (output to pipes).
+
+    It leads its own process group, as a command started from a shell does, so that
+    :func:`stop_group` reaches its worker processes too.
+    """
+    return subprocess.Popen(
+        [sys.executable, "-m", "rprop_bench", *args],
+        cwd=cwd,
+        env=_cli_env(env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``probe`` every 0.1 s until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = probe()
+        if found:
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+@contextmanager
+def mlflow_server(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend and artifacts in ``directory``).
+
+    Yields its URI and process; stops it by its own process group at the end.
+    """
+    port = free_port()
+    directory.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1", "--backend-store-uri", new_store(directory / "backend"),
+        "--artifacts-destination", (directory / "artifacts").as_uri(),
+    ]  # fmt: skip
+    server = subprocess.Popen(
+        command,
+        cwd=directory,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,  # its own process group: stopping it stops its workers too
+    )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: server.poll() is None and _answers(f"{uri}/health"), 90, "mlflow server")
+        yield uri, server
+    finally:
+        stop_group(server)
+
+
+def stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the process group that ``process`` leads (if alive) and reap it."""
+    if process.poll() is None:
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+    process.wait(timeout=30)

@@ -10,13 +10,16 @@ The command word may stand anywhere among the Hydra overrides
 * ``report`` and ``bench``: dispatched to their own modules.
 
 Before Hydra starts any job, every job's config is composed and validated and the tracking
-store is checked, so bad input costs one line on stderr and a non-zero exit, no traceback.
+store and the working directory are checked, so bad input costs one line on stderr and a
+non-zero exit, no traceback. Ctrl-C or SIGTERM marks the current run KILLED (its buffered
+metrics written) and exits with 128 + the signal number; the same sweep command resumes.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,6 +39,8 @@ _MULTIRUN_FLAGS = {"--multirun", "-m"}
 
 EXIT_BAD_INPUT = 2
 SWEEP_SIZE_ENV = "RPROP_BENCH_SWEEP_SIZE"
+#: Overrides that move Hydra's output directories away from the working directory.
+_OUTPUT_DIR_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=")
 
 
 def split_arguments(args: Sequence[str]) -> tuple[str, list[str], list[str]]:
@@ -134,21 +139,44 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
             overrides = [*overrides, "sweep=default"]
         if sweep and not any(f in _MULTIRUN_FLAGS for f in flags):
             flags = [*flags, "--multirun"]
-        jobs, first = preflight(overrides, sweep=sweep)
+        jobs, configs = preflight(overrides, sweep=sweep)
     except ConfigError as exc:
         return _error(str(exc))
 
-    from rprop_bench.store import TrackingError, check_store, resolve_uri
+    from rprop_bench.cli.job import SWEEP_ID_ENV, run_key, sweep_id_of
+    from rprop_bench.store import TrackingError, check_store, check_writable_dir, resolve_uri
 
+    first = configs[0]
     uri = resolve_uri(str(first.tracking.uri), Path.cwd())
     try:
+        if not any(o.startswith(_OUTPUT_DIR_KEYS) for o in overrides):
+            check_writable_dir(Path.cwd(), "cannot write Hydra's outputs: the working directory")
         check_store(uri, timeout=float(first.tracking.check_timeout_seconds))
     except TrackingError as exc:
         return _error(str(exc))
     if sweep:
         print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
         os.environ[SWEEP_SIZE_ENV] = str(len(jobs))  # for the jobs' "[3/30]" progress lines
-    return _run_hydra(flags, overrides)
+        os.environ[SWEEP_ID_ENV] = sweep_id_of(run_key(cfg) for cfg in configs)
+    return _run_interruptible(flags, overrides)
+
+
+def _run_interruptible(flags: list[str], overrides: list[str]) -> int:
+    """:func:`_run_hydra`, turning Ctrl-C and SIGTERM into one line and 128 + the signal."""
+    from rprop_bench.cli.job import Interrupted, install_sigterm_handler
+
+    install_sigterm_handler()
+    try:
+        return _run_hydra(flags, overrides)
+    except KeyboardInterrupt as exc:
+        signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        print(
+            f"error: interrupted by {signal.Signals(signum).name}; a run in progress is marked "
+            f"KILLED with its metrics so far; run the same command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 128 + signum
 
 
 def _ui(overrides: list[str]) -> int:

@@ -2,8 +2,10 @@
 
 ``conf/config.yaml`` registers :class:`SweepParentCallback`. When a multirun starts (in the
 main process, before any job), it creates the sweep's parent run; each job, in this process
-or a joblib worker, finds that parent by the sweep id (derived from the sweep directory) and
-nests under it. When the multirun ends, the parent is marked FINISHED and a summary printed.
+or a joblib worker, finds that parent by the sweep id and nests under it. When the multirun
+ends, the parent is marked FINISHED and a summary printed. The sweep id comes from the jobs'
+run keys (see :func:`rprop_bench.cli.job.sweep_id_of`), so the same sweep run again (resumed
+after a crash) finds its parent run and opens it again.
 """
 
 from __future__ import annotations
@@ -26,16 +28,25 @@ class SweepParentCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Create the sweep's parent run before the first job starts."""
+        from rprop_bench.store import TrackingError
+
+        try:
+            self._start(config)
+        except TrackingError as exc:  # e.g. a store MLflow cannot open: one line, no traceback
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+
+    def _start(self, config: DictConfig) -> None:
         from rprop_bench import schema, tracking
-        from rprop_bench.cli.job import PROGRAM, git_commit, sweep_id_for
+        from rprop_bench.cli.job import PROGRAM, git_commit, sweep_id_for, tracking_options
 
         cwd = Path.cwd()
         sweep_dir = (cwd / str(config.hydra.sweep.dir)).resolve()
         sweep_id = sweep_id_for(sweep_dir)
-        uri = tracking.resolve_uri(str(config.tracking.uri), cwd)
-        self._tracker = tracking.Tracker.open(
-            tracking.TrackingOptions(uri=uri, experiment=str(config.tracking.experiment))
-        )
+        options = tracking_options(config, cwd)
+        uri = options.uri
+        self._tracker = tracking.Tracker.open(options)
+        resumed = self._tracker.find_sweep_parent(sweep_id) is not None
         overrides = [str(o) for o in config.hydra.overrides.task]
         shown = " ".join(o for o in overrides if not o.startswith("sweep=")) or "default grid"
         tags = {
@@ -44,9 +55,14 @@ class SweepParentCallback(Callback):
             schema.TAG_GIT_COMMIT: git_commit(),
         }
         self._parent_run_id = self._tracker.ensure_sweep_parent(
-            sweep_id, sweep_dir, f"sweep · {shown} · {sweep_dir.parent.name} {sweep_dir.name}", tags
+            sweep_id,
+            sweep_dir,
+            f"sweep · {shown} · {sweep_dir.parent.name} {sweep_dir.name}",
+            tags,
+            reopen=True,
         )
-        print(f"sweep {sweep_id}: parent run {self._parent_run_id} in {uri}", flush=True)
+        how = "resuming parent run" if resumed else "parent run"
+        print(f"sweep {sweep_id}: {how} {self._parent_run_id} in {uri}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Mark the parent run FINISHED and print how the children ended."""

@@ -134,8 +134,8 @@ def _apply_values(cfg: DictConfig, values: list[Override]) -> DictConfig:
     return cfg
 
 
-def preflight(overrides: list[str], *, sweep: bool) -> tuple[list[list[str]], DictConfig]:
-    """Compose and validate every job; return the jobs' overrides and the first job's config.
+def preflight(overrides: list[str], *, sweep: bool) -> tuple[list[list[str]], list[DictConfig]]:
+    """Compose and validate every job; return the jobs' overrides and their configs.
 
     Hydra composes once per distinct choice of config files (optimizer, problem, ...); each
     job's plain value overrides are then applied to a copy, and the result validated.
@@ -145,7 +145,7 @@ def preflight(overrides: list[str], *, sweep: bool) -> tuple[list[list[str]], Di
     """
     jobs = job_overrides(overrides, sweep=sweep)
     composed: dict[tuple[str, ...], DictConfig] = {}
-    first: DictConfig | None = None
+    configs: list[DictConfig] = []
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         for job in jobs:
             parsed = parse(job)
@@ -162,6 +162,5 @@ def preflight(overrides: list[str], *, sweep: bool) -> tuple[list[list[str]], Di
                     raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
             cfg = _apply_values(composed[selecting], [o for o in parsed if not _selects_files(o)])
             validate(cfg)
-            first = first if first is not None else cfg
-    assert first is not None
-    return jobs, first
+            configs.append(cfg)
+    return jobs, configs

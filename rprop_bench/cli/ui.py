@@ -1,4 +1,8 @@
-"""``python -m rprop_bench ui``: the MLflow UI on 127.0.0.1 against the runs' store."""
+"""``python -m rprop_bench ui``: the MLflow UI against the runs' store.
+
+It binds to 127.0.0.1 (``tracking.ui_host``) unless told otherwise: the UI has no login, and
+run names, params and tags from a shared store should not be served to the network by default.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,20 @@ from rprop_bench.cli.compose import compose_config
 from rprop_bench.cli.validate import ConfigError
 
 
-def _port_free(port: int) -> bool:
+def _port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((host, port))
         except OSError:
             return False
     return True
 
 
-def ui_command(uri: str, port: int) -> list[str]:
-    """The ``mlflow ui`` command line serving ``uri`` on 127.0.0.1:``port``."""
+def ui_command(uri: str, port: int, host: str = "127.0.0.1") -> list[str]:
+    """The ``mlflow ui`` command line serving ``uri`` on ``host``:``port``."""
     return [
         sys.executable, "-m", "mlflow", "ui",
-        "--backend-store-uri", uri, "--host", "127.0.0.1", "--port", str(port),
+        "--backend-store-uri", uri, "--host", host, "--port", str(port),
     ]  # fmt: skip
 
 
@@ -50,13 +54,13 @@ def serve(overrides: list[str]) -> int:
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         raise ConfigError(f"no MLflow store at {db}; run `python -m rprop_bench` first")
-    port = int(cfg.tracking.ui_port)
-    if not _port_free(port):
+    host, port = str(cfg.tracking.ui_host), int(cfg.tracking.ui_port)
+    if not _port_free(host, port):
         raise ConfigError(
-            f"port {port} on 127.0.0.1 is in use; choose another with tracking.ui_port=N"
+            f"port {port} on {host} is in use; choose another with tracking.ui_port=N"
         )
-    print(f"MLflow UI: http://127.0.0.1:{port}  (store: {uri}); press Ctrl-C to stop", flush=True)
+    print(f"MLflow UI: http://{host}:{port}  (store: {uri}); press Ctrl-C to stop", flush=True)
     try:
-        return subprocess.call(ui_command(uri, port))
+        return subprocess.call(ui_command(uri, port, host))
     except KeyboardInterrupt:
         return 0

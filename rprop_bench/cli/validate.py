@@ -34,30 +34,39 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _check(path: str, value: Any, ok: Callable[[Any], bool], rule: str) -> None:
     if not ok(value):
         raise ConfigError(f"{path}={value!r} is out of range: must be {rule}")
 
 
+def _of_type(path: str, value: Any, is_type: Callable[[Any], bool], kind: str) -> None:
+    """A wrong type (``optimizer.lr=abc``) gets its own message: "out of range" would mislead."""
+    if not is_type(value):
+        raise ConfigError(f"{path}={value!r} has the wrong type: must be {kind}")
+
+
 def _positive(path: str, value: Any) -> None:
-    _check(path, value, lambda v: _number(v) and math.isfinite(v) and v > 0, "> 0")
+    _of_type(path, value, _number, "a number > 0")
+    _check(path, value, lambda v: math.isfinite(v) and v > 0, "> 0")
 
 
 def _non_negative(path: str, value: Any) -> None:
-    _check(path, value, lambda v: _number(v) and math.isfinite(v) and v >= 0, ">= 0")
+    _of_type(path, value, _number, "a number >= 0")
+    _check(path, value, lambda v: math.isfinite(v) and v >= 0, ">= 0")
 
 
 def _unit_interval(path: str, value: Any) -> None:
-    _check(path, value, lambda v: _number(v) and 0 <= v < 1, "in [0, 1)")
+    _of_type(path, value, _number, "a number in [0, 1)")
+    _check(path, value, lambda v: 0 <= v < 1, "in [0, 1)")
 
 
 def _int_at_least(path: str, value: Any, low: int) -> None:
-    _check(
-        path,
-        value,
-        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low,
-        f">= {low}",
-    )
+    _of_type(path, value, _integer, f"an integer >= {low}")
+    _check(path, value, lambda v: v >= low, f">= {low}")
 
 
 def _pair(path: str, value: Any) -> tuple[float, float]:
@@ -155,7 +164,8 @@ def validate_problem(problem: Mapping[str, Any]) -> None:
     data = problem["data"]
     _int_at_least("problem.data.split_seed", data["split_seed"], 0)
     for key in ("val_fraction", "test_fraction"):
-        _check(f"problem.data.{key}", data[key], lambda v: _number(v) and 0 < v < 1, "in (0, 1)")
+        _of_type(f"problem.data.{key}", data[key], _number, "a number in (0, 1)")
+        _check(f"problem.data.{key}", data[key], lambda v: 0 < v < 1, "in (0, 1)")
     total = data["val_fraction"] + data["test_fraction"]
     _check(
         "problem.data.val_fraction + test_fraction", total, lambda v: v < 1, "< 1 (to leave data)"
@@ -199,7 +209,17 @@ def validate_tracking(tracking: Mapping[str, Any]) -> None:
         "in [1, 1000] (MLflow's log_batch limit)",
     )
     _positive("tracking.check_timeout_seconds", tracking["check_timeout_seconds"])
+    _positive("tracking.retry_seconds", tracking["retry_seconds"])
+    _positive("tracking.stale_seconds", tracking["stale_seconds"])
     _int_at_least("tracking.ui_port", tracking["ui_port"], 1)
+    host = tracking["ui_host"]
+    _of_type("tracking.ui_host", host, lambda v: isinstance(v, str) and v, "a host name or address")
+
+
+def validate_sweep(sweep: Mapping[str, Any]) -> None:
+    """Check the sweep settings (how a sweep treats runs already in the store)."""
+    value = sweep["skip_finished"]
+    _of_type("sweep.skip_finished", value, lambda v: isinstance(v, bool), "true or false")
 
 
 def validate(cfg: DictConfig) -> None:
@@ -214,3 +234,4 @@ def validate(cfg: DictConfig) -> None:
     validate_problem(plain["problem"])
     validate_model(plain["model"])
     validate_tracking(plain["tracking"])
+    validate_sweep(plain.get("sweep") or {"skip_finished": True})

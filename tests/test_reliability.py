@@ -1,0 +1,490 @@
+"""Sweeps that lose nothing: resume, interruptions, parallel workers, a tracking server.
+
+Real parts only: real SQLite stores, a real ``mlflow server`` on 127.0.0.1, real Hydra
+composition and real ``python -m rprop_bench`` subprocesses. The end-to-end tests are marked
+slow; the unit tests above them run in well under a second each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from harness_helpers import (
+    compose,
+    mlflow_server,
+    new_store,
+    run_cli,
+    start_cli,
+    stop_group,
+    wait_for,
+)
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from rprop_bench import schema
+from rprop_bench.cli.compose import preflight
+from rprop_bench.cli.job import build, run_key
+from rprop_bench.cli.validate import ConfigError
+from rprop_bench.tracking import (
+    StoreUnavailable,
+    Tracker,
+    TrackingOptions,
+    call_with_retry,
+    process_start,
+    run_is_alive,
+)
+
+EXPERIMENT = "rprop-bench"
+#: Less to write per run: no step-size histogram CSV or heatmap.
+QUIET = ("tracking.heatmap=false", "tracking.histograms=false")
+
+
+def _training_runs(uri: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        return []
+    return client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_TRAINING}'",
+        max_results=1000,
+    )
+
+
+def _parents(uri: str) -> list:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None
+    return client.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_SWEEP}'",
+    )
+
+
+def _steps(uri: str, run_id: str, key: str = schema.TRAIN_LOSS) -> list[int]:
+    return sorted(m.step for m in MlflowClient(uri).get_metric_history(run_id, key))
+
+
+def _finished_per_key(runs: list) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for run in runs:
+        if run.info.status == "FINISHED":
+            key = run.data.tags[schema.TAG_RUN_KEY]
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+# --- the run key ----------------------------------------------------------------------------
+
+KEY_CASES = [
+    # (overrides of one run, of another, whether they are the same run)
+    ((), ("tracking.uri=sqlite:////elsewhere/mlflow.db", "tracking.experiment=other"), True),
+    ((), ("tracking.flush_seconds=1", "tracking.retry_seconds=2"), True),
+    ((), ("sweep.skip_finished=false",), True),
+    ((), ("hydra/launcher=joblib", "hydra.run.dir=/tmp/elsewhere"), True),
+    (("optimizer.lr=0.02", "train.seed=1"), ("train.seed=1", "optimizer.lr=0.02"), True),
+    ((), ("optimizer.lr=0.02",), False),
+    ((), ("train.seed=1",), False),
+    ((), ("problem.data.split_seed=1",), False),
+    ((), ("optimizer=adam",), False),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "same"), KEY_CASES)
+def test_run_key_depends_only_on_what_the_run_computes(first, second, same):
+    assert (run_key(compose(*first)) == run_key(compose(*second))) is same
+
+
+# --- liveness of RUNNING runs ---------------------------------------------------------------
+
+
+@pytest.fixture
+def tracker(store_uri: str) -> Tracker:
+    return Tracker(TrackingOptions(uri=store_uri, retry_seconds=5, stale_seconds=300))
+
+
+def _run_with_tags(tracker: Tracker, tags: dict[str, str], status: str = "RUNNING"):
+    run = tracker.client.create_run(tracker.experiment_id, tags=tags)
+    if status != "RUNNING":
+        tracker.client.set_terminated(run.info.run_id, status=status)
+    return tracker.client.get_run(run.info.run_id)
+
+
+@pytest.fixture(scope="module")
+def processes():
+    """A live process and the pid of one that has exited (and been reaped)."""
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    yield live.pid, gone.pid
+    live.kill()
+    live.wait()
+
+
+HOST = socket.gethostname()
+
+
+def _liveness_cases(live: int, gone: int) -> list[tuple[str, dict[str, str], bool]]:
+    def here(pid: int, start: str | None) -> dict[str, str]:
+        return {schema.TAG_HOST: HOST, schema.TAG_PID: str(pid), schema.TAG_PROCESS_START: start}
+
+    now = time.time()
+    return [
+        ("its process is alive", here(live, process_start(live)), True),
+        ("its pid now belongs to another process", here(live, "1"), False),
+        ("its process exited (kill -9)", here(gone, ""), False),
+        ("it is this very process's", here(os.getpid(), process_start(os.getpid())), False),
+        ("another host, fresh heartbeat", {schema.TAG_HOST: "elsewhere",
+                                           schema.TAG_PID: "1",
+                                           schema.TAG_HEARTBEAT: str(now)}, True),
+        ("another host, stale heartbeat", {schema.TAG_HOST: "elsewhere",
+                                           schema.TAG_PID: "1",
+                                           schema.TAG_HEARTBEAT: str(now - 1000)}, False),
+        ("no writer tags, just started", {}, True),
+    ]  # fmt: skip
+
+
+def test_liveness_rule_of_running_runs(tracker, processes):
+    for case, tags, alive in _liveness_cases(*processes):
+        run = _run_with_tags(tracker, tags)
+        assert run_is_alive(run, stale_seconds=300) is alive, case
+
+
+def test_previous_runs_finds_the_finished_run_and_marks_dead_ones_killed(tracker, processes):
+    live, gone = processes
+    dead_tags = {schema.TAG_HOST: HOST, schema.TAG_PID: str(gone)}
+    live_tags = {schema.TAG_HOST: HOST, schema.TAG_PID: str(live)}
+
+    def keyed(key: str, tags: dict[str, str], status: str = "RUNNING"):
+        kind = {schema.TAG_RUN_KEY: key, schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING}
+        return _run_with_tags(tracker, {**tags, **kind}, status).info.run_id
+
+    done = keyed("done", {}, "FINISHED")
+    dead = keyed("done", dead_tags)
+    keyed("done", {}, "FAILED")
+    running = keyed("busy", live_tags)
+    crashed = keyed("crashed", dead_tags)
+
+    found = tracker.previous_runs("done")
+    assert (found.finished, found.running, found.reaped) == (done, None, [dead])
+    found = tracker.previous_runs("busy")
+    assert (found.finished, found.running, found.reaped) == (None, running, [])
+    found = tracker.previous_runs("crashed")
+    assert (found.finished, found.running, found.reaped) == (None, None, [crashed])
+    for run_id in (dead, crashed):
+        run = tracker.client.get_run(run_id)
+        assert run.info.status == "KILLED"
+        assert "process died" in run.data.tags[schema.TAG_FAILURE_REASON]
+    assert tracker.previous_runs("crashed").reaped == []  # marked once, then left alone
+
+
+# --- retrying a busy store ------------------------------------------------------------------
+
+LOCKED = MlflowException("(sqlite3.OperationalError) database is locked")
+AWAY = MlflowException(
+    "API request to http://127.0.0.1:1/api/2.0/mlflow/runs/log-batch failed with exception "
+    "HTTPConnectionPool(host='127.0.0.1', port=1): Max retries exceeded (Connection refused)"
+)
+
+
+class _FailsFirst:
+    """A call that raises ``error`` the first ``times`` calls, then returns ``"ok"``."""
+
+    def __init__(self, error: Exception, times: int) -> None:
+        self.error, self.times, self.calls = error, times, 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        if self.calls <= self.times:
+            raise self.error
+        return "ok"
+
+
+@pytest.mark.parametrize("error", [LOCKED, AWAY], ids=["sqlite-locked", "server-away"])
+def test_a_passing_store_error_is_retried_until_it_succeeds(error):
+    call = _FailsFirst(error, times=3)
+    assert call_with_retry(call, retry_seconds=30, what="log_batch") == "ok"
+    assert call.calls == 4
+
+
+def test_other_errors_are_not_retried():
+    call = _FailsFirst(MlflowException("RESOURCE_DOES_NOT_EXIST: run xyz not found"), times=9)
+    with pytest.raises(MlflowException, match="not found"):
+        call_with_retry(call, retry_seconds=30, what="get_run")
+    assert call.calls == 1
+
+
+def test_retrying_gives_up_after_its_budget_with_the_cause():
+    call = _FailsFirst(AWAY, times=10**9)
+    with pytest.raises(StoreUnavailable, match=r"unavailable for 0.3 s \(log_batch: API request"):
+        call_with_retry(call, retry_seconds=0.3, what="log_batch")
+    assert call.calls > 1
+
+
+# --- fuzzing the config layer ---------------------------------------------------------------
+
+FUZZ_KEYS = (
+    "optimizer.lr", "optimizer.etas", "optimizer.step_sizes", "train.epochs",
+    "train.batch_size", "train.seed", "train.target_loss", "problem.data.val_fraction",
+    "tracking.max_batch", "tracking.flush_seconds", "sweep.skip_finished", "model.hidden",
+)  # fmt: skip
+FUZZ_VALUES = (
+    "0", "1", "2", "-1", "0.5", "1e-3", "abc", "null", "true", "[0.5,1.2]", "[]", "[4]",
+    "nan", "inf", "1e400", "'7'", "${oc.env:RPROP_BENCH_NOT_SET}", "[1,", "{a: 1}", "'x y'",
+)  # fmt: skip
+GROUP_CHOICES = ("optimizer=rprop", "optimizer=adam", "optimizer=lbfgs", "optimizer=adamm",
+                 "problem=line", "problem=iris", "model=mlp", "model=linear")  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    groups=st.lists(st.sampled_from(GROUP_CHOICES), max_size=2),
+    values=st.lists(st.tuples(st.sampled_from(FUZZ_KEYS), st.sampled_from(FUZZ_VALUES)),
+                    max_size=4),
+)  # fmt: skip
+def test_fuzzed_overrides_build_or_fail_in_one_clear_line(groups, values):
+    overrides = [*groups, *(f"{key}={value}" for key, value in values)]
+    try:
+        _, configs = preflight(overrides, sweep=False)
+    except ConfigError as exc:
+        message = str(exc)
+        assert message, overrides
+        assert "\n" not in message, overrides
+        assert "Traceback" not in message, overrides
+        return
+    (cfg,) = configs
+    assert re.fullmatch(r"[0-9a-f]{16}", run_key(cfg))
+    built = build(cfg)  # what passed the checks must build: data, model, optimizer, settings
+    assert built.settings.epochs == cfg.train.epochs
+
+
+# --- bad input: one line, no traceback, the store untouched ---------------------------------
+
+
+def _corrupted(directory: Path) -> list[str]:
+    (directory / "mlflow.db").write_bytes(os.urandom(4096))
+    return ["train.epochs=2"]
+
+
+def _foreign(directory: Path) -> list[str]:
+    with sqlite3.connect(directory / "mlflow.db") as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    conn.close()
+    return ["train.epochs=2"]
+
+
+def _wrong_type(directory: Path) -> list[str]:
+    return ["optimizer.lr=fast"]
+
+
+BAD_INPUT = [
+    (_corrupted, "mlflow.db is not a SQLite database (corrupted, or another kind of file)"),
+    (_foreign, "mlflow.db is not an MLflow store: it is another program's database"),
+    (_wrong_type, "optimizer.lr='fast' has the wrong type: must be a number > 0"),
+]
+
+
+def _assert_one_error_line(out: subprocess.CompletedProcess[str], message: str) -> None:
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("error: ")
+    assert message in lines[0]
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("make", "message"), BAD_INPUT, ids=lambda v: getattr(v, "__name__", ""))
+def test_bad_input_is_one_line_and_leaves_the_store_alone(tmp_path, make, message):
+    args = make(tmp_path)
+    db = tmp_path / "mlflow.db"
+    before = db.read_bytes() if db.exists() else None
+    out = run_cli(*args, cwd=tmp_path, timeout=60)
+    _assert_one_error_line(out, message)
+    assert (db.read_bytes() if db.exists() else None) == before  # not migrated, not written
+    assert not (tmp_path / "outputs").exists()  # no training started
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """A directory nobody can write to: read-only bits, and for root (whom they do not stop)
+    the immutable attribute as well."""
+    directory = tmp_path / "read_only"
+    directory.mkdir()
+    directory.chmod(0o555)
+    immutable = os.geteuid() == 0
+    if immutable and subprocess.run(["chattr", "+i", str(directory)], check=False).returncode:
+        pytest.skip("cannot make a directory unwritable for root here (chattr +i refused)")
+    yield directory
+    if immutable:
+        subprocess.run(["chattr", "-i", str(directory)], check=True)
+    directory.chmod(0o755)
+
+
+@pytest.mark.slow
+def test_an_unwritable_working_directory_is_one_line(unwritable_dir):
+    out = run_cli("train.epochs=2", cwd=unwritable_dir)
+    _assert_one_error_line(
+        out, f"cannot write Hydra's outputs: the working directory {unwritable_dir} is not writable"
+    )
+    assert list(unwritable_dir.iterdir()) == []
+
+
+# --- end to end: parallel workers, kill -9 and resume, interruptions, a server ---------------
+
+
+@pytest.mark.slow
+def test_four_parallel_workers_lose_no_run_and_no_metric(tmp_path, store_uri):
+    out = run_cli(
+        "sweep", "optimizer=rprop", "problem=line", "train.seed=0,1,2,3,4,5,6,7,8,9",
+        "optimizer.lr=0.01,0.02,0.03,0.04", "train.epochs=10", "train.log_every=1", *QUIET,
+        "hydra/launcher=joblib", "hydra.launcher.n_jobs=4", f"tracking.uri={store_uri}",
+        cwd=tmp_path, timeout=500,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sweep done: 40 FINISHED" in out.stdout
+    runs = _training_runs(store_uri)
+    assert len(runs) == 40
+    assert _finished_per_key(runs) == {r.data.tags[schema.TAG_RUN_KEY]: 1 for r in runs}
+    for run in runs:
+        assert _steps(store_uri, run.info.run_id) == list(range(1, 11))
+        assert schema.TEST_LOSS in run.data.metrics
+    (parent,) = _parents(store_uri)
+    assert {r.data.tags[schema.TAG_PARENT_RUN_ID] for r in runs} == {parent.info.run_id}
+
+
+#: A two-job sweep whose jobs take a few seconds: long enough to be killed in the middle.
+RESUMABLE = (
+    "sweep", "optimizer=rprop", "problem=line", "train.seed=0,1", "train.epochs=1500",
+    "train.log_every=10", "tracking.flush_seconds=0.2", *QUIET,
+)  # fmt: skip
+
+
+def _running_with_metrics(uri: str, seed: str) -> str | None:
+    for run in _training_runs(uri):
+        if run.info.status == "RUNNING" and run.data.tags[schema.TAG_SEED] == seed:
+            return run.info.run_id if _steps(uri, run.info.run_id) else None
+    return None
+
+
+@pytest.mark.slow
+def test_kill_9_mid_sweep_then_the_same_command_resumes(tmp_path, store_uri):
+    args = (*RESUMABLE, f"tracking.uri={store_uri}")
+    sweep = start_cli(*args, cwd=tmp_path)
+    try:
+        victim = wait_for(lambda: _running_with_metrics(store_uri, "1"), 180, "the second run")
+    finally:
+        stop_group(sweep, signal.SIGKILL)
+    (parent,) = _parents(store_uri)
+
+    resumed = run_cli(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"run {victim} of irprop- · line · seed 1 was left RUNNING" in resumed.stdout
+    assert "SKIPPED irprop- · line · seed 0: already FINISHED" in resumed.stdout
+    assert f"resuming parent run {parent.info.run_id}" in resumed.stdout
+    runs = _training_runs(store_uri)
+    statuses = sorted(r.info.status for r in runs)
+    assert statuses == ["FINISHED", "FINISHED", "KILLED"]  # nothing left RUNNING
+    assert set(_finished_per_key(runs).values()) == {1}  # one result per grid point
+    for run in runs:
+        if run.info.status == "FINISHED":
+            assert _steps(store_uri, run.info.run_id) == list(range(10, 1501, 10))
+    (again,) = _parents(store_uri)
+    assert again.info.run_id == parent.info.run_id
+    assert again.info.status == "FINISHED"
+
+    forced = run_cli(*args, "sweep.skip_finished=false", cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr[-3000:]
+    assert "SKIPPED" not in forced.stdout
+    assert set(_finished_per_key(_training_runs(store_uri)).values()) == {2}
+    assert [p.info.run_id for p in _parents(store_uri)] == [parent.info.run_id]
+
+
+INTERRUPTS = [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "whole_group", "status"), INTERRUPTS, ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_is_flushed_marked_killed_and_exits_non_zero(
+    tmp_path, store_uri, sig, whole_group, status
+):
+    process = start_cli(
+        "problem=line", "train.epochs=10000000", "tracking.flush_seconds=1000", *QUIET,
+        f"tracking.uri={store_uri}", cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        run_id = wait_for(lambda: _running_with_metrics(store_uri, "0"), 180, "a running run")
+        if whole_group:
+            os.killpg(process.pid, sig)  # what Ctrl-C in a terminal does
+        else:
+            os.kill(process.pid, sig)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        stop_group(process)
+    assert process.returncode == status
+    assert f"run {run_id} KILLED" in stderr
+    assert f"error: interrupted by {sig.name}" in stderr
+    assert "Traceback" not in stderr
+    run = MlflowClient(store_uri).get_run(run_id)
+    assert run.info.status == "KILLED"
+    assert run.data.tags[schema.TAG_FAILURE_REASON] == f"interrupted ({sig.name})"
+    assert schema.LOGGING_SECONDS in run.data.metrics  # the final flush ran
+    steps = _steps(store_uri, run_id)
+    assert steps == list(range(1, len(steps) + 1))  # every epoch up to the interrupt
+    assert _steps(store_uri, run_id, schema.WALL_TIME) == steps
+
+
+@pytest.mark.slow
+def test_a_tracking_server_records_runs_and_its_loss_is_reported(tmp_path):
+    with mlflow_server(tmp_path / "server") as (uri, server):
+        out = run_cli("problem=line", "train.epochs=5", *QUIET, f"tracking.uri={uri}", cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        (run,) = _training_runs(uri)
+        assert run.info.status == "FINISHED"
+        assert _steps(uri, run.info.run_id) == [1, 2, 3, 4, 5]
+        config = MlflowClient(uri).download_artifacts(
+            run.info.run_id, schema.ARTIFACT_CONFIG, str(tmp_path)
+        )
+        assert "epochs: 5" in Path(config).read_text()
+
+        process = start_cli(
+            "problem=line", "train.seed=1", "train.epochs=10000000", "tracking.flush_seconds=0.2",
+            "tracking.retry_seconds=3", *QUIET, f"tracking.uri={uri}", cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            run_id = wait_for(lambda: _running_with_metrics(uri, "1"), 180, "a running run")
+            stop_group(server)  # the server goes away mid-run
+            _, stderr = process.communicate(timeout=180)
+        finally:
+            stop_group(process)
+    assert process.returncode == 1
+    assert "Traceback" not in stderr
+    line = next(li for li in stderr.splitlines() if "marked FAILED locally" in li)
+    assert line.startswith("error: the MLflow store stayed unavailable for 3 s")
+    assert f"run {run_id} (irprop- · line · seed 1) marked FAILED locally in " in line
+    record = json.loads(Path(line.rsplit(" in ", 1)[1]).read_text())
+    assert (record["status"], record["run_id"], record["uri"]) == ("FAILED", run_id, uri)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "host"), [((), "127.0.0.1"), (("tracking.ui_host=0.0.0.0",), "0.0.0.0")]
+)
+def test_ui_binds_to_loopback_unless_told_otherwise(tmp_path, overrides, host):
+    from rprop_bench.cli.ui import ui_command
+
+    cfg = compose(*overrides)
+    command = ui_command(new_store(tmp_path), int(cfg.tracking.ui_port), str(cfg.tracking.ui_host))
+    assert command[command.index("--host") + 1] == host
