@@ -202,11 +202,10 @@ class StepSizeMonitor:
             layers = [(name, s) for (name, _), s in zip(self._params, per_layer, strict=True)]
             layers.append((schema.HISTOGRAM_ALL_LAYERS, everything))
             for name, steps in layers:
-                counts = histogram_counts(steps).tolist()
-                for k, (_, rows) in enumerate(results):
-                    rows.extend(
-                        HistogramRow(epoch, name, _EDGES[i], _EDGES[i + 1], count)
-                        for i, count in enumerate(counts[k])
-                        if count
+                counts = histogram_counts(steps)
+                # only the non-empty bins (most are empty), found at once for every member
+                for k, i in zip(*np.nonzero(counts), strict=True):
+                    results[k][1].append(
+                        HistogramRow(epoch, name, _EDGES[i], _EDGES[i + 1], int(counts[k, i]))
                     )
         return results

@@ -75,6 +75,9 @@ TAG_HOST = "rprop_bench.host"  # socket.gethostname() of the writing process
 TAG_PID = "rprop_bench.pid"  # its process id
 TAG_PROCESS_START = "rprop_bench.process_start"  # its start time (Linux clock ticks), or ""
 TAG_HEARTBEAT = "rprop_bench.heartbeat"  # Unix time of its last write, updated at each flush
+# Set on a run trained with train.vectorize_seeds=true: how many seeds trained as one stacked
+# model with it. Its seconds (wall_time, train_seconds, seconds_to_target) are the stack's.
+TAG_VECTORIZED = "rprop_bench.vectorized"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag for nested runs
 
 RUN_KIND_SWEEP = "sweep"

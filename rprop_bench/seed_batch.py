@@ -210,17 +210,27 @@ class StackedModel:
                 tensor.copy_({**self.params, **self.buffers}[name][k])
 
 
-def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
-    """Raise :class:`SeedBatchError` unless ``optimizer`` is elementwise (see module doc)."""
-    kind = type(optimizer)
+def why_not_stacked(kind: type) -> str | None:
+    """Why optimizers of class ``kind`` cannot train seeds stacked, ``None`` if they can.
+
+    Split from :func:`check_optimizer` so that the CLI can tell from a config's ``_target_``,
+    before building anything, which jobs of a sweep fall back to one-by-one training.
+    """
     if kind in ELEMENTWISE_OPTIMIZERS:
-        return
+        return None
     names = ", ".join(c.__module__ + "." + c.__name__ for c in ELEMENTWISE_OPTIMIZERS)
     why = _WHY_NOT_ELEMENTWISE.get(kind, "it is not known to update each weight on its own")
-    raise SeedBatchError(
+    return (
         f"{kind.__name__} cannot train seeds stacked: {why}. Stacked seeds need an elementwise "
         f"optimizer ({names}); train these seeds one by one (train.vectorize_seeds=false)"
     )
+
+
+def check_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """Raise :class:`SeedBatchError` unless ``optimizer`` is elementwise (see module doc)."""
+    why = why_not_stacked(type(optimizer))
+    if why is not None:
+        raise SeedBatchError(why)
 
 
 def check_full_batch(settings: TrainSettings, n_train: int) -> None:
@@ -311,6 +321,12 @@ def train_seeds(
             out = stacked.forward(x)
             return {k: output_metrics(out[k], y, data.task, loss_fn) for k in active}
 
+    # The closure's losses are at the weights the previous epoch left, i.e. that epoch's train
+    # losses: an epoch that logs nothing has its train losses checked (divergence, target) with
+    # the next epoch's step losses instead of an extra forward pass. ``deferred`` holds the
+    # seconds at the end of such an epoch. Logged epochs (the last one included) are checked
+    # at once, with a forward pass, since their metrics are reported then.
+    deferred: float | None = None
     for epoch in range(1, settings.epochs + 1):
         log_now = is_log_epoch(epoch, settings)
         monitor.start_epoch()
@@ -320,16 +336,22 @@ def train_seeds(
 
         active = [k for k, m in enumerate(members) if m.result is None]
         for k in active:
-            if not math.isfinite(step_losses[k]):
-                members[k].diverge(epoch, seconds, diverged_in(step_losses[k], epoch))
+            loss = step_losses[k]
+            if deferred is not None and not math.isfinite(loss):
+                members[k].diverge(epoch - 1, deferred, diverged_after(loss, epoch - 1))
+            elif not math.isfinite(loss):
+                members[k].diverge(epoch, seconds, diverged_in(loss, epoch))
+            elif deferred is not None:
+                members[k].target.update(epoch - 1, deferred, loss)
         active = [k for k in active if members[k].result is None]
-        need_train_loss = log_now or settings.target_loss is not None
-        losses = train_losses() if need_train_loss and active else step_losses
-        for k in active:
-            if not math.isfinite(losses[k]):
-                members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
-            else:
-                members[k].target.update(epoch, seconds, losses[k])
+        deferred = None if log_now else seconds
+        losses = train_losses() if log_now and active else step_losses
+        if log_now:
+            for k in active:
+                if not math.isfinite(losses[k]):
+                    members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
+                else:
+                    members[k].target.update(epoch, seconds, losses[k])
         active = [k for k in active if members[k].result is None]
         if not active:
             break

@@ -75,7 +75,8 @@ _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_T
 __all__ = [
     "SQLITE_PREFIX", "PreviousRuns", "RunRecorder", "StoreUnavailable", "Tracker",
     "TrackingError", "TrackingOptions", "artifact_root", "call_with_retry", "check_store",
-    "flatten", "process_start", "process_tags", "resolve_uri", "run_is_alive", "sqlite_path",
+    "file_lock", "flatten", "process_start", "process_tags", "resolve_uri", "run_is_alive",
+    "sqlite_path",
 ]  # fmt: skip
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -155,6 +156,24 @@ class _RetryingClient:
             )
 
         return call
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive POSIX lock on ``path`` (created if needed) for the ``with`` block.
+
+    Why: processes of one sweep (joblib workers) must not both create a sweep's parent run, or
+    both train one seed group; the lock lives in the sweep's output directory, which they share.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 # --- liveness of RUNNING runs ---------------------------------------------------------------
@@ -396,6 +415,7 @@ class PreviousRuns:
     finished: str | None = None  # the id of a FINISHED run, if any
     running: str | None = None  # the id of a RUNNING run whose process is alive, if any
     reaped: list[str] = field(default_factory=list)  # dead RUNNING runs, now marked KILLED
+    since: str | None = None  # the id of a run started at or after ``since``, not reaped
 
 
 class Tracker:
@@ -475,12 +495,14 @@ class Tracker:
         recorder.seconds += time.perf_counter() - started
         return recorder
 
-    def previous_runs(self, run_key: str) -> PreviousRuns:
+    def previous_runs(self, run_key: str, since: float | None = None) -> PreviousRuns:
         """Look up the training runs with ``run_key``; mark the dead RUNNING ones KILLED.
 
         A resumed sweep skips a key with a FINISHED run (or a live RUNNING one elsewhere) and
         redoes every other. Marking the dead ones KILLED, with the reason, means no run stays
-        RUNNING forever and none can be mistaken for a result.
+        RUNNING forever and none can be mistaken for a result. ``since`` (Unix time) also
+        finds a run started since then, whatever its status: a seed group trained it in this
+        sweep (a diverged seed FAILED there must not be redone alone by its own job).
         """
         runs = self.client.search_runs(
             [self.experiment_id],
@@ -491,18 +513,21 @@ class Tracker:
             max_results=1000,
             order_by=["attributes.start_time ASC"],
         )
-        finished = running = None
+        finished = running = recent = None
         reaped: list[str] = []
         for run in runs:
             status, run_id = run.info.status, run.info.run_id
+            dead = status == "RUNNING" and not run_is_alive(run, self.options.stale_seconds)
+            if since is not None and not dead and (run.info.start_time or 0) >= since * 1000:
+                recent = recent or run_id
             if status == "FINISHED":
                 finished = finished or run_id
-            elif status == "RUNNING" and run_is_alive(run, self.options.stale_seconds):
+            elif status == "RUNNING" and not dead:
                 running = running or run_id
-            elif status == "RUNNING":
+            elif dead:
                 self._mark_dead(run)
                 reaped.append(run_id)
-        return PreviousRuns(finished, running, reaped)
+        return PreviousRuns(finished, running, reaped, recent)
 
     def _mark_dead(self, run: Run) -> None:
         tags = run.data.tags
@@ -541,28 +566,21 @@ class Tracker:
         """
         if sweep_id in self._parents:
             return self._parents[sweep_id]
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / _PARENT_LOCK, "a+") as lock:
-            if fcntl is not None:
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                found = self.find_sweep_parent(sweep_id)
-                if found:
-                    if reopen:
-                        self.client.update_run(found, status="RUNNING")
-                    self._parents[sweep_id] = found
-                    return found
-                all_tags = {
-                    **tags,
-                    schema.TAG_SWEEP_ID: sweep_id,
-                    schema.TAG_RUN_KIND: schema.RUN_KIND_SWEEP,
-                }
-                run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
-                self._parents[sweep_id] = run.info.run_id
-                return run.info.run_id
-            finally:
-                if fcntl is not None:
-                    fcntl.flock(lock, fcntl.LOCK_UN)
+        with file_lock(lock_dir / _PARENT_LOCK):
+            found = self.find_sweep_parent(sweep_id)
+            if found:
+                if reopen:
+                    self.client.update_run(found, status="RUNNING")
+                self._parents[sweep_id] = found
+                return found
+            all_tags = {
+                **tags,
+                schema.TAG_SWEEP_ID: sweep_id,
+                schema.TAG_RUN_KIND: schema.RUN_KIND_SWEEP,
+            }
+            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            self._parents[sweep_id] = run.info.run_id
+            return run.info.run_id
 
     def end_sweep_parent(self, run_id: str, status: str = "FINISHED") -> dict[str, int]:
         """End the parent run of a sweep and count its children by status.

@@ -151,3 +151,18 @@ def stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         with suppress(ProcessLookupError):
             os.killpg(process.pid, sig)
     process.wait(timeout=30)
+
+
+def runs_of_kind(uri: str, kind: str | None = "training", experiment: str = "rprop-bench") -> list:
+    """The runs of ``experiment`` in the store at ``uri`` whose run-kind tag is ``kind``
+    (``"training"`` or ``"sweep"``; ``None``: every run); ``[]`` before the first run."""
+    from mlflow import MlflowClient
+
+    from rprop_bench import schema
+
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    where = f"tags.`{schema.TAG_RUN_KIND}` = '{kind}'" if kind else ""
+    return client.search_runs([found.experiment_id], filter_string=where, max_results=10000)

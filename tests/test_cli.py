@@ -8,21 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from harness_helpers import new_store, run_cli
+from harness_helpers import new_store, run_cli, runs_of_kind
 from mlflow import MlflowClient
 
 from rprop_bench import schema
 
 pytestmark = pytest.mark.slow
-
-EXPERIMENT = "rprop-bench"
-
-
-def _runs(uri: str) -> list:
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    assert experiment is not None
-    return client.search_runs([experiment.experiment_id], max_results=1000)
 
 
 def _artifact_text(client: MlflowClient, run_id: str, path: str, tmp: Path) -> str:
@@ -35,7 +26,7 @@ def test_run_on_line_records_everything_and_learns_the_line(tmp_path, store_uri)
     assert out.returncode == 0, out.stderr
     assert "FINISHED: irprop- · line · seed 0" in out.stdout
     assert "python -m rprop_bench ui" in out.stdout
-    (run,) = _runs(uri)
+    (run,) = runs_of_kind(uri, None)
     client = MlflowClient(uri)
     assert run.info.status == "FINISHED"
     assert run.info.run_name == "irprop- · line · seed 0"
@@ -92,7 +83,7 @@ GRID = ("problem=line,iris", "train.seed=0,1", "optimizer.lr=0.01,0.1", "train.e
 
 
 def _assert_one_parent_with_children(uri: str, n_children: int) -> None:
-    runs = _runs(uri)
+    runs = runs_of_kind(uri, None)
     parents = [r for r in runs if r.data.tags.get(schema.TAG_RUN_KIND) == schema.RUN_KIND_SWEEP]
     children = [r for r in runs if r.data.tags.get(schema.TAG_RUN_KIND) == "training"]
     assert len(parents) == 1
@@ -145,7 +136,7 @@ def test_diverging_run_fails_with_reason_and_the_sweep_goes_on(tmp_path, store_u
     assert out.returncode == 0, out.stderr
     children = {
         r.data.params["optimizer.lr"]: r
-        for r in _runs(uri)
+        for r in runs_of_kind(uri, None)
         if r.data.tags.get(schema.TAG_RUN_KIND) == "training"
     }
     assert set(children) == {"1e+30", "0.05"}
@@ -173,6 +164,11 @@ BAD_INPUT = [
         ["train.epochs=0", "sweep", "problem=line,iris"],
         "train.epochs=0 is out of range: must be >= 1",
     ),
+    (
+        ["optimizer=lbfgs", "train.vectorize_seeds=true"],
+        "train.vectorize_seeds=true: LBFGS cannot train seeds stacked",
+    ),
+    (["train.vectorize_seeds=maybe"], "train.vectorize_seeds='maybe' has the wrong type"),
     (["tracking.uri=http://127.0.0.1:PORT"], "MLflow tracking server not reachable at http://127"),
     (["tracking.uri=sqlite:///BLOCKER/mlflow.db"], "cannot write the MLflow store"),
 ]
@@ -199,7 +195,7 @@ def test_tracking_uri_from_the_environment(tmp_path):
     uri = new_store(tmp_path / "env_store")
     out = run_cli("train.epochs=2", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})
     assert out.returncode == 0, out.stderr
-    assert len(_runs(uri)) == 1
+    assert len(runs_of_kind(uri, None)) == 1
     assert not (tmp_path / "mlflow.db").exists()
 
 
@@ -210,7 +206,7 @@ def test_default_store_lands_in_the_working_directory_and_hydra_flags_work(tmp_p
     assert not (tmp_path / "mlflow.db").exists()  # printing the config trains nothing
     out = run_cli("train.epochs=2", "problem=iris", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert len(_runs(f"sqlite:///{tmp_path / 'mlflow.db'}")) == 1
+    assert len(runs_of_kind(f"sqlite:///{tmp_path / 'mlflow.db'}", None)) == 1
     assert (tmp_path / "mlruns").is_dir()  # artifacts beside the database
 
 

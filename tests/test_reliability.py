@@ -24,6 +24,7 @@ from harness_helpers import (
     mlflow_server,
     new_store,
     run_cli,
+    runs_of_kind,
     start_cli,
     stop_group,
     wait_for,
@@ -46,31 +47,8 @@ from rprop_bench.tracking import (
     run_is_alive,
 )
 
-EXPERIMENT = "rprop-bench"
 #: Less to write per run: no step-size histogram CSV or heatmap.
 QUIET = ("tracking.heatmap=false", "tracking.histograms=false")
-
-
-def _training_runs(uri: str) -> list:
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is None:
-        return []
-    return client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_TRAINING}'",
-        max_results=1000,
-    )
-
-
-def _parents(uri: str) -> list:
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    assert experiment is not None
-    return client.search_runs(
-        [experiment.experiment_id],
-        filter_string=f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_SWEEP}'",
-    )
 
 
 def _steps(uri: str, run_id: str, key: str = schema.TRAIN_LOSS) -> list[int]:
@@ -356,13 +334,13 @@ def test_four_parallel_workers_lose_no_run_and_no_metric(tmp_path, store_uri):
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "sweep done: 40 FINISHED" in out.stdout
-    runs = _training_runs(store_uri)
+    runs = runs_of_kind(store_uri)
     assert len(runs) == 40
     assert _finished_per_key(runs) == {r.data.tags[schema.TAG_RUN_KEY]: 1 for r in runs}
     for run in runs:
         assert _steps(store_uri, run.info.run_id) == list(range(1, 11))
         assert schema.TEST_LOSS in run.data.metrics
-    (parent,) = _parents(store_uri)
+    (parent,) = runs_of_kind(store_uri, schema.RUN_KIND_SWEEP)
     assert {r.data.tags[schema.TAG_PARENT_RUN_ID] for r in runs} == {parent.info.run_id}
 
 
@@ -374,7 +352,7 @@ RESUMABLE = (
 
 
 def _running_with_metrics(uri: str, seed: str) -> str | None:
-    for run in _training_runs(uri):
+    for run in runs_of_kind(uri):
         if run.info.status == "RUNNING" and run.data.tags[schema.TAG_SEED] == seed:
             return run.info.run_id if _steps(uri, run.info.run_id) else None
     return None
@@ -388,29 +366,31 @@ def test_kill_9_mid_sweep_then_the_same_command_resumes(tmp_path, store_uri):
         victim = wait_for(lambda: _running_with_metrics(store_uri, "1"), 180, "the second run")
     finally:
         stop_group(sweep, signal.SIGKILL)
-    (parent,) = _parents(store_uri)
+    (parent,) = runs_of_kind(store_uri, schema.RUN_KIND_SWEEP)
 
     resumed = run_cli(*args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"run {victim} of irprop- · line · seed 1 was left RUNNING" in resumed.stdout
     assert "SKIPPED irprop- · line · seed 0: already FINISHED" in resumed.stdout
     assert f"resuming parent run {parent.info.run_id}" in resumed.stdout
-    runs = _training_runs(store_uri)
+    runs = runs_of_kind(store_uri)
     statuses = sorted(r.info.status for r in runs)
     assert statuses == ["FINISHED", "FINISHED", "KILLED"]  # nothing left RUNNING
     assert set(_finished_per_key(runs).values()) == {1}  # one result per grid point
     for run in runs:
         if run.info.status == "FINISHED":
             assert _steps(store_uri, run.info.run_id) == list(range(10, 1501, 10))
-    (again,) = _parents(store_uri)
+    (again,) = runs_of_kind(store_uri, schema.RUN_KIND_SWEEP)
     assert again.info.run_id == parent.info.run_id
     assert again.info.status == "FINISHED"
 
     forced = run_cli(*args, "sweep.skip_finished=false", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr[-3000:]
     assert "SKIPPED" not in forced.stdout
-    assert set(_finished_per_key(_training_runs(store_uri)).values()) == {2}
-    assert [p.info.run_id for p in _parents(store_uri)] == [parent.info.run_id]
+    assert set(_finished_per_key(runs_of_kind(store_uri)).values()) == {2}
+    assert [p.info.run_id for p in runs_of_kind(store_uri, schema.RUN_KIND_SWEEP)] == [
+        parent.info.run_id
+    ]
 
 
 INTERRUPTS = [(signal.SIGINT, True, 130), (signal.SIGTERM, False, 143)]
@@ -452,7 +432,7 @@ def test_a_tracking_server_records_runs_and_its_loss_is_reported(tmp_path):
     with mlflow_server(tmp_path / "server") as (uri, server):
         out = run_cli("problem=line", "train.epochs=5", *QUIET, f"tracking.uri={uri}", cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-3000:]
-        (run,) = _training_runs(uri)
+        (run,) = runs_of_kind(uri)
         assert run.info.status == "FINISHED"
         assert _steps(uri, run.info.run_id) == [1, 2, 3, 4, 5]
         config = MlflowClient(uri).download_artifacts(

@@ -7,7 +7,7 @@ The command word may stand anywhere among the Hydra overrides
 * ``sweep``: a Hydra multirun over the grid in ``conf/sweep/`` (command-line overrides fix or
   narrow it), recorded as one MLflow parent run with a nested child per job.
 * ``ui``: the MLflow UI on 127.0.0.1 against the same store.
-* ``report`` and ``bench``: dispatched to their own modules.
+* ``report``: dispatched to its own module.
 
 Before Hydra starts any job, every job's config is composed and validated and the tracking
 store and the working directory are checked, so bad input costs one line on stderr and a
@@ -17,17 +17,20 @@ metrics written) and exits with 128 + the signal number; the same sweep command 
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from rprop_bench.cli.compose import CONF_DIR, CONFIG_NAME, GROUPS, group_options, preflight
 from rprop_bench.cli.validate import ConfigError
 
-COMMANDS = ("run", "sweep", "ui", "report", "bench")
+COMMANDS = ("run", "sweep", "ui", "report")
 #: Hydra flags that only print something: they pass straight to Hydra, without checks.
 _HYDRA_INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc"}
 #: Hydra flags followed by a value.
@@ -38,7 +41,6 @@ _HYDRA_VALUE_FLAGS = {
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
 
 EXIT_BAD_INPUT = 2
-SWEEP_SIZE_ENV = "RPROP_BENCH_SWEEP_SIZE"
 #: Overrides that move Hydra's output directories away from the working directory.
 _OUTPUT_DIR_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=")
 
@@ -82,7 +84,6 @@ commands (the word may stand anywhere among the overrides):
              nested child per job; overrides fix or narrow the grid (optimizer=rprop sweep)
   ui         start the MLflow UI on 127.0.0.1 against the same store and print its address
   report     write the report of a sweep (settings: conf/report.yaml)
-  bench      run the benchmark command
 
 config groups (choose with GROUP=OPTION):
 {groups}
@@ -143,7 +144,7 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     except ConfigError as exc:
         return _error(str(exc))
 
-    from rprop_bench.cli.job import SWEEP_ID_ENV, run_key, sweep_id_of
+    from rprop_bench.cli.job import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key, sweep_id_of
     from rprop_bench.store import TrackingError, check_store, check_writable_dir, resolve_uri
 
     first = configs[0]
@@ -154,11 +155,51 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
         check_store(uri, timeout=float(first.tracking.check_timeout_seconds))
     except TrackingError as exc:
         return _error(str(exc))
-    if sweep:
-        print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
-        os.environ[SWEEP_SIZE_ENV] = str(len(jobs))  # for the jobs' "[3/30]" progress lines
-        os.environ[SWEEP_ID_ENV] = sweep_id_of(run_key(cfg) for cfg in configs)
+    if not sweep:
+        return _single_run(flags, overrides, first)
+    print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
+    os.environ[SWEEP_SIZE_ENV] = str(len(jobs))  # for the jobs' "[3/30]" progress lines
+    os.environ[SWEEP_ID_ENV] = sweep_id_of(run_key(cfg) for cfg in configs)
+    with _seed_plan(jobs, configs):
+        return _run_interruptible(flags, overrides)
+
+
+def _single_run(flags: list[str], overrides: list[str], cfg: Any) -> int:
+    """A ``run``: refuse ``train.vectorize_seeds=true`` where seeds cannot train stacked."""
+    from rprop_bench.cli.seed_groups import vectorized, why_not_stacked
+
+    if vectorized(cfg):
+        why = why_not_stacked(cfg)
+        if why is not None:
+            return _error(f"train.vectorize_seeds=true: {why}")
     return _run_interruptible(flags, overrides)
+
+
+@contextlib.contextmanager
+def _seed_plan(jobs: list[list[str]], configs: list[Any]) -> Iterator[None]:
+    """With ``train.vectorize_seeds=true``: the sweep's seed groups, in a file for the jobs.
+
+    The file (named by :data:`~rprop_bench.cli.seed_groups.PLAN_ENV`) lives as long as the
+    sweep; a line is printed for jobs that train one by one (L-BFGS, mini-batches).
+    """
+    from rprop_bench.cli import seed_groups
+
+    if not any(seed_groups.vectorized(cfg) for cfg in configs):
+        yield
+        return
+    groups, notes = seed_groups.plan(jobs, configs)
+    for note in notes:
+        print(note, flush=True)
+    with tempfile.TemporaryDirectory(prefix="rprop_bench_plan_") as tmp:
+        path = Path(tmp) / "seed_groups.json"
+        seed_groups.write_plan(groups, path)
+        os.environ[seed_groups.PLAN_ENV] = str(path)
+        os.environ[seed_groups.STARTED_ENV] = f"{time.time():.3f}"
+        try:
+            yield
+        finally:
+            os.environ.pop(seed_groups.PLAN_ENV, None)
+            os.environ.pop(seed_groups.STARTED_ENV, None)
 
 
 def _run_interruptible(flags: list[str], overrides: list[str]) -> int:
@@ -188,17 +229,6 @@ def _ui(overrides: list[str]) -> int:
         return _error(str(exc))
 
 
-def _bench(args: list[str]) -> int:
-    if importlib.util.find_spec("rprop_bench.cli.bench_command") is None:
-        return _error(
-            "the bench command is not available in this installation "
-            "(rprop_bench/cli/bench_command.py is missing)"
-        )
-    from rprop_bench.cli.bench_command import main as bench_main  # type: ignore[import-not-found]
-
-    return int(bench_main(args) or 0)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``python -m rprop_bench`` and the ``rprop-bench`` script; exits."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -210,8 +240,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         from rprop_bench.cli.report_command import main as report_main
 
         sys.exit(report_main(rest))
-    if command == "bench":
-        sys.exit(_bench(rest))
     if "--help" in flags or "-h" in flags:
         print(help_text())
         sys.exit(0)

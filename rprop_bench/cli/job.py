@@ -32,6 +32,8 @@ PROGRAM = "python -m rprop_bench"
 #: Set by the CLI before a sweep starts: the sweep's id, from its jobs' run keys, so that the
 #: same sweep run again (resumed) finds its parent run. Joblib workers inherit it.
 SWEEP_ID_ENV = "RPROP_BENCH_SWEEP_ID"
+#: Set by the CLI before a sweep starts: the number of its jobs, for the "[3/30]" lines.
+SWEEP_SIZE_ENV = "RPROP_BENCH_SWEEP_SIZE"
 #: Config nodes that say how a run is recorded or scheduled, not what it computes. They stay out
 #: of the run key, so a change of store, launcher, output directory or resume policy keeps it.
 #: (Hydra's own settings, launcher and output directories included, are not in a job's config.)
@@ -139,15 +141,25 @@ def sweep_id_of(run_keys: Iterable[str]) -> str:
     return f"sweep_{digest}"
 
 
-def run_key(cfg: DictConfig) -> str:
+def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     """A hash of the resolved config without :data:`NOT_IN_RUN_KEY` (same key = same run).
 
     Keys are sorted before hashing, so the order of overrides does not matter.
+    ``train.vectorize_seeds`` counts only when true: a stacked run agrees with a one-by-one
+    run up to last-bit rounding only, so a resumed sweep must not take one for the other, and
+    the keys of runs made before the option existed stay valid. ``without_seed`` leaves out
+    ``train.seed``: the key of a seed group (:mod:`rprop_bench.cli.seed_groups`).
     """
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     for name in NOT_IN_RUN_KEY:
         plain.pop(name, None)
+    train = plain.get("train")
+    if isinstance(train, dict):
+        if not train.get("vectorize_seeds", False):
+            train.pop("vectorize_seeds", None)
+        if without_seed:
+            train.pop("seed", None)
     text = json.dumps(plain, sort_keys=True, default=str)
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
@@ -191,26 +203,33 @@ class _Built:
     settings: Any
 
 
-def build(cfg: DictConfig) -> _Built:
-    """Build the problem data, the model (seeded by ``train.seed``), the optimizer and settings."""
+def build_data(cfg: DictConfig) -> Any:
+    """The problem's data on ``train.device`` (and torch's thread count set for the run)."""
     import torch
-
-    from rprop_bench.training import TrainSettings
 
     device = str(cfg.train.device)
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={device!r} is out of range: CUDA is not available here")
     torch.set_num_threads(int(cfg.train.num_threads))
     try:
-        data = hydra_instantiate(cfg.problem.data).to(device)
+        return hydra_instantiate(cfg.problem.data).to(device)
     except OSError as exc:  # a data file that is missing or unreadable
         name = cfg.problem.data.get("name", "?")
         raise ConfigError(f"cannot load the data of problem {name!r}: {exc}") from exc
-    torch.manual_seed(int(cfg.train.seed))
-    model = hydra_instantiate(cfg.model)(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
-    model = model.to(device)
-    optimizer = hydra_instantiate(cfg.optimizer)(model.parameters())
-    settings = TrainSettings(
+
+
+def model_builder(cfg: DictConfig, data: Any) -> Any:
+    """A function that builds the config's model for ``data`` (seed torch before calling it)."""
+    partial = hydra_instantiate(cfg.model)
+    device = str(cfg.train.device)
+    return lambda: partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs).to(device)
+
+
+def train_settings(cfg: DictConfig) -> Any:
+    """The :class:`~rprop_bench.training.TrainSettings` of the ``train`` group."""
+    from rprop_bench.training import TrainSettings
+
+    return TrainSettings(
         epochs=int(cfg.train.epochs),
         batch_size=cfg.train.batch_size,
         target_loss=cfg.train.target_loss,
@@ -218,7 +237,17 @@ def build(cfg: DictConfig) -> _Built:
         histogram_every=int(cfg.train.histogram_every),
         seed=int(cfg.train.seed),
     )
-    return _Built(data, model, optimizer, settings)
+
+
+def build(cfg: DictConfig) -> _Built:
+    """Build the problem data, the model (seeded by ``train.seed``), the optimizer and settings."""
+    import torch
+
+    data = build_data(cfg)
+    torch.manual_seed(int(cfg.train.seed))
+    model = model_builder(cfg, data)()
+    optimizer = hydra_instantiate(cfg.optimizer)(model.parameters())
+    return _Built(data, model, optimizer, train_settings(cfg))
 
 
 def tracking_options(cfg: DictConfig, cwd: Path) -> Any:
@@ -238,9 +267,23 @@ def tracking_options(cfg: DictConfig, cwd: Path) -> Any:
     )
 
 
-def run_tags(cfg: DictConfig, names: RunNames, task: str) -> dict[str, str]:
-    """The tags of a training run (schema names)."""
+def run_tags(
+    cfg: DictConfig,
+    names: RunNames,
+    task: str,
+    overrides: Iterable[str] | None = None,
+    output_dir: Path | None = None,
+) -> dict[str, str]:
+    """The tags of a training run (schema names).
+
+    ``overrides`` and ``output_dir`` default to this Hydra job's; a seed group passes those of
+    each member's own job.
+    """
     hydra_cfg = HydraConfig.get()
+    if overrides is None:
+        overrides = hydra_cfg.overrides.task
+    if output_dir is None:
+        output_dir = Path(hydra_cfg.runtime.output_dir)
     return {
         schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING,
         schema.TAG_OPTIMIZER: names.optimizer,
@@ -250,8 +293,8 @@ def run_tags(cfg: DictConfig, names: RunNames, task: str) -> dict[str, str]:
         schema.TAG_MODEL: names.model,
         schema.TAG_SEED: str(names.seed),
         schema.TAG_GIT_COMMIT: git_commit(),
-        schema.TAG_COMMAND: " ".join([PROGRAM, "run", *hydra_cfg.overrides.task]),
-        schema.TAG_OUTPUT_DIR: str(Path(hydra_cfg.runtime.output_dir).resolve()),
+        schema.TAG_COMMAND: " ".join([PROGRAM, "run", *overrides]),
+        schema.TAG_OUTPUT_DIR: str(output_dir.resolve()),
         schema.TAG_RUN_KEY: run_key(cfg),
     }
 
@@ -269,8 +312,20 @@ def _line_weights(model: Any) -> dict[str, float]:
     }
 
 
+@dataclass
+class _Entry:
+    """One run being trained: its config, names, recorder and its label in the sweep."""
+
+    cfg: DictConfig
+    names: RunNames
+    recorder: Any
+    label: str
+    output_dir: Path
+
+
 def _run_job(cfg: DictConfig) -> dict[str, Any]:
     from rprop_bench import tracking
+    from rprop_bench.cli import seed_groups
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
@@ -281,111 +336,279 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
     tracker = tracking.Tracker.open(options)
     parent_run_id = None
     sweep_tags: dict[str, str] = {}
+    group = seed_groups.group_of(run_key(cfg)) if multirun else None
     if multirun:
-        skipped = _skip_if_done(tracker, cfg, names.run_name)
-        if skipped is not None:
-            return skipped
+        if group is None:
+            skipped = _skip_if_done(tracker, cfg, names.run_name, _job_label())
+            if skipped is not None:
+                return skipped
         sweep_dir = (cwd / str(hydra_cfg.sweep.dir)).resolve()
         sweep_tags[schema.TAG_SWEEP_ID] = sweep_id = sweep_id_for(sweep_dir)
         parent_run_id = tracker.ensure_sweep_parent(
             sweep_id, sweep_dir, f"sweep {sweep_id}", {schema.TAG_OUTPUT_DIR: str(sweep_dir)}
         )
+        if group is not None:
+            return _run_seed_group(cfg, group, tracker, parent_run_id, sweep_tags, sweep_dir)
     built = build(cfg)
     tags = {**run_tags(cfg, names, built.data.task), **sweep_tags}
+    recorder = tracker.start_run(names.run_name, tags, _params(cfg), parent_run_id)
+    label = _job_label() if multirun else ""  # a single run has no job number
+    entry = _Entry(cfg, names, recorder, label, Path(hydra_cfg.runtime.output_dir))
+    return _train_and_record(built, entry, options.uri, multirun=multirun)
+
+
+def _params(cfg: DictConfig) -> dict[str, str]:
+    from rprop_bench.tracking import flatten
+
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
-    recorder = tracker.start_run(names.run_name, tags, tracking.flatten(plain), parent_run_id)
-    try:
-        return _train_and_record(cfg, built, names, recorder, options.uri, multirun=multirun)
-    except tracking.StoreUnavailable as exc:
-        return _failed_locally(recorder, names, str(exc), multirun=multirun)
+    return flatten(plain)
 
 
-def _skip_if_done(tracker: Any, cfg: DictConfig, run_name: str) -> dict[str, Any] | None:
+def _skip_if_done(
+    tracker: Any, cfg: DictConfig, run_name: str, label: str, *, quiet: bool = False
+) -> dict[str, Any] | None:
     """In a sweep: a summary if this job's run key is already done (or running elsewhere).
 
     Dead RUNNING runs of the key are marked KILLED on the way (see
     :meth:`rprop_bench.tracking.Tracker.previous_runs`). ``sweep.skip_finished=false``
-    redoes every job.
+    redoes every job, except one that its seed group trained in this very sweep.
+    ``quiet`` prints only the reaped runs (a seed group checking its other members).
     """
-    previous = tracker.previous_runs(run_key(cfg))
+    from rprop_bench.cli.seed_groups import sweep_started
+
+    started = sweep_started() if vectorized_cfg(cfg) else None
+    previous = tracker.previous_runs(run_key(cfg), since=started)
     for run_id in previous.reaped:
-        print(f"{_job_label()} run {run_id} of {run_name} was left RUNNING by a dead "
+        print(f"{label} run {run_id} of {run_name} was left RUNNING by a dead "
               f"process: marked KILLED, redoing it", flush=True)  # fmt: skip
-    if not OmegaConf.select(cfg, "sweep.skip_finished", default=True):
+    if previous.since is not None:
+        why, done = "trained with its seed group in this sweep", previous.since
+    elif OmegaConf.select(cfg, "sweep.skip_finished", default=True) and (
+        previous.finished or previous.running
+    ):
+        why = "already FINISHED" if previous.finished else "already RUNNING in a live process"
+        done = previous.finished or previous.running
+    else:
         return None
-    done = previous.finished or previous.running
-    if done is None:
-        return None
-    why = "FINISHED" if previous.finished else "RUNNING in a live process"
-    print(f"{_job_label()} SKIPPED {run_name}: already {why} as run {done}", flush=True)
+    if not quiet:
+        print(f"{label} SKIPPED {run_name}: {why} as run {done}", flush=True)
     return {"status": "SKIPPED", "run_id": done}
 
 
-def _train_and_record(
-    cfg: DictConfig, built: _Built, names: RunNames, recorder: Any, uri: str, *, multirun: bool
-) -> dict[str, Any]:
-    """Train with ``recorder`` as the callback and end the run FINISHED, FAILED or KILLED."""
-    import torch  # heavy imports only once a job really runs
+def vectorized_cfg(cfg: DictConfig) -> bool:
+    """Whether ``cfg`` asks for seed-vectorised training (``train.vectorize_seeds``)."""
+    return bool(OmegaConf.select(cfg, "train.vectorize_seeds", default=False))
 
+
+def _member_output_dir(index: int) -> Path:
+    """The Hydra output directory of job ``index`` of this sweep (``sweep.dir/<job num>``)."""
+    hydra_cfg = HydraConfig.get()
+    own = Path(hydra_cfg.runtime.output_dir)
+    if str(hydra_cfg.sweep.subdir) == str(hydra_cfg.job.num):
+        return own.parent / str(index)
+    return own  # a custom subdir pattern: the members share the leader's directory
+
+
+def _run_seed_group(
+    cfg: DictConfig,
+    group: tuple[str, list[Any]],
+    tracker: Any,
+    parent_run_id: str,
+    sweep_tags: dict[str, str],
+    sweep_dir: Path,
+) -> dict[str, Any]:
+    """Train this job's seed group: every member whose run is not done, as one stacked model.
+
+    Under the group's lock file (shared by joblib workers), the members still to do are found
+    and their runs created RUNNING; another worker reaching a member of the group then sees it
+    RUNNING in a live process, or done in this sweep, and skips it. This job's own summary is
+    returned; if its own run is done, nothing is trained (the job that trains it is another).
+    """
+    from rprop_bench import tracking
+
+    group_key, members = group
+    hydra_cfg = HydraConfig.get()
+    choice = hydra_cfg.runtime.choices.get("optimizer")
+    own_key = run_key(cfg)
+    size = os.environ.get(SWEEP_SIZE_ENV, "?")
+    data = build_data(cfg)
+    todo: list[tuple[Any, DictConfig, RunNames]] = []
+    with tracking.file_lock(sweep_dir / f".rprop_bench_seed_group_{group_key}.lock"):
+        for member in members:
+            member_cfg = cfg.copy()
+            member_cfg.train.seed = member.seed
+            names = run_names(member_cfg, choice)
+            label = f"  [{member.index + 1}/{size}]"
+            quiet = member.key != own_key
+            done = _skip_if_done(tracker, member_cfg, names.run_name, label, quiet=quiet)
+            if done is not None and not quiet:
+                return done
+            if done is None:
+                todo.append((member, member_cfg, names))
+        entries = []
+        for member, member_cfg, names in todo:
+            output_dir = _member_output_dir(member.index)
+            tags = {
+                **run_tags(member_cfg, names, data.task, member.overrides, output_dir),
+                **sweep_tags,
+            }
+            if len(todo) > 1:
+                tags[schema.TAG_VECTORIZED] = str(len(todo))
+            recorder = tracker.start_run(names.run_name, tags, _params(member_cfg), parent_run_id)
+            label = f"  [{member.index + 1}/{size}]"
+            entries.append(_Entry(member_cfg, names, recorder, label, output_dir))
+    uri = tracker.options.uri
+    if len(entries) == 1:
+        import torch
+
+        torch.manual_seed(int(cfg.train.seed))
+        model = model_builder(cfg, data)()
+        optimizer = hydra_instantiate(cfg.optimizer)(model.parameters())
+        built = _Built(data, model, optimizer, train_settings(cfg))
+        return _train_and_record(built, entries[0], uri, multirun=True)
+    return _train_stacked(cfg, data, entries, own_key, uri)
+
+
+def _train_stacked(
+    cfg: DictConfig, data: Any, entries: list[_Entry], own_key: str, uri: str
+) -> dict[str, Any]:
+    """Train ``entries`` (one seed each) as one stacked model; record each as its own run."""
+    from rprop_bench.seed_batch import seeded_models, train_seeds
+
+    models = seeded_models(model_builder(cfg, data), [int(e.cfg.train.seed) for e in entries])
+
+    def train_all() -> list[Any]:
+        for entry in entries:
+            _log_inputs(entry, data)
+        return train_seeds(
+            models, data, hydra_instantiate(cfg.optimizer), train_settings(cfg),
+            [e.recorder.on_epoch for e in entries],
+        )  # fmt: skip
+
+    from rprop_bench.tracking import StoreUnavailable
+
+    try:
+        results = _guarded(train_all, entries, multirun=True)
+    except StoreUnavailable as exc:
+        summaries = [_failed_locally(entry, str(exc), multirun=True) for entry in entries]
+    else:
+        summaries = [
+            _record_result(entry, result, model, uri, multirun=True)
+            if result is not None
+            else {"status": "FAILED", "run_id": entry.recorder.run_id}
+            for entry, result, model in zip(
+                entries, results or [None] * len(entries), models, strict=True
+            )
+        ]
+    own = [s for e, s in zip(entries, summaries, strict=True) if run_key(e.cfg) == own_key]
+    return own[0] if own else summaries[0]
+
+
+def _log_inputs(entry: _Entry, data: Any) -> None:
+    """The run's input artifacts: the composed config, and the data of problem ``line``."""
+    import torch
+
+    entry.recorder.log_text(OmegaConf.to_yaml(entry.cfg, resolve=True), schema.ARTIFACT_CONFIG)
+    if entry.names.problem == "line":
+        rows = torch.cat([data.x_train, data.y_train], dim=1).cpu().tolist()
+        entry.recorder.log_table(("x", "y"), rows, schema.ARTIFACT_LINE_DATA)
+
+
+def _guarded(train_call: Any, entries: list[_Entry], *, multirun: bool) -> Any:
+    """``train_call()``, ending every run of ``entries`` KILLED or FAILED if it raises.
+
+    Ctrl-C or SIGTERM marks every run KILLED (metrics so far written) and re-raises. Another
+    error marks every run FAILED with the reason; a sweep goes on (``None`` is returned), a
+    single run exits 1. A store that went away is re-raised: recording there would fail too.
+    """
+    from rprop_bench.tracking import StoreUnavailable
+
+    try:
+        return train_call()
+    except KeyboardInterrupt as exc:
+        why = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
+        for entry in entries:
+            entry.recorder.fail(why, entry.names.run_name, status="KILLED")
+            print(f"run {entry.recorder.run_id} KILLED: {entry.names.run_name}: {why}",
+                  file=sys.stderr)  # fmt: skip
+        raise
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        for entry in entries:
+            entry.recorder.fail(reason, entry.names.run_name)
+            print(f"run {entry.recorder.run_id} FAILED: {entry.names.run_name}: {reason}",
+                  file=sys.stderr)  # fmt: skip
+        if multirun:
+            return None
+        raise SystemExit(1) from exc
+
+
+def _train_and_record(built: _Built, entry: _Entry, uri: str, *, multirun: bool) -> dict[str, Any]:
+    """Train with the entry's recorder as the callback and end the run FINISHED, FAILED or
+    KILLED (or FAILED locally, in its output directory, if the store went away)."""
     from rprop_bench.tracking import StoreUnavailable
     from rprop_bench.training import train
 
-    progress = _progress(built.settings.epochs, names.run_name, disable=multirun)
-    try:
-        recorder.log_text(OmegaConf.to_yaml(cfg, resolve=True), schema.ARTIFACT_CONFIG)
-        if names.problem == "line":
-            rows = torch.cat([built.data.x_train, built.data.y_train], dim=1).cpu().tolist()
-            recorder.log_table(("x", "y"), rows, schema.ARTIFACT_LINE_DATA)
-        result = train(
+    progress = _progress(built.settings.epochs, entry.names.run_name, disable=multirun)
+
+    def train_one() -> Any:
+        _log_inputs(entry, built.data)
+        return train(
             built.model, built.data, built.optimizer, built.settings,
-            _with_progress(recorder.on_epoch, progress),
+            _with_progress(entry.recorder.on_epoch, progress),
         )  # fmt: skip
-    except KeyboardInterrupt as exc:
-        why = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
-        recorder.fail(why, names.run_name, status="KILLED")
-        print(f"run {recorder.run_id} KILLED: {names.run_name}: {why}", file=sys.stderr)
-        raise
-    except StoreUnavailable:
-        raise  # the store is gone: recording the failure there would fail too
-    except Exception as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        recorder.fail(reason, names.run_name)
-        print(f"run {recorder.run_id} FAILED: {names.run_name}: {reason}", file=sys.stderr)
-        if multirun:
-            return {"status": "FAILED", "run_id": recorder.run_id, "reason": reason}
-        raise SystemExit(1) from exc
+
+    try:
+        result = _guarded(train_one, [entry], multirun=multirun)
+    except StoreUnavailable as exc:
+        return _failed_locally(entry, str(exc), multirun=multirun)
     finally:
         if progress is not None:
             progress.close()
+    if result is None:
+        return {"status": "FAILED", "run_id": entry.recorder.run_id}
+    return _record_result(entry, result, built.model, uri, multirun=multirun)
 
+
+def _record_result(
+    entry: _Entry, result: Any, model: Any, uri: str, *, multirun: bool
+) -> dict[str, Any]:
+    """End the run FINISHED with its final metrics, or FAILED if it diverged; print a line."""
+    from rprop_bench.tracking import StoreUnavailable
+
+    recorder, names = entry.recorder, entry.names
     finals = dict(result.final_metrics)
-    if result.diverged:
-        recorder.fail(result.reason or "diverged", names.run_name)
-    else:
-        if names.problem == "line":
-            finals.update(_line_weights(built.model))
-        recorder.finish(finals, names.run_name)
+    try:
+        if result.diverged:
+            recorder.fail(result.reason or "diverged", names.run_name)
+        else:
+            if names.problem == "line":
+                finals.update(_line_weights(model))
+            recorder.finish(finals, names.run_name)
+    except StoreUnavailable as exc:
+        return _failed_locally(entry, str(exc), multirun=multirun)
     status = "FAILED" if result.diverged else "FINISHED"
     _print_summary(
         status, recorder.run_id, names.run_name, finals, result, recorder.seconds, uri,
-        multirun=multirun,
+        multirun=multirun, label=entry.label,
     )  # fmt: skip
     if result.diverged and not multirun:
         raise SystemExit(1)
     return {"status": status, "run_id": recorder.run_id, "final_metrics": finals}
 
 
-def _failed_locally(
-    recorder: Any, names: RunNames, reason: str, *, multirun: bool
-) -> dict[str, Any]:
+def _failed_locally(entry: _Entry, reason: str, *, multirun: bool) -> dict[str, Any]:
     """The store went away mid-run: record the failure (and the unsent metrics) in a file.
 
     The run cannot be marked FAILED in a store that does not answer, so it is marked FAILED
     here, in the Hydra output directory, and the user is told where. In the store it stays
     RUNNING; its process ends, so a later sweep sees it dead, marks it KILLED and redoes it.
     """
-    path = Path(HydraConfig.get().runtime.output_dir).resolve() / LOCAL_FAILURE_FILE
+    recorder, names = entry.recorder, entry.names
+    path = entry.output_dir.resolve() / LOCAL_FAILURE_FILE
     record = {
         "status": "FAILED", "run_id": recorder.run_id, "run_name": names.run_name,
         "uri": recorder.options.uri, "reason": reason, "time": time.time(),
@@ -441,11 +664,12 @@ def _print_summary(
     uri: str,
     *,
     multirun: bool,
+    label: str = "",
 ) -> None:
     if multirun:
         detail = _format_finals(finals) if status == "FINISHED" else result.reason
         print(
-            f"{_job_label()} {status} {run_name}: {detail} ({result.train_seconds:.2f} s)",
+            f"{label} {status} {run_name}: {detail} ({result.train_seconds:.2f} s)",
             flush=True,
         )
         return
@@ -465,7 +689,7 @@ def _print_summary(
 def _job_label() -> str:
     """``  [3/30]``: this job's number in the sweep."""
     number = HydraConfig.get().job.num + 1
-    return f"  [{number}/{os.environ.get('RPROP_BENCH_SWEEP_SIZE', '?')}]"
+    return f"  [{number}/{os.environ.get(SWEEP_SIZE_ENV, '?')}]"
 
 
 def _default_uri() -> str:

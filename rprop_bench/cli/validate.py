@@ -155,6 +155,8 @@ def validate_train(train: Mapping[str, Any]) -> None:
     _int_at_least("train.num_threads", train["num_threads"], 1)
     _int_at_least("train.log_every", train["log_every"], 1)
     _int_at_least("train.histogram_every", train["histogram_every"], 0)
+    vectorize = train.get("vectorize_seeds", False)
+    _of_type("train.vectorize_seeds", vectorize, lambda v: isinstance(v, bool), "true or false")
     device = str(train["device"])
     _check("train.device", device, lambda v: v.split(":")[0] in DEVICES, f"one of {DEVICES}")
 
