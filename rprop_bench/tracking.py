@@ -504,15 +504,7 @@ class Tracker:
         finds a run started since then, whatever its status: a seed group trained it in this
         sweep (a diverged seed FAILED there must not be redone alone by its own job).
         """
-        runs = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=(
-                f"tags.`{schema.TAG_RUN_KEY}` = '{run_key}' and "
-                f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_TRAINING}'"
-            ),
-            max_results=1000,
-            order_by=["attributes.start_time ASC"],
-        )
+        runs = self._runs_tagged(schema.TAG_RUN_KEY, run_key, schema.RUN_KIND_TRAINING, 1000)
         finished = running = recent = None
         reaped: list[str] = []
         for run in runs:
@@ -538,16 +530,17 @@ class Tracker:
 
     def find_sweep_parent(self, sweep_id: str) -> str | None:
         """The run id of the parent of sweep ``sweep_id``, if it exists."""
-        runs = self.client.search_runs(
+        runs = self._runs_tagged(schema.TAG_SWEEP_ID, sweep_id, schema.RUN_KIND_SWEEP, 1)
+        return runs[0].info.run_id if runs else None
+
+    def _runs_tagged(self, tag: str, value: str, kind: str, max_results: int) -> list[Run]:
+        """The runs of kind ``kind`` whose ``tag`` is ``value``, oldest first."""
+        return self.client.search_runs(
             [self.experiment_id],
-            filter_string=(
-                f"tags.`{schema.TAG_SWEEP_ID}` = '{sweep_id}' and "
-                f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_SWEEP}'"
-            ),
-            max_results=1,
+            filter_string=(f"tags.`{tag}` = '{value}' and tags.`{schema.TAG_RUN_KIND}` = '{kind}'"),
+            max_results=max_results,
             order_by=["attributes.start_time ASC"],
         )
-        return runs[0].info.run_id if runs else None
 
     def ensure_sweep_parent(
         self,
