@@ -13,7 +13,8 @@ like on a busy machine:
 Every way builds its models and optimizers inside the timed region and hands a callback to
 every seed that keeps the metrics and histogram rows, as the MLflow recorder would (the
 MLflow writes themselves are left out: they are the same per run either way). Each way is
-timed ``--repeats`` times; the median is reported as runs per second, with the ratio to
+timed ``--repeats`` times (garbage collection off while timed, as in ``timeit``); the
+median is reported as runs per second, with the ratio to
 one-by-one. Writes ``reports/bench/seed_batch.csv`` and ``reports/bench/seed_batch.png``.
 
 Usage: ``python experiments/bench_seed_batch.py [--optimizers irprop_minus,irprop_plus,adam]
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gc
 import statistics
 import time
 from collections.abc import Callable
@@ -94,9 +96,17 @@ def measure(optimizer: str, n_seeds: int, repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {way: [] for way in WAYS}
     for _ in range(repeats):
         for way, run in runs.items():
-            started = time.perf_counter()
-            run()
-            times[way].append(time.perf_counter() - started)
+            # As timeit does: a full collection before, none during. Otherwise a generation-2
+            # collection (~0.2 s, set off by whichever way allocates past the threshold) lands
+            # in one way's timing at random and swamps a 0.25 s run.
+            gc.collect()
+            gc.disable()
+            try:
+                started = time.perf_counter()
+                run()
+                times[way].append(time.perf_counter() - started)
+            finally:
+                gc.enable()
     return {way: statistics.median(t) for way, t in times.items()}
 
 

@@ -10,16 +10,19 @@
  * (-fno-trapping-math only lets selects become vector blends).
  *
  * Variants: 0 = rprop-, 1 = irprop-, 2 = rprop+, 3 = irprop+.
- * `undo_on_flip` is 1 where a sign flip undoes the last weight change (rprop+ always,
- * irprop+ when the loss went up); the caller decides it once per tensor.
+ * Stacked members: the n weights are `members` equal slices, one per member (a leading dim of
+ * size `members`, as in rprop_bench.seed_batch). `undo_flags` (one byte per member, or NULL)
+ * says per member whether a sign flip undoes the last weight change (irprop+: that member's
+ * loss went up); with NULL, `undo_on_flip` holds for every weight (rprop+ always). One call
+ * covers every member, so a stacked step costs one call per tensor, not one per member.
  */
 #include <stdint.h>
 
 /* Branch-free selects so that the compiler vectorizes the loop; VARIANT is a compile-time
- * constant, so each variant gets its own straight-line loop. */
+ * constant, so each variant gets its own straight-line loop over [begin, end). */
 #define RPROP_LOOP(T, VARIANT)                                                                 \
-    _Pragma("omp parallel for schedule(static) num_threads(num_threads) if(n > 65536)")       \
-    for (int64_t i = 0; i < n; ++i) {                                                          \
+    _Pragma("omp parallel for schedule(static) num_threads(num_threads) if(end - begin > 65536)") \
+    for (int64_t i = begin; i < end; ++i) {                                                    \
         T g = maximize ? -grad[i] : grad[i];                                                   \
         T product = g * prev[i];                                                               \
         /* NaN products give a NaN factor, as torch's masked writes leave NaN in place. */    \
@@ -35,7 +38,7 @@
             param[i] = param[i] + change;                                                      \
         } else {                                                                               \
             T last = weight_change[i];                                                         \
-            param[i] = param[i] + ((product < 0 && undo_on_flip) ? -last : change);            \
+            param[i] = param[i] + ((product < 0 && undo) ? -last : change);                    \
             weight_change[i] = change;                                                         \
         }                                                                                      \
         prev[i] = g;                                                                           \
@@ -45,12 +48,18 @@
     void NAME(T *restrict param, const T *restrict grad, T *restrict prev,                   \
               T *restrict step_size, T *restrict weight_change, int64_t n, T eta_minus,       \
               T eta_plus, T step_min, T step_max, int variant, int maximize, int undo_on_flip, \
-              int num_threads) {                                                               \
-        switch (variant) {                                                                     \
-        case 0: RPROP_LOOP(T, 0) break;                                                        \
-        case 1: RPROP_LOOP(T, 1) break;                                                        \
-        case 2: RPROP_LOOP(T, 2) break;                                                        \
-        default: RPROP_LOOP(T, 3) break;                                                       \
+              const unsigned char *restrict undo_flags, int64_t members, int num_threads) {   \
+        const int64_t size = members > 0 ? n / members : n;                                    \
+        const int64_t slices = members > 0 ? members : 1;                                      \
+        for (int64_t m = 0; m < slices; ++m) {                                                 \
+            const int undo = undo_flags ? undo_flags[m] != 0 : undo_on_flip;                   \
+            const int64_t begin = m * size, end = begin + size;                                \
+            switch (variant) {                                                                 \
+            case 0: RPROP_LOOP(T, 0) break;                                                    \
+            case 1: RPROP_LOOP(T, 1) break;                                                    \
+            case 2: RPROP_LOOP(T, 2) break;                                                    \
+            default: RPROP_LOOP(T, 3) break;                                                   \
+            }                                                                                  \
         }                                                                                      \
     }
 

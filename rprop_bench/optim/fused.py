@@ -126,6 +126,8 @@ def load_fused_kernel() -> ctypes.CDLL | None:
                 ctypes.c_int,
                 ctypes.c_int,
                 ctypes.c_int,
+                ctypes.c_void_p,
+                ctypes.c_int64,
                 ctypes.c_int,
             ]
         _kernel = library
@@ -162,8 +164,24 @@ def fused_step(
     variant: str,
     maximize: bool,
     undo_on_flip: bool,
+    undo_per_member: Tensor | None = None,
 ) -> None:
-    """One fused step over one real tensor, in place. The caller checks :func:`kernel_covers`."""
+    """One fused step over one real tensor, in place. The caller checks :func:`kernel_covers`.
+
+    ``undo_on_flip``: a sign flip undoes the last weight change (backtracking variants).
+    ``undo_per_member``: instead, one flag per stacked member (a contiguous CPU bool tensor of
+    shape ``(S,)``; the tensors' leading dim is S), so that one call steps every member.
+    """
+    if undo_per_member is not None and (
+        undo_per_member.dtype != torch.bool
+        or not undo_per_member.is_contiguous()
+        or param.numel() % max(undo_per_member.numel(), 1) != 0
+    ):
+        raise ValueError(
+            f"undo_per_member must be a contiguous bool tensor with one flag per member of a "
+            f"tensor of {param.numel()} weights; got {undo_per_member.dtype} of shape "
+            f"{tuple(undo_per_member.shape)}"
+        )
     function = (
         kernel.rprop_step_float32 if param.dtype == torch.float32 else kernel.rprop_step_float64
     )
@@ -181,5 +199,7 @@ def fused_step(
         _VARIANT_CODES[variant],
         int(maximize),
         int(undo_on_flip),
+        undo_per_member.data_ptr() if undo_per_member is not None else None,
+        undo_per_member.numel() if undo_per_member is not None else 1,
         torch.get_num_threads(),
     )

@@ -641,28 +641,23 @@ def _fused_rprop(
             )
             continue
         state_steps[i] += 1
-        # The kernel takes one undo flag per call: stacked members (a 1-D loss) go one
-        # leading-dim slice at a time, each with its own flag.
+        undo_per_member = None
         if hyper.variant == "irprop+":
             assert loss is not None
-            undo_flags = loss.gt(prev_losses[i]).tolist()  # a bool, or one per member
+            # One flag per member (a 1-D loss), read by the kernel from the bool tensor itself:
+            # one call for every member, and no host sync. A 0-dim loss is one member.
+            undo_per_member = loss.gt(prev_losses[i]).reshape(-1).to("cpu")
             prev_losses[i].copy_(loss)
-        else:
-            undo_flags = hyper.variant == "rprop+"
-        if isinstance(undo_flags, bool):
-            calls = [(tensors, undo_flags)]
-        else:
-            calls = [([t[k] for t in tensors], flag) for k, flag in enumerate(undo_flags)]
-        for member, undo_on_flip in calls:
-            fused_step(
-                kernel,
-                *member[:4],
-                member[4] if backtracking else None,
-                eta_minus=hyper.eta_minus,
-                eta_plus=hyper.eta_plus,
-                step_size_min=hyper.step_size_min,
-                step_size_max=hyper.step_size_max,
-                variant=hyper.variant,
-                maximize=hyper.maximize,
-                undo_on_flip=undo_on_flip,
-            )
+        fused_step(
+            kernel,
+            *tensors[:4],
+            tensors[4] if backtracking else None,
+            eta_minus=hyper.eta_minus,
+            eta_plus=hyper.eta_plus,
+            step_size_min=hyper.step_size_min,
+            step_size_max=hyper.step_size_max,
+            variant=hyper.variant,
+            maximize=hyper.maximize,
+            undo_on_flip=hyper.variant == "rprop+",
+            undo_per_member=undo_per_member,
+        )
