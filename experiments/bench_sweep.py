@@ -1,23 +1,45 @@
-"""Benchmark (not a test): runs/s of whole sweeps through the CLI, and the share MLflow takes.
+"""Benchmark (not a test): runs/s of whole sweeps through the CLI, the share MLflow takes, and
+how the joblib launcher scales.
 
 Runs real ``python -m rprop_bench ... sweep`` commands, each into a fresh SQLite store (copied
-from one migrated template, so the store's one-time creation is not timed), in one process of
-this script and one after another, so that ratios compare like with like on a busy machine:
+from one migrated template, so the store's one-time creation is not timed) in a fresh working
+directory, one after another. The cases are interleaved and the whole list is repeated
+(``--repeat``), so that on a busy machine every case sees the same mix of load; the summary
+gives medians over the repeats.
+
+Sweeps (``--sweeps``):
 
 * ``default``: ``optimizer=rprop sweep`` (10 problems × 3 seeds = 30 runs);
-* ``iris10``: ``optimizer=rprop problem=iris train.seed=0,...,9 sweep`` (10 runs, one group);
+* ``seeds6``: ``optimizer=rprop sweep train.seed=0,...,5`` (60 runs);
+* ``iris10``: ``optimizer=rprop problem=iris train.seed=0,...,9 sweep`` (10 runs, one group).
 
-each with the basic launcher (1 worker) and with ``hydra/launcher=joblib
-hydra.launcher.n_jobs=2``, and with ``train.vectorize_seeds`` false and true. ``--baseline
-DIR`` adds the same commands (vectorisation off) run with the code in ``DIR`` (e.g. a copy of
-the previous commit) first on ``PYTHONPATH``: a before/after within one run.
+Launchers: ``basic`` (Hydra's, in process), ``joblib1`` and ``joblib2``
+(``hydra/launcher=joblib hydra.launcher.n_jobs=1|2``; with one job joblib runs in process).
+The first sweep listed runs with all three, the others with ``joblib1`` and ``joblib2`` only.
+``--baseline DIR`` adds, for the first sweep, the basic and 2-worker launchers run with the
+code in ``DIR`` (e.g. ``git archive`` of the previous commit) first on ``PYTHONPATH``: a
+before/after within one run. ``--vectorize`` adds ``train.vectorize_seeds=true`` with the basic
+launcher.
 
-For each command it prints and writes (``reports/bench/sweep.csv``) the wall time, runs/s, the
-MLflow fraction (sum of the runs' ``logging_seconds`` / wall time), the training fraction
-(sum of ``train_seconds`` / wall time), and the ratios to the basic launcher without
-vectorisation. With 2 workers the fractions can exceed 1/2 each: runs overlap.
+For each command it records (``reports/bench/sweep.csv``, one row per command):
 
-Usage: ``python experiments/bench_sweep.py [--sweeps default,iris10] [--baseline DIR]``
+* ``wall_s`` and ``runs_per_s`` (runs / wall time, start-up included);
+* ``span_s`` and ``steady_runs_per_s``: first run's start to last run's end, from the store's
+  run start and end times (the steady state: worker start-up and the sweep's end left out);
+* ``startup_s``: command start to the first run's start (imports, pre-flight, workers);
+* ``cpu_s``: user + system CPU time of the command and its worker processes. It does not
+  depend on how busy the machine is, so ``cpu_s`` per run tells whether a second worker adds
+  work (imports, re-composition) or only runs in parallel;
+* ``mlflow_fraction``: the runs' summed ``logging_seconds`` / wall time (with 2 workers it can
+  exceed 1/2: runs overlap); ``train_fraction`` likewise for ``train_seconds``;
+* ``load1``: the machine's 1-minute load average when the command started.
+
+The summary (printed, and ``reports/bench/sweep_summary.csv``) has the medians per case and
+the ratios: 2 workers / 1 worker (steady and wall runs/s) and after / before. The figure
+(``reports/bench/sweep.png``) shows steady runs/s per case.
+
+Usage: ``python experiments/bench_sweep.py [--sweeps default,seeds6] [--repeat 3]
+[--baseline DIR] [--vectorize]``
 """
 
 from __future__ import annotations
@@ -25,7 +47,9 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,11 +62,18 @@ from rprop_bench import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "reports" / "bench" / "sweep.csv"
+SUMMARY = OUT.with_name("sweep_summary.csv")
+FIGURE = OUT.with_suffix(".png")
 SWEEPS = {
     "default": ["optimizer=rprop"],
+    "seeds6": ["optimizer=rprop", "train.seed=" + ",".join(map(str, range(6)))],
     "iris10": ["optimizer=rprop", "problem=iris", "train.seed=" + ",".join(map(str, range(10)))],
 }
-LAUNCHERS = {"1 worker": [], "2 workers": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]}
+LAUNCHERS = {
+    "basic": [],
+    "joblib1": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"],
+    "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+}
 
 
 def _template(work: Path) -> Path:
@@ -53,8 +84,13 @@ def _template(work: Path) -> Path:
     return path
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def measure(args: list[str], work: Path, template: Path, code: str | None) -> dict[str, float]:
-    """Run one sweep command into a fresh store; its wall time and the runs' sums."""
+    """Run one sweep command into a fresh store; its times and the runs' sums."""
     work.mkdir(parents=True)
     shutil.copy(template, work / "mlflow.db")
     uri = f"sqlite:///{work / 'mlflow.db'}"
@@ -62,9 +98,13 @@ def measure(args: list[str], work: Path, template: Path, code: str | None) -> di
     if code:
         env["PYTHONPATH"] = code
     command = [sys.executable, "-m", "rprop_bench", "sweep", *args, f"tracking.uri={uri}"]
+    load1 = os.getloadavg()[0]
+    cpu_before = _children_cpu()
+    started_at = time.time()
     started = time.perf_counter()
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before  # the command and every worker it waited for
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
     client = MlflowClient(uri)
@@ -75,46 +115,139 @@ def measure(args: list[str], work: Path, template: Path, code: str | None) -> di
         max_results=10000,
     )
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    logging = sum(r.data.metrics.get(schema.LOGGING_SECONDS, 0.0) for r in finished)
-    training = sum(r.data.metrics.get(schema.TRAIN_SECONDS, 0.0) for r in finished)
-    return {"runs": len(finished), "wall_s": wall, "logging_s": logging, "train_s": training}
+    first = min(r.info.start_time for r in finished) / 1000
+    last = max(r.info.end_time for r in finished) / 1000
+    return {
+        "runs": len(finished),
+        "wall_s": wall,
+        "span_s": last - first,
+        "startup_s": first - started_at,
+        "cpu_s": cpu,
+        "logging_s": sum(r.data.metrics.get(schema.LOGGING_SECONDS, 0.0) for r in finished),
+        "train_s": sum(r.data.metrics.get(schema.TRAIN_SECONDS, 0.0) for r in finished),
+        "load1": load1,
+    }
+
+
+def _derived(row: dict) -> None:
+    row["runs_per_s"] = row["runs"] / row["wall_s"]
+    row["steady_runs_per_s"] = row["runs"] / row["span_s"]
+    row["cpu_s_per_run"] = row["cpu_s"] / row["runs"]
+    row["mlflow_fraction"] = row["logging_s"] / row["wall_s"]
+    row["train_fraction"] = row["train_s"] / row["wall_s"]
+
+
+MEDIANS = ("wall_s", "runs_per_s", "steady_runs_per_s", "startup_s", "cpu_s_per_run",
+           "mlflow_fraction", "train_fraction", "load1")  # fmt: skip
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Medians over the repeats of each (sweep, launcher, code), and the ratios between cases."""
+    keys = list(dict.fromkeys((r["sweep"], r["launcher"], r["code"]) for r in rows))
+    summary = []
+    for sweep, launcher, code in keys:
+        mine = [
+            r for r in rows if (r["sweep"], r["launcher"], r["code"]) == (sweep, launcher, code)
+        ]
+        entry = {"sweep": sweep, "launcher": launcher, "code": code, "repeats": len(mine),
+                 "runs": mine[0]["runs"]}  # fmt: skip
+        entry.update({k: statistics.median(r[k] for r in mine) for k in MEDIANS})
+        summary.append(entry)
+
+    def find(*key: str) -> dict | None:
+        return next((s for s in summary if (s["sweep"], s["launcher"], s["code"]) == key), None)
+
+    for entry in summary:
+        one = find(entry["sweep"], "joblib1", entry["code"])
+        if entry["launcher"] == "joblib2" and one:
+            entry["steady_vs_1_worker"] = entry["steady_runs_per_s"] / one["steady_runs_per_s"]
+            entry["wall_vs_1_worker"] = entry["runs_per_s"] / one["runs_per_s"]
+            entry["cpu_per_run_vs_1_worker"] = entry["cpu_s_per_run"] / one["cpu_s_per_run"]
+        before = find(entry["sweep"], entry["launcher"], "before")
+        if entry["code"] == "after" and before:
+            entry["runs_per_s_vs_before"] = entry["runs_per_s"] / before["runs_per_s"]
+    return summary
+
+
+def _figure(summary: list[dict], rows: list[dict]) -> None:
+    """Median steady and wall runs/s per case as bars; every repeat as a dot (the spread)."""
+    from matplotlib.figure import Figure
+
+    labels = [f"{s['sweep']}\n{s['launcher']}\n{s['code']}" for s in summary]
+    fig = Figure(figsize=(max(6.0, 0.9 * len(summary)), 3.8), layout="constrained")
+    ax = fig.add_subplot()
+    x = range(len(summary))
+    ax.bar([i - 0.2 for i in x], [s["steady_runs_per_s"] for s in summary], 0.4,
+           label="steady state (first run start → last run end)")  # fmt: skip
+    ax.bar([i + 0.2 for i in x], [s["runs_per_s"] for s in summary], 0.4,
+           label="wall (start-up included)")  # fmt: skip
+    for i, entry in enumerate(summary):
+        case = (entry["sweep"], entry["launcher"], entry["code"])
+        mine = [r for r in rows if (r["sweep"], r["launcher"], r["code"]) == case]
+        ax.plot([i - 0.2] * len(mine), [r["steady_runs_per_s"] for r in mine], "k.", ms=4)
+        ax.plot([i + 0.2] * len(mine), [r["runs_per_s"] for r in mine], "k.", ms=4)
+    ax.set_xticks(list(x), labels, fontsize=7)
+    ax.set_ylabel("runs / s (bars: median; dots: repeats)")
+    ax.set_title("rprop-bench sweeps: throughput per launcher (2 shared cores)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.savefig(FIGURE, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sweeps", default="default,iris10")
+    parser.add_argument("--sweeps", default="default,seeds6")
+    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="code directory of the 'before'")
+    parser.add_argument("--vectorize", action="store_true", help="add vectorize_seeds=true")
     options = parser.parse_args()
     cases = []
-    for sweep in options.sweeps.split(","):
-        for launcher, launcher_args in LAUNCHERS.items():
-            if options.baseline:
-                cases.append((sweep, launcher, "before", [], options.baseline))
-            for vectorize in ("false", "true"):
-                args = [*launcher_args, f"train.vectorize_seeds={vectorize}"]
-                cases.append((sweep, launcher, f"vectorize={vectorize}", args, None))
+    for i, sweep in enumerate(options.sweeps.split(",")):
+        # the first sweep gets every case; the others only what the joblib ratio needs
+        launchers = list(LAUNCHERS) if i == 0 else ["joblib1", "joblib2"]
+        if options.baseline and i == 0:
+            for launcher in ("basic", "joblib2"):
+                cases.append((sweep, launcher, "before", LAUNCHERS[launcher], options.baseline))
+        for launcher in launchers:
+            cases.append((sweep, launcher, "after", LAUNCHERS[launcher], None))
+        if options.vectorize:
+            cases.append((sweep, "basic", "vectorized", ["train.vectorize_seeds=true"], None))
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         template = _template(Path(tmp))
-        for i, (sweep, launcher, code, args, path) in enumerate(cases):
-            result = measure([*SWEEPS[sweep], *args], Path(tmp) / str(i), template, path)
-            rows.append({"sweep": sweep, "launcher": launcher, "code": code, **result})
-            base = next(r for r in rows if r["sweep"] == sweep)  # its first case
-            row = rows[-1]
-            row["runs_per_s"] = row["runs"] / row["wall_s"]
-            row["mlflow_fraction"] = row["logging_s"] / row["wall_s"]
-            row["train_fraction"] = row["train_s"] / row["wall_s"]
-            row["speedup_vs_first"] = base["wall_s"] / row["wall_s"]
-            print(f"{sweep:8s} {launcher:9s} {code:16s} {row['runs']:3d} runs "
-                  f"{row['wall_s']:6.1f} s {row['runs_per_s']:5.2f} runs/s "
-                  f"MLflow {row['mlflow_fraction']:5.1%} train {row['train_fraction']:5.1%} "
-                  f"{row['speedup_vs_first']:4.2f}× vs first", flush=True)  # fmt: skip
+        for repeat in range(options.repeat):
+            for sweep, launcher, code, args, path in cases:
+                work = Path(tmp) / str(len(rows))
+                result = measure([*SWEEPS[sweep], *args], work, template, path)
+                row = {"repeat": repeat, "sweep": sweep, "launcher": launcher, "code": code,
+                       **result}  # fmt: skip
+                _derived(row)
+                rows.append(row)
+                shutil.rmtree(work, ignore_errors=True)
+                print(f"[{repeat}] {sweep:7s} {launcher:7s} {code:10s} {row['runs']:3d} runs "
+                      f"{row['wall_s']:6.1f} s {row['runs_per_s']:5.2f} runs/s "
+                      f"steady {row['steady_runs_per_s']:5.2f} runs/s "
+                      f"start-up {row['startup_s']:5.1f} s CPU {row['cpu_s_per_run']:5.2f} s/run "
+                      f"MLflow {row['mlflow_fraction']:5.1%} train {row['train_fraction']:5.1%} "
+                      f"load {row['load1']:4.1f}", flush=True)  # fmt: skip
     OUT.parent.mkdir(parents=True, exist_ok=True)
     with OUT.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote {OUT}")
+    summary = summarise(rows)
+    fields = list(dict.fromkeys(k for s in summary for k in s))
+    with SUMMARY.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(summary)
+    print("\nmedians over repeats:")
+    for s in summary:
+        ratios = " ".join(f"{k} {s[k]:.2f}" for k in s if k.endswith(("_worker", "_before")))
+        print(f"{s['sweep']:7s} {s['launcher']:7s} {s['code']:10s} {s['runs_per_s']:5.2f} runs/s "
+              f"steady {s['steady_runs_per_s']:5.2f} CPU {s['cpu_s_per_run']:5.2f} s/run "
+              f"MLflow {s['mlflow_fraction']:5.1%} {ratios}")  # fmt: skip
+    _figure(summary, rows)
+    print(f"wrote {OUT}, {SUMMARY}, {FIGURE}")
 
 
 if __name__ == "__main__":

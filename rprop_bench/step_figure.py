@@ -12,9 +12,14 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from rprop_bench import schema
 from rprop_bench.diagnostics import HISTOGRAM_EDGES, HistogramRow
+
+
+def _plain_number(value: float, _position: object = None) -> str:
+    return f"{value:g}"
 
 
 def step_heatmap(rows: Sequence[HistogramRow], title: str = "") -> Figure:
@@ -35,7 +40,7 @@ def step_heatmap(rows: Sequence[HistogramRow], title: str = "") -> Figure:
             r.count
         )
     # No constrained layout and an image, not a mesh: this is drawn once per run, so it must
-    # be cheap (about 60 ms).
+    # be cheap (about 70 ms with its PNG written, on 2 busy cores).
     fig = Figure(figsize=(6.0, 3.6), dpi=90)
     fig.subplots_adjust(left=0.11, right=0.97, bottom=0.14, top=0.9)
     ax = fig.add_subplot()
@@ -51,8 +56,12 @@ def step_heatmap(rows: Sequence[HistogramRow], title: str = "") -> Figure:
             norm=LogNorm(vmin=1, vmax=max(counts.max(), 1)),
             cmap="viridis",
         )
-        colorbar = fig.colorbar(image, ax=ax, label="weights", pad=0.02)
-        colorbar.ax.minorticks_off()  # a log colour bar's minor ticks cost a quarter of the time
+        # Plain tick labels (1, 10, 100): the default 10^k labels go through mathtext, which
+        # costs a third of the figure's time; minor ticks cost about as much again.
+        colorbar = fig.colorbar(
+            image, ax=ax, label="weights", pad=0.02, format=FuncFormatter(_plain_number)
+        )
+        colorbar.ax.minorticks_off()
     ax.set_xlabel("epoch")
     ax.set_ylabel("log10 step size")
     ax.set_title(title or "step size per weight", fontsize=9)
