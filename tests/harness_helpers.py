@@ -118,28 +118,44 @@ def _answers(url: str) -> bool:
 
 
 @contextmanager
-def mlflow_server(directory: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """A real ``mlflow server`` on 127.0.0.1 (SQLite backend and artifacts in ``directory``).
+def mlflow_server(
+    directory: Path, backend_uri: str | None = None, workers: int = 1, timeout: float = 180
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A real ``mlflow server`` on 127.0.0.1 with artifacts in ``directory/artifacts``.
 
+    Its backend store is ``backend_uri`` (e.g. a PostgreSQL URI from ``servers.py``), or a
+    fresh SQLite store in ``directory/backend``. It logs to ``directory/server.log``.
     Yields its URI and process; stops it by its own process group at the end.
     """
     port = free_port()
     directory.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-        "--workers", "1", "--backend-store-uri", new_store(directory / "backend"),
+        "--workers", str(workers),
+        "--backend-store-uri", backend_uri or new_store(directory / "backend"),
         "--artifacts-destination", (directory / "artifacts").as_uri(),
     ]  # fmt: skip
-    server = subprocess.Popen(
-        command,
-        cwd=directory,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: stopping it stops its workers too
-    )
+    log = directory / "server.log"
+    with log.open("ab") as sink:
+        server = subprocess.Popen(
+            command,
+            cwd=directory,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: stopping it stops its workers too
+        )
     uri = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if server.poll() is not None:  # it died (bad backend URI, missing driver): say so now
+            raise AssertionError(f"mlflow server exited with {server.returncode}")
+        return _answers(f"{uri}/health")
+
     try:
-        wait_for(lambda: server.poll() is None and _answers(f"{uri}/health"), 90, "mlflow server")
+        try:
+            wait_for(up, timeout, "mlflow server")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; its log ends:\n{log.read_text()[-3000:]}") from exc
         yield uri, server
     finally:
         stop_group(server)

@@ -131,9 +131,13 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
 
     if any(flag in _HYDRA_INFO_FLAGS for flag in flags):
         return _run_hydra(flags, overrides)
+    from rprop_bench.cli.launchers import chosen_launcher
+
     try:
+        parsed = parse(overrides)
+        launcher = chosen_launcher(parsed)  # before anything runs: a missing extra is one line
         chosen_sweep = any(
-            o.key_or_group == "sweep" and o.value() not in (None, "null") for o in parse(overrides)
+            o.key_or_group == "sweep" and o.value() not in (None, "null") for o in parsed
         )
         sweep = command == "sweep" or chosen_sweep or any(f in _MULTIRUN_FLAGS for f in flags)
         if command == "sweep" and not chosen_sweep:
@@ -145,6 +149,11 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
         return _error(str(exc))
 
     from rprop_bench.cli.job import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key, sweep_id_of
+    from rprop_bench.cli.launchers import (
+        job_environment,
+        launcher_overrides,
+        runs_on_this_machine,
+    )
     from rprop_bench.store import TrackingError, check_store, check_writable_dir, resolve_uri
 
     first = configs[0]
@@ -158,10 +167,22 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     if not sweep:
         return _single_run(flags, overrides, first)
     print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
-    os.environ[SWEEP_SIZE_ENV] = str(len(jobs))  # for the jobs' "[3/30]" progress lines
-    os.environ[SWEEP_ID_ENV] = sweep_id_of(run_key(cfg) for cfg in configs)
-    with _seed_plan(jobs, configs):
-        return _run_interruptible(flags, overrides)
+    sweep_env = {
+        SWEEP_ID_ENV: sweep_id_of(run_key(cfg) for cfg in configs),
+        SWEEP_SIZE_ENV: str(len(jobs)),  # for the jobs' "[3/30]" progress lines
+    }
+    local = runs_on_this_machine(launcher, parsed)
+    with _seed_plan(jobs, configs, None if local else launcher.name) as plan_env:
+        sweep_env.update(plan_env)
+        # This process (the sweep-parent callback, joblib workers) reads them from os.environ;
+        # jobs elsewhere (Ray cluster, SLURM nodes) from their Hydra config's hydra.job.env_set.
+        os.environ.update(sweep_env)
+        try:
+            extra = [*launcher_overrides(launcher, parsed), *job_environment(sweep_env)]
+            return _run_interruptible(flags, [*overrides, *extra], launcher)
+        finally:
+            for name in sweep_env:
+                os.environ.pop(name, None)
 
 
 def _single_run(flags: list[str], overrides: list[str], cfg: Any) -> int:
@@ -176,16 +197,26 @@ def _single_run(flags: list[str], overrides: list[str], cfg: Any) -> int:
 
 
 @contextlib.contextmanager
-def _seed_plan(jobs: list[list[str]], configs: list[Any]) -> Iterator[None]:
+def _seed_plan(
+    jobs: list[list[str]], configs: list[Any], remote: str | None = None
+) -> Iterator[dict[str, str]]:
     """With ``train.vectorize_seeds=true``: the sweep's seed groups, in a file for the jobs.
 
-    The file (named by :data:`~rprop_bench.cli.seed_groups.PLAN_ENV`) lives as long as the
-    sweep; a line is printed for jobs that train one by one (L-BFGS, mini-batches).
+    Yields the environment variables that tell the jobs where the plan is
+    (:data:`~rprop_bench.cli.seed_groups.PLAN_ENV`) and when the sweep started; the file lives
+    as long as the sweep. A line is printed for jobs that train one by one (L-BFGS,
+    mini-batches). ``remote`` names a launcher whose jobs run on other machines: they cannot
+    read the file (nor share the per-group lock files), so every run trains one by one there.
     """
     from rprop_bench.cli import seed_groups
 
-    if not any(seed_groups.vectorized(cfg) for cfg in configs):
-        yield
+    wanted = sum(seed_groups.vectorized(cfg) for cfg in configs)
+    if not wanted:
+        yield {}
+        return
+    if remote is not None:
+        print(seed_groups.remote_note(wanted, remote), flush=True)
+        yield {}
         return
     groups, notes = seed_groups.plan(jobs, configs)
     for note in notes:
@@ -193,27 +224,26 @@ def _seed_plan(jobs: list[list[str]], configs: list[Any]) -> Iterator[None]:
     with tempfile.TemporaryDirectory(prefix="rprop_bench_plan_") as tmp:
         path = Path(tmp) / "seed_groups.json"
         seed_groups.write_plan(groups, path)
-        os.environ[seed_groups.PLAN_ENV] = str(path)
-        os.environ[seed_groups.STARTED_ENV] = f"{time.time():.3f}"
-        try:
-            yield
-        finally:
-            os.environ.pop(seed_groups.PLAN_ENV, None)
-            os.environ.pop(seed_groups.STARTED_ENV, None)
+        yield {seed_groups.PLAN_ENV: str(path), seed_groups.STARTED_ENV: f"{time.time():.3f}"}
 
 
-def _run_interruptible(flags: list[str], overrides: list[str]) -> int:
-    """:func:`_run_hydra`, turning Ctrl-C and SIGTERM into one line and 128 + the signal."""
+def _run_interruptible(flags: list[str], overrides: list[str], launcher: Any = None) -> int:
+    """:func:`_run_hydra`, turning Ctrl-C and SIGTERM into one line and 128 + the signal.
+
+    The line says what became of the runs in progress, which depends on the ``launcher``
+    (:func:`rprop_bench.cli.launchers.after_interrupt`).
+    """
     from rprop_bench.cli.job import Interrupted, install_sigterm_handler
+    from rprop_bench.cli.launchers import LAUNCHERS, after_interrupt
 
     install_sigterm_handler()
     try:
         return _run_hydra(flags, overrides)
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        what = after_interrupt(launcher or LAUNCHERS["basic"])
         print(
-            f"error: interrupted by {signal.Signals(signum).name}; a run in progress is marked "
-            f"KILLED with its metrics so far; run the same command again to resume",
+            f"error: interrupted by {signal.Signals(signum).name}; {what}",
             file=sys.stderr,
             flush=True,
         )

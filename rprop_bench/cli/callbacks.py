@@ -18,6 +18,20 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+#: The longest run name MLflow's SQL stores keep (``runs.name`` is VARCHAR(250); PostgreSQL and
+#: MySQL refuse a longer one, SQLite does not check).
+MAX_RUN_NAME = 250
+
+
+def parent_run_name(shown: str, sweep_dir: Path) -> str:
+    """``sweep · OVERRIDES · DATE TIME``, the overrides cut short (``…``) to fit
+    :data:`MAX_RUN_NAME`; the full command line is in the parent's command tag."""
+    when = f" · {sweep_dir.parent.name} {sweep_dir.name}"
+    room = MAX_RUN_NAME - len("sweep · ") - len(when)
+    if len(shown) > room:
+        shown = shown[: room - 1] + "…"
+    return f"sweep · {shown}{when}"
+
 
 class SweepParentCallback(Callback):
     """Creates and ends the MLflow parent run of a Hydra multirun."""
@@ -55,11 +69,7 @@ class SweepParentCallback(Callback):
             schema.TAG_GIT_COMMIT: git_commit(),
         }
         self._parent_run_id = self._tracker.ensure_sweep_parent(
-            sweep_id,
-            sweep_dir,
-            f"sweep · {shown} · {sweep_dir.parent.name} {sweep_dir.name}",
-            tags,
-            reopen=True,
+            sweep_id, sweep_dir, parent_run_name(shown, sweep_dir), tags, reopen=True
         )
         how = "resuming parent run" if resumed else "parent run"
         print(f"sweep {sweep_id}: {how} {self._parent_run_id} in {uri}", flush=True)

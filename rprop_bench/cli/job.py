@@ -30,7 +30,8 @@ from rprop_bench.cli.validate import RPROP_TARGET, ConfigError, validate
 TORCH_RPROP_TARGET = "torch.optim.Rprop"
 PROGRAM = "python -m rprop_bench"
 #: Set by the CLI before a sweep starts: the sweep's id, from its jobs' run keys, so that the
-#: same sweep run again (resumed) finds its parent run. Joblib workers inherit it.
+#: same sweep run again (resumed) finds its parent run. Every job gets it through its Hydra
+#: config's ``hydra.job.env_set``, on whatever machine it runs (rprop_bench.cli.launchers).
 SWEEP_ID_ENV = "RPROP_BENCH_SWEEP_ID"
 #: Set by the CLI before a sweep starts: the number of its jobs, for the "[3/30]" lines.
 SWEEP_SIZE_ENV = "RPROP_BENCH_SWEEP_SIZE"

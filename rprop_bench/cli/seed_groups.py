@@ -13,6 +13,11 @@ later find their run done by this sweep and skip (see :func:`rprop_bench.cli.job
 Groups are formed only from jobs that can train stacked: full batch (``train.batch_size``
 null) and an elementwise optimizer (:data:`rprop_bench.seed_batch.ELEMENTWISE_OPTIMIZERS`).
 The rest train one by one, and the CLI prints one line saying how many and why.
+
+The plan and the lock files live on the submitting machine, so groups form only where the
+jobs run there (launchers ``basic``, ``joblib``, ``submitit_local``, and ``ray`` started on
+the spot). On SLURM nodes or a Ray cluster given by its address every run trains one by one,
+with one line saying so (:func:`remote_note`).
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-#: The plan file of the running sweep (JSON), set by the CLI; joblib workers inherit it.
+#: The plan file of the running sweep (JSON), set by the CLI for every job (hydra.job.env_set).
 PLAN_ENV = "RPROP_BENCH_SEED_PLAN"
 #: The Unix time the sweep command started: a run of a group member started since then was
 #: trained by this sweep (its group), whatever its status, and is not redone by its own job.
@@ -89,6 +94,15 @@ def plan(jobs: Sequence[Sequence[str]], configs: Sequence[DictConfig]) -> tuple[
         for why, n in fallback.items()
     ]
     return groups, notes
+
+
+def remote_note(count: int, launcher: str) -> str:
+    """The line printed when ``count`` seed-vectorised runs go to a launcher on other machines."""
+    return (
+        f"train.vectorize_seeds: {count} run{'s' * (count != 1)} train one by one: "
+        f"hydra/launcher={launcher} runs jobs on other machines, which cannot share the "
+        "sweep's seed groups"
+    )
 
 
 def write_plan(groups: dict[str, list[Member]], path: Path) -> None:
