@@ -32,9 +32,7 @@ import argparse
 import csv
 import multiprocessing as mp
 import os
-import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,6 +44,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the loopback servers of the tests
 
+from bench_sweep import time_sweep  # noqa: E402  (this script's directory)
 from harness_helpers import new_store  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 from mlflow.entities import Metric, Param, RunTag  # noqa: E402
@@ -257,40 +256,26 @@ def default_problems() -> str:
 
 
 def timed_sweep(uri: str, work: Path, label: str) -> tuple[dict, list]:
-    """``sweep optimizer=rprop problem=<defaults> train.seed=0`` (1 worker, default epochs)."""
+    """``sweep optimizer=rprop problem=<defaults> train.seed=0`` (1 worker, default epochs)
+    into ``uri`` (the store called ``label``), timed by ``bench_sweep.time_sweep``."""
     work.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    command = [sys.executable, "-m", "rprop_bench", "sweep", "optimizer=rprop",
-               f"problem={default_problems()}", "train.seed=0", f"tracking.uri={uri}",
-               "tracking.experiment=sweep"]  # fmt: skip
-    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, check=False)
-    wall = time.perf_counter() - started
-    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        raise SystemExit(f"the sweep into {label} failed:\n{done.stderr[-3000:]}")
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("sweep")
-    runs = [
-        r
-        for r in client.search_runs([experiment.experiment_id], max_results=1000)
-        if r.data.tags.get(schema.TAG_RUN_KIND) == schema.RUN_KIND_TRAINING
-    ]
-    in_runs = sum((r.info.end_time - r.info.start_time) / 1000 for r in runs)
+    args = ["optimizer=rprop", f"problem={default_problems()}", "train.seed=0",
+            "tracking.experiment=sweep"]  # fmt: skip
+    try:
+        result, runs = time_sweep(args, uri, work, experiment="sweep")
+    except SystemExit as exc:
+        raise SystemExit(f"the sweep into {label} failed: {exc}") from exc
     # first run's start to last run's end: every job's own overhead (skip check, output
     # directory, loading data) included, the command's start-up (imports, Hydra) not
-    span = (max(r.info.end_time for r in runs) - min(r.info.start_time for r in runs)) / 1000
-    cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
-    logging = sum(r.data.metrics.get(schema.LOGGING_SECONDS, 0.0) for r in runs)
+    n, span, wall, in_runs = result["runs"], result["span_s"], result["wall_s"], result["run_s"]
     row = {
-        "store": label, "runs": len(runs), "wall_s": round(wall, 2),
-        "run_seconds_sum": round(in_runs, 2), "logging_seconds_sum": round(logging, 2),
-        "client_cpu_s": round(cpu, 2),
+        "store": label, "runs": n, "wall_s": round(wall, 2),
+        "run_seconds_sum": round(in_runs, 2), "logging_seconds_sum": round(result["logging_s"], 2),
+        "client_cpu_s": round(result["cpu_s"], 2),
         "span_s": round(span, 2),
-        "runs_per_s_per_core_in_runs": round(len(runs) / in_runs, 3),
-        "runs_per_s_per_core_span": round(len(runs) / span, 3),
-        "runs_per_s_per_core_wall": round(len(runs) / wall, 3),
+        "runs_per_s_per_core_in_runs": round(n / in_runs, 3),
+        "runs_per_s_per_core_span": round(n / span, 3),
+        "runs_per_s_per_core_wall": round(n / wall, 3),
     }  # fmt: skip
     return row, runs
 

@@ -89,11 +89,16 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(args: list[str], work: Path, template: Path, code: str | None) -> dict[str, float]:
-    """Run one sweep command into a fresh store; its times and the runs' sums."""
-    work.mkdir(parents=True)
-    shutil.copy(template, work / "mlflow.db")
-    uri = f"sqlite:///{work / 'mlflow.db'}"
+def time_sweep(
+    args: list[str], uri: str, work: Path, code: str | None = None, experiment: str = "rprop-bench"
+) -> tuple[dict[str, float], list]:
+    """Run ``python -m rprop_bench sweep *args tracking.uri=uri`` in ``work``.
+
+    Returns its times and the runs' sums (the columns described above, plus ``run_s``: the
+    runs' summed own durations), and its FINISHED training runs, read from ``experiment``.
+    ``code`` goes first on ``PYTHONPATH`` (the "before" of a before/after). Also used by
+    ``bench_server.py`` for its sweeps into a tracking server.
+    """
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     if code:
         env["PYTHONPATH"] = code
@@ -108,9 +113,9 @@ def measure(args: list[str], work: Path, template: Path, code: str | None) -> di
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
     client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("rprop-bench")
+    found = client.get_experiment_by_name(experiment)
     runs = client.search_runs(
-        [experiment.experiment_id],
+        [found.experiment_id],
         filter_string=f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_TRAINING}'",
         max_results=10000,
     )
@@ -123,10 +128,18 @@ def measure(args: list[str], work: Path, template: Path, code: str | None) -> di
         "span_s": last - first,
         "startup_s": first - started_at,
         "cpu_s": cpu,
+        "run_s": sum((r.info.end_time - r.info.start_time) / 1000 for r in finished),
         "logging_s": sum(r.data.metrics.get(schema.LOGGING_SECONDS, 0.0) for r in finished),
         "train_s": sum(r.data.metrics.get(schema.TRAIN_SECONDS, 0.0) for r in finished),
         "load1": load1,
-    }
+    }, finished
+
+
+def measure(args: list[str], work: Path, template: Path, code: str | None) -> dict[str, float]:
+    """Run one sweep command into a fresh store (a copy of ``template``): :func:`time_sweep`."""
+    work.mkdir(parents=True)
+    shutil.copy(template, work / "mlflow.db")
+    return time_sweep(args, f"sqlite:///{work / 'mlflow.db'}", work, code)[0]
 
 
 def _derived(row: dict) -> None:
