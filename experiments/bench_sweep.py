@@ -27,7 +27,8 @@ For each command it records (``reports/bench/sweep.csv``, one row per command):
 * ``span_s`` and ``steady_runs_per_s``: first run's start to last run's end, from the store's
   run start and end times (the steady state: worker start-up and the sweep's end left out);
 * ``startup_s``: command start to the first run's start (imports, pre-flight, workers);
-* ``cpu_s``: user + system CPU time of the command and its worker processes. It does not
+* ``cpu_s``: user + system CPU time of the command and its worker processes (joblib's fork
+  server included: this process adopts it when the command ends, as its reaper). It does not
   depend on how busy the machine is, so ``cpu_s`` per run tells whether a second worker adds
   work (imports, re-composition) or only runs in parallel;
 * ``mlflow_fraction``: the runs' summed ``logging_seconds`` / wall time (with 2 workers it can
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import ctypes
 import os
 import resource
 import shutil
@@ -89,6 +91,44 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+#: Whether this process adopts its orphaned descendants (:func:`_adopt_descendants`).
+_adopting = False
+
+
+def _adopt_descendants() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    Joblib's fork server outlives the sweep command by a moment and is then nobody's child,
+    so its CPU time, and that of the workers it forked, would not count in ours. Adopted, it
+    is waited for here (:func:`_reap_adopted`), and counts.
+    """
+    global _adopting
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _adopting = libc.prctl(36, 1, 0, 0, 0) == 0  # 36: PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        _adopting = False
+    return _adopting
+
+
+def _reap_adopted(timeout: float = 30.0) -> None:
+    """Wait for the adopted descendants of a finished command (its fork server) to end.
+
+    Only where this process adopts them, and so has no other children (not in
+    ``bench_server.py``, whose servers are children too).
+    """
+    if not _adopting:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return  # none left
+        if pid == 0:
+            time.sleep(0.05)
+
+
 def time_sweep(
     args: list[str], uri: str, work: Path, code: str | None = None, experiment: str = "rprop-bench"
 ) -> tuple[dict[str, float], list]:
@@ -109,7 +149,8 @@ def time_sweep(
     started = time.perf_counter()
     done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
     wall = time.perf_counter() - started
-    cpu = _children_cpu() - cpu_before  # the command and every worker it waited for
+    _reap_adopted()
+    cpu = _children_cpu() - cpu_before  # the command, its workers and their fork server
     if done.returncode != 0:
         raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr[-2000:]}")
     client = MlflowClient(uri)
@@ -224,6 +265,8 @@ def main() -> None:
             cases.append((sweep, launcher, "after", LAUNCHERS[launcher], None))
         if options.vectorize:
             cases.append((sweep, "basic", "vectorized", ["train.vectorize_seeds=true"], None))
+    if not _adopt_descendants():
+        print("warning: cpu_s leaves out joblib's fork server and its workers (no subreaper)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         template = _template(Path(tmp))

@@ -39,14 +39,13 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
-from rprop_bench.diagnostics import HistogramRow
 from rprop_bench.store import (
     SQLITE_PREFIX,
     TrackingError,
@@ -55,6 +54,9 @@ from rprop_bench.store import (
     resolve_uri,
     sqlite_path,
 )
+
+if TYPE_CHECKING:  # diagnostics imports torch: 1.4 s that a sweep's main process never needs
+    from rprop_bench.diagnostics import HistogramRow
 
 try:  # POSIX file locks make sweep-parent creation race-free across worker processes.
     import fcntl
@@ -585,6 +587,42 @@ class Tracker:
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
             self._parents[sweep_id] = run.info.run_id
             return run.info.run_id
+
+    def end_interrupted_sweep(self, sweep_id: str, reason: str, wait_seconds: float) -> int:
+        """After Ctrl-C or SIGTERM stopped sweep ``sweep_id``: mark its runs left RUNNING by
+        dead processes KILLED (with ``reason``), and its parent run KILLED.
+
+        A job in the main process marks its own run KILLED when the signal reaches it. A
+        joblib worker gets the signal too, but joblib kills its workers (SIGKILL) as soon as
+        the main process is interrupted, mostly before they have written that. Runs whose
+        writer is still alive are waited for up to ``wait_seconds``; those alive after that
+        (a process that outlives the sweep) are left for the next sweep to judge.
+
+        Returns:
+            How many runs were marked KILLED here.
+        """
+        parent = self.find_sweep_parent(sweep_id)
+        if parent is None:
+            return 0
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            running = self.client.search_runs(
+                [self.experiment_id],
+                filter_string=(
+                    f"tags.`{schema.TAG_PARENT_RUN_ID}` = '{parent}' "
+                    "and attributes.status = 'RUNNING'"
+                ),
+                max_results=50000,
+            )
+            dead = [r for r in running if not run_is_alive(r, self.options.stale_seconds)]
+            if len(dead) == len(running) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for run in dead:
+            self.client.set_tag(run.info.run_id, schema.TAG_FAILURE_REASON, reason)
+            self.client.set_terminated(run.info.run_id, status="KILLED")
+        self.client.set_terminated(parent, status="KILLED")
+        return len(dead)
 
     def end_sweep_parent(self, run_id: str, status: str = "FINISHED") -> dict[str, int]:
         """End the parent run of a sweep and count its children by status.

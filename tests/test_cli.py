@@ -125,6 +125,9 @@ def test_sweep_through_the_joblib_launcher(tmp_path, store_uri):
     assert out.returncode == 0, out.stderr
     assert "Joblib" in out.stdout + out.stderr
     _assert_one_parent_with_children(uri, 8)
+    (sweep_dir,) = tmp_path.glob("multirun/*/*")
+    assert (sweep_dir / "multirun.yaml").is_file()
+    assert not list(sweep_dir.glob(".rprop_bench_configs_*"))  # the shared compositions: gone
 
 
 def test_diverging_run_fails_with_reason_and_the_sweep_goes_on(tmp_path, store_uri):

@@ -427,6 +427,60 @@ def test_an_interrupted_run_is_flushed_marked_killed_and_exits_non_zero(
     assert _steps(store_uri, run_id, schema.WALL_TIME) == steps
 
 
+def _processes_in(directory: Path) -> list[int]:
+    """The processes whose working directory is ``directory`` (a sweep's workers, its fork
+    server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if Path(os.readlink(entry / "cwd")) == directory:
+                    found.append(int(entry.name))
+            except OSError:
+                continue  # gone, or not ours to read
+    return found
+
+
+def _running_seeds(uri: str) -> set[str] | None:
+    seeds = {s for s in ("0", "1") if _running_with_metrics(uri, s)}
+    return seeds if len(seeds) == 2 else None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "whole_group", "status"), INTERRUPTS, ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_joblib_sweep_leaves_no_run_running(
+    tmp_path, store_uri, sig, whole_group, status
+):
+    process = start_cli(
+        "sweep", "optimizer=rprop", "problem=line", "train.seed=0,1,2", "train.epochs=10000000",
+        "train.log_every=10", "tracking.flush_seconds=0.5", *QUIET, "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2", f"tracking.uri={store_uri}", cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: _running_seeds(store_uri), 180, "two running runs")
+        if whole_group:
+            os.killpg(process.pid, sig)  # Ctrl-C: the main process and both workers
+        else:
+            os.kill(process.pid, sig)  # the main process only
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        stop_group(process)
+    assert process.returncode == status
+    assert "Traceback" not in stderr
+    assert f"error: interrupted by {sig.name}; runs in progress are marked KILLED" in stderr
+    runs = runs_of_kind(store_uri)
+    assert sorted(r.data.tags[schema.TAG_SEED] for r in runs) == ["0", "1"]  # 2 never started
+    for run in runs:
+        assert run.info.status == "KILLED"
+        assert run.data.tags[schema.TAG_FAILURE_REASON].startswith(f"interrupted ({sig.name})")
+        steps = _steps(store_uri, run.info.run_id)
+        assert steps == list(range(10, 10 * len(steps) + 1, 10))  # flushed ones, no gap
+    (parent,) = runs_of_kind(store_uri, schema.RUN_KIND_SWEEP)
+    assert parent.info.status == "KILLED"
+    # the workers and the fork server they were forked from are gone too
+    wait_for(lambda: not _processes_in(tmp_path) or None, 30, "the sweep's processes to end")
+
+
 @pytest.mark.slow
 def test_a_tracking_server_records_runs_and_its_loss_is_reported(tmp_path):
     with mlflow_server(tmp_path / "server") as (uri, server):

@@ -119,8 +119,8 @@ def _sweepers_loader(hydra_loader: ConfigLoaderImpl, master: DictConfig) -> Cach
 def _compose_in_worker(
     loader: CachingConfigLoader, master: DictConfig, job: list, state: dict, base: object
 ) -> tuple:
-    """Run in a joblib worker: its pid, whether its cache had the job's files, the config, and
-    how many objects the garbage collector has frozen in this worker.
+    """Run in a joblib worker: its pid, whether its cache had the job's files, the config, how
+    many objects the garbage collector has frozen in this worker, and whether Hydra composed.
 
     First it takes on the submitting process's Hydra state (job name, resolvers, version base),
     as Hydra's joblib launcher does for its jobs; without it the ``hydra`` node would differ
@@ -130,8 +130,23 @@ def _compose_in_worker(
     Singleton.set_state(state)
     version.setbase(None if base is None else str(base))  # a Version back to its text
     hit = any(True for _ in loader._cache)
+    hydras = loader._loader.load_sweep_config
+    composed = []
+    loader._loader.load_sweep_config = lambda *args: composed.append(1) or hydras(*args)
     config = _plain(loader.load_sweep_config(master, job))
-    return os.getpid(), hit, config, gc.get_freeze_count()
+    return os.getpid(), hit, config, gc.get_freeze_count(), bool(composed)
+
+
+def _in_fresh_workers(loader: CachingConfigLoader, master: DictConfig, jobs: list) -> list:
+    """:func:`_compose_in_worker` for every job, in two new loky workers."""
+    # Fresh workers, as a sweep's launcher gets: loky reuses workers across calls, and one
+    # left by an earlier test carries that test's Hydra state and its own cache.
+    get_reusable_executor(kill_workers=True).shutdown(wait=True)
+    state = Singleton.get_state()
+    return joblib.Parallel(n_jobs=2, backend="loky")(
+        joblib.delayed(_compose_in_worker)(loader, master, job, state, version.getbase())
+        for job in jobs
+    )
 
 
 def test_the_loader_pickles_and_keeps_one_cache_per_joblib_worker(hydra_loader, master):
@@ -144,28 +159,42 @@ def test_the_loader_pickles_and_keeps_one_cache_per_joblib_worker(hydra_loader, 
     assert module.CachingConfigLoader is type(loader)
     jobs = [["problem=iris", f"train.seed={seed}"] for seed in range(8)]
     expected = [_plain(hydra_loader.load_sweep_config(master, job)) for job in jobs]
-    # Fresh workers, as a sweep's launcher gets: loky reuses workers across calls, and one
-    # left by an earlier test carries that test's Hydra state and its own cache.
-    get_reusable_executor(kill_workers=True).shutdown(wait=True)
-    state = Singleton.get_state()
-    done = joblib.Parallel(n_jobs=2, backend="loky")(
-        joblib.delayed(_compose_in_worker)(loader, master, job, state, version.getbase())
-        for job in jobs
-    )
-    assert [config for _, _, config, _ in done] == expected
+    done = _in_fresh_workers(loader, master, jobs)
+    assert [config for _, _, config, _, _ in done] == expected
     workers = {pid for pid, *_ in done}
     assert os.getpid() not in workers
     misses = [pid for pid, hit, *_ in done if not hit]
     assert sorted(misses) == sorted(workers)  # one composition per worker, not one per job
+    assert sum(composed for *_, composed in done) == len(workers)
     # from its second job on, a worker's long-lived objects are frozen: loky's gc.collect()
     # after every task then no longer walks torch's and MLflow's half a million objects
     for pid in workers:
-        frozen = [count for p, _, _, count in done if p == pid]
+        frozen = [count for p, _, _, count, _ in done if p == pid]
         assert all(count > 0 for count in frozen[1:])
     assert max(len([p for p, *_ in done if p == pid]) for pid in workers) >= 2
     unpickled = pickle.loads(pickle.dumps(loader))
     assert _plain(unpickled.load_sweep_config(master, jobs[0])) == expected[0]
     assert unpickled.get_search_path() is not None  # the rest is Hydra's loader
+
+
+def test_workers_read_the_compositions_shared_by_the_sweeper(hydra_loader, master, tmp_path):
+    loader = _sweepers_loader(hydra_loader, master)
+    jobs = [[f"problem={p}", f"train.seed={s}", "optimizer.lr=0.1"] for p in ("iris", "wine",
+            "moons") for s in range(2)] + [["problem=iris", "+new.key=1"]]  # fmt: skip
+    expected = [_plain(hydra_loader.load_sweep_config(master, job)) for job in jobs]
+    loader.share(master, jobs, tmp_path)
+    (shared,) = tmp_path.glob(".rprop_bench_configs_*.pickle")
+    done = _in_fresh_workers(loader, master, jobs)
+    assert [config for _, _, config, _, _ in done] == expected
+    assert len({pid for pid, *_ in done}) == 2
+    assert not any(composed for *_, composed in done)  # no worker composed: all were read
+    loader.forget_shared()
+    assert not shared.exists()
+    # a worker that cannot read the file (another machine) composes, with the same result
+    loader._shared = str(tmp_path / "elsewhere" / shared.name)
+    done = _in_fresh_workers(loader, master, jobs[:2])
+    assert [config for _, _, config, _, _ in done] == expected[:2]
+    assert all(composed for *_, composed in done)
 
 
 #: A small sweep: 2 problems × 2 seeds, 2 epochs, no artifacts.

@@ -23,7 +23,8 @@ Everything else (grid expansion, batching, ``multirun.yaml``) is Hydra's
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Optional  # noqa: UP035 - OmegaConf reads these annotations
+from pathlib import Path
+from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf reads these annotations
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
@@ -56,9 +57,24 @@ class PreflightedSweeper(BasicSweeper):
         """Set up as the basic sweeper, with a :class:`CachingConfigLoader` for the launcher."""
         from rprop_bench.cli.compose import GROUPS
 
-        loader = CachingConfigLoader(hydra_context.config_loader, GROUPS)
-        context = HydraContext(config_loader=loader, callbacks=hydra_context.callbacks)
+        self._loader = CachingConfigLoader(hydra_context.config_loader, GROUPS)
+        context = HydraContext(config_loader=self._loader, callbacks=hydra_context.callbacks)
         super().setup(hydra_context=context, task_function=task_function, config=config)
+        # joblib's workers are processes of this machine: they read the compositions made here
+        self._share = "JoblibLauncher" in str(config.hydra.launcher.get("_target_", ""))
+
+    def sweep(self, arguments: List[str]) -> Any:  # noqa: UP006 - as the base class says
+        """Sweep as the basic sweeper; remove the shared compositions' file at the end."""
+        try:
+            return super().sweep(arguments)
+        finally:
+            self._loader.forget_shared()
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        """Nothing to do: the CLI composed and validated every job before Hydra started."""
+        """No check: the CLI composed and validated every job before Hydra started.
+
+        Called just before the batch is launched, in this process: under joblib, the batch's
+        config sets are composed here, once, for the workers (:meth:`CachingConfigLoader.share`).
+        """
+        if self._share:
+            self._loader.share(self.config, batch, Path(str(self.config.hydra.sweep.dir)))

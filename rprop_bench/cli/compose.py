@@ -9,6 +9,7 @@ a key or an out-of-range value is reported in one line before the first run star
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -92,17 +93,30 @@ def job_overrides(overrides: list[str], *, sweep: bool) -> list[list[str]]:
     check_group_choices(parsed)
     if not sweep:
         return [overrides]
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
-    try:
-        base = compose_config(fixed, with_hydra=True)
-    except Exception as exc:
-        raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
-    params = OmegaConf.select(base, "hydra.sweeper.params") or {}
+    params = OmegaConf.select(hydra_settings(overrides), "sweeper.params") or {}
     grid = [f"{key}={value}" for key, value in params.items()]
     everything = parse(grid) + parsed
     check_group_choices(everything)
     batches = BasicSweeper.split_arguments(everything, max_batch_size=None)
     return [list(job) for batch in batches for job in batch]
+
+
+def hydra_settings(overrides: list[str]) -> DictConfig:
+    """The ``hydra`` node that a command line composes (sweeper grid, launcher settings),
+    comma lists left out; read-only, and composed once per command line."""
+    parsed = parse(overrides)
+    check_group_choices(parsed)
+    return _hydra_node(tuple(o.input_line for o in parsed if not o.is_sweep_override()))
+
+
+@functools.lru_cache(maxsize=8)
+def _hydra_node(fixed: tuple[str, ...]) -> DictConfig:
+    try:
+        node = compose_config([line for line in fixed if line], with_hydra=True).hydra
+    except Exception as exc:
+        raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
+    OmegaConf.set_readonly(node, True)
+    return node
 
 
 def _selects_files(override: Override) -> bool:

@@ -156,19 +156,27 @@ def job_environment(variables: Mapping[str, str]) -> list[str]:
 
 def after_interrupt(launcher: Launcher) -> str:
     """What became of the runs in progress when Ctrl-C or SIGTERM stopped the CLI (for its
-    one line). In this process or joblib's workers a run sees the signal, writes its metrics
-    and ends KILLED. Ray (on the spot) and submitit_local stop their jobs' processes without
-    that chance, so their runs stay RUNNING until the next sweep sees their process gone.
-    SLURM jobs are not cancelled by the submitting process."""
+    one line). A run in this process sees the signal, writes its metrics and ends KILLED.
+    Joblib kills its workers (SIGKILL) as soon as the main process is interrupted, so the CLI
+    marks their runs KILLED itself, with the metrics of their last flush. Ray (on the spot)
+    and submitit_local stop their jobs' processes without that chance either; the CLI marks
+    the runs of the processes that have ended by then. SLURM jobs are not cancelled by the
+    submitting process."""
     resume = "run the same command again to resume"
-    if launcher.name in ("basic", "joblib"):
+    if launcher.name == "basic":
         return f"a run in progress is marked KILLED with its metrics so far; {resume}"
+    if launcher.name == "joblib":
+        return (
+            "runs in progress are marked KILLED, with the metrics of their last flush "
+            f"(tracking.flush_seconds); {resume}"
+        )
     if launcher.name == "submitit_slurm":
         return (
             "the SLURM jobs already submitted keep running (scancel stops them); "
             f"{resume}: it skips the runs they finish"
         )
     return (
-        f"runs in progress under {LAUNCHER_GROUP}={launcher.name} were stopped and stay RUNNING; "
-        "run the same command again: it marks them KILLED and resumes the sweep"
+        f"runs in progress under {LAUNCHER_GROUP}={launcher.name} were stopped; those whose "
+        "processes had ended are marked KILLED, any other by the same command run again, "
+        "which resumes the sweep"
     )
