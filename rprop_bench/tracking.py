@@ -537,9 +537,19 @@ class Tracker:
     def _mark_dead(self, run: Run) -> None:
         tags = run.data.tags
         writer = f"{tags.get(schema.TAG_HOST, '?')} pid {tags.get(schema.TAG_PID, '?')}"
-        reason = f"its process died ({writer}); marked KILLED by a later sweep"
-        self.client.set_tag(run.info.run_id, schema.TAG_FAILURE_REASON, reason)
-        self.client.set_terminated(run.info.run_id, status="KILLED")
+        self._mark_killed(run.info.run_id, f"its process died ({writer}); marked KILLED by a "
+                          "later sweep")  # fmt: skip
+
+    def _mark_killed(self, run_id: str, reason: str) -> None:
+        self.client.set_tag(run_id, schema.TAG_FAILURE_REASON, reason)
+        self.client.set_terminated(run_id, status="KILLED")
+
+    def _children(self, parent_run_id: str, *, running: bool = False) -> list[Run]:
+        """The runs nested under ``parent_run_id`` (only the RUNNING ones if ``running``)."""
+        where = f"tags.`{schema.TAG_PARENT_RUN_ID}` = '{parent_run_id}'"
+        if running:
+            where += " and attributes.status = 'RUNNING'"
+        return self.client.search_runs([self.experiment_id], where, max_results=50000)
 
     def find_sweep_parent(self, sweep_id: str) -> str | None:
         """The run id of the parent of sweep ``sweep_id``, if it exists."""
@@ -606,21 +616,13 @@ class Tracker:
             return 0
         deadline = time.monotonic() + wait_seconds
         while True:
-            running = self.client.search_runs(
-                [self.experiment_id],
-                filter_string=(
-                    f"tags.`{schema.TAG_PARENT_RUN_ID}` = '{parent}' "
-                    "and attributes.status = 'RUNNING'"
-                ),
-                max_results=50000,
-            )
+            running = self._children(parent, running=True)
             dead = [r for r in running if not run_is_alive(r, self.options.stale_seconds)]
             if len(dead) == len(running) or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
         for run in dead:
-            self.client.set_tag(run.info.run_id, schema.TAG_FAILURE_REASON, reason)
-            self.client.set_terminated(run.info.run_id, status="KILLED")
+            self._mark_killed(run.info.run_id, reason)
         self.client.set_terminated(parent, status="KILLED")
         return len(dead)
 
@@ -630,13 +632,8 @@ class Tracker:
         Returns:
             ``{status: count}`` over the children (e.g. ``{"FINISHED": 28, "FAILED": 2}``).
         """
-        children = self.client.search_runs(
-            [self.experiment_id],
-            filter_string=f"tags.`{schema.TAG_PARENT_RUN_ID}` = '{run_id}'",
-            max_results=50000,
-        )
         counts: dict[str, int] = {}
-        for child in children:
+        for child in self._children(run_id):
             counts[child.info.status] = counts.get(child.info.status, 0) + 1
         self.client.set_terminated(run_id, status=status)
         return counts
