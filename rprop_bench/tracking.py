@@ -33,8 +33,10 @@ import functools
 import logging
 import os
 import random
+import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -117,6 +119,48 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while a store call runs; deliver them when it returns.
+
+    Why: MLflow's SQL store rolls a session back on ``Exception`` only. A KeyboardInterrupt
+    raised inside its commit leaves that session's transaction open, holding SQLite's write
+    lock, and the KILLED mark that follows then waits on it until it gives up: an
+    interrupted run stayed RUNNING and the command hung (seen in CI under load). A second
+    signal while held is raised at once, so a call that hangs can still be stopped. Only
+    the main thread receives signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:  # the second one: stop now
+            _deliver(signum, previous[signum], frame)
+        held.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if held:
+            _deliver(held[0], previous[held[0]], None)
+
+
+def _deliver(signum: int, handler: Any, frame: Any) -> None:
+    """Act on signal ``signum`` as ``handler`` (the one held back) would have."""
+    if callable(handler):
+        handler(signum, frame)  # Python's KeyboardInterrupt, or the CLI's own for SIGTERM
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+
 def call_with_retry(call: Callable[[], T], retry_seconds: float, what: str) -> T:
     """``call()``, retried with jittered exponential backoff while the store is busy or away.
 
@@ -131,7 +175,8 @@ def call_with_retry(call: Callable[[], T], retry_seconds: float, what: str) -> T
     delay = 0.05
     while True:
         try:
-            return call()
+            with interrupts_held():  # each attempt; the waits between them stay interruptible
+                return call()
         except Exception as exc:
             if not is_transient(exc):
                 raise

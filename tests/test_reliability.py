@@ -211,6 +211,43 @@ def test_retrying_gives_up_after_its_budget_with_the_cause():
     assert call.calls > 1
 
 
+class _Stop(Exception):
+    """Raised by the test's own SIGINT handler (not KeyboardInterrupt: pytest's session)."""
+
+
+def _signalled_call(signals: int, steps: list[str]) -> str:
+    """A store call that receives ``signals`` SIGINTs while it runs, then finishes."""
+    for _ in range(signals):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler has run by now (between two bytecodes)
+        steps.append("signalled")
+    steps.append("committed")
+    return "ok"
+
+
+#: (SIGINTs during the call, the call's steps done when the signal is acted on)
+HELD_INTERRUPTS = [
+    (1, ["signalled", "committed"]),  # held until the call returns: no half-done write
+    (2, ["signalled"]),  # a second one stops a call that hangs at once
+]
+
+
+@pytest.mark.parametrize(("signals", "done"), HELD_INTERRUPTS, ids=["one", "two"])
+def test_a_store_call_finishes_before_ctrl_c_acts(signals, done):
+    def stop(signum, frame):
+        raise _Stop(signum)
+
+    own = signal.signal(signal.SIGINT, stop)
+    try:
+        steps: list[str] = []
+        with pytest.raises(_Stop):
+            call_with_retry(lambda: _signalled_call(signals, steps), 5, "set_tag")
+        assert steps == done
+        assert signal.getsignal(signal.SIGINT) is stop  # the handler is back
+    finally:
+        signal.signal(signal.SIGINT, own)
+
+
 # --- fuzzing the config layer ---------------------------------------------------------------
 
 FUZZ_KEYS = (
