@@ -20,6 +20,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TypeVar
 
+import pytest
 from omegaconf import DictConfig
 
 from rprop_bench.cli.compose import compose_config
@@ -159,6 +160,23 @@ def mlflow_server(
         yield uri, server
     finally:
         stop_group(server)
+
+
+def communicate_or_explain(process: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    """``process.communicate(timeout=timeout)``; if it times out, fail with the process's Python
+    stack (py-spy, where installed), to say where it hung."""
+    try:
+        return process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        try:
+            dump = subprocess.run(
+                [spy, "dump", "--pid", str(process.pid)], capture_output=True, text=True,
+                timeout=60,
+            ).stdout  # fmt: skip
+        except (OSError, subprocess.SubprocessError) as exc:
+            dump = f"(no stack: {exc})"
+        pytest.fail(f"still running after {timeout} s; its stack:\n{dump}")
 
 
 def stop_group(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from harness_helpers import (
+    communicate_or_explain,
     compose,
     mlflow_server,
     new_store,
@@ -448,7 +449,7 @@ def test_an_interrupted_run_is_flushed_marked_killed_and_exits_non_zero(
             os.killpg(process.pid, sig)  # what Ctrl-C in a terminal does
         else:
             os.kill(process.pid, sig)
-        _, stderr = process.communicate(timeout=120)
+        _, stderr = communicate_or_explain(process, 120)
     finally:
         stop_group(process)
     assert process.returncode == status
