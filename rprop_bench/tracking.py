@@ -142,7 +142,8 @@ def interrupts_held() -> Iterator[None]:
         held.append(signum)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, hold)
+        if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored stays ignored (nohup, &)
+            previous[sig] = signal.signal(sig, hold)
     try:
         yield
     finally:

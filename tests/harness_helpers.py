@@ -79,7 +79,9 @@ def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpr
     """Start ``python -m rprop_bench ARGS`` in ``cwd`` without waiting (output to pipes).
 
     It leads its own process group, as a command started from a shell does, so that
-    :func:`stop_group` reaches its worker processes too.
+    :func:`stop_group` reaches its worker processes too. It takes Ctrl-C as a command in the
+    foreground does: a shell without job control starts background commands with SIGINT
+    ignored (POSIX), and pytest run that way would pass that on to the command.
     """
     return subprocess.Popen(
         [sys.executable, "-m", "rprop_bench", *args],
@@ -89,7 +91,12 @@ def start_cli(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subpr
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=_take_ctrl_c,
     )
+
+
+def _take_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # in the child, before it runs Python
 
 
 def wait_for(probe: Callable[[], T | None], timeout: float, what: str) -> T:
