@@ -93,7 +93,7 @@ def job_overrides(overrides: list[str], *, sweep: bool) -> list[list[str]]:
     check_group_choices(parsed)
     if not sweep:
         return [overrides]
-    params = OmegaConf.select(hydra_settings(overrides), "sweeper.params") or {}
+    params = OmegaConf.select(_hydra_node(_fixed(parsed)), "sweeper.params") or {}
     grid = [f"{key}={value}" for key, value in params.items()]
     everything = parse(grid) + parsed
     check_group_choices(everything)
@@ -106,13 +106,18 @@ def hydra_settings(overrides: list[str]) -> DictConfig:
     comma lists left out; read-only, and composed once per command line."""
     parsed = parse(overrides)
     check_group_choices(parsed)
-    return _hydra_node(tuple(o.input_line for o in parsed if not o.is_sweep_override()))
+    return _hydra_node(_fixed(parsed))
+
+
+def _fixed(parsed: list[Override]) -> tuple[str, ...]:
+    """The overrides of a command line that are not comma lists (what every job shares)."""
+    return tuple(o.input_line for o in parsed if not o.is_sweep_override() and o.input_line)
 
 
 @functools.lru_cache(maxsize=8)
 def _hydra_node(fixed: tuple[str, ...]) -> DictConfig:
     try:
-        node = compose_config([line for line in fixed if line], with_hydra=True).hydra
+        node = compose_config(list(fixed), with_hydra=True).hydra
     except Exception as exc:
         raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
     OmegaConf.set_readonly(node, True)
