@@ -75,26 +75,42 @@ def make_mlp(dtype: torch.dtype, seed: int = 0) -> nn.Module:
 # --------------------------------------------------------------------------- bad input
 
 BAD_HYPERPARAMETERS = [
-    ({"lr": 0.0}, r"Invalid lr: 0\.0; expected a finite float > 0"),
-    ({"lr": -1e-3}, r"Invalid lr: -0\.001; expected a finite float > 0"),
-    ({"lr": math.nan}, r"Invalid lr: nan"),
-    ({"lr": math.inf}, r"Invalid lr: inf"),
-    ({"lr": 100.0}, r"Invalid lr: 100\.0; lr is the initial step size and must lie in"),
-    ({"etas": (1.5, 1.2)}, r"Invalid etas: \(1\.5, 1\.2\); expected 0 < eta_minus < 1 < eta_plus"),
-    ({"etas": (0.5, 0.9)}, r"Invalid etas: \(0\.5, 0\.9\); expected 0 < eta_minus < 1 < eta_plus"),
-    ({"etas": (0.0, 1.2)}, r"Invalid etas: \(0\.0, 1\.2\)"),
+    ({"lr": 0.0}, r"Invalid learning rate: 0\.0; expected a finite float > 0 \(lr\)"),
+    ({"lr": -1e-3}, r"Invalid learning rate: -0\.001; expected a finite float > 0 \(lr\)"),
+    ({"lr": math.nan}, r"Invalid learning rate: nan"),
+    ({"lr": math.inf}, r"Invalid learning rate: inf"),
+    ({"lr": "fast"}, r"Invalid learning rate: 'fast'; expected a finite float > 0 \(lr\)"),
+    ({"lr": torch.tensor([1e-3, 1e-3])}, r"Tensor lr must be 1-element"),
+    ({"lr": torch.tensor(-1e-3)}, r"Invalid learning rate: tensor\(-0\.0010\)"),
+    (
+        {"lr": 100.0},
+        r"Invalid learning rate: 100\.0; lr is the initial step size and must lie in",
+    ),
+    ({"etas": (1.0, 0.5)}, r"Invalid eta values: 1\.0, 0\.5"),  # torch's own message
+    (
+        {"etas": (1.5, 1.2)},
+        r"Invalid eta values: 1\.5, 1\.2; expected 0 < eta_minus < 1 < eta_plus < inf \(etas\)",
+    ),
+    ({"etas": (0.5, 0.9)}, r"Invalid eta values: 0\.5, 0\.9; expected 0 < eta_minus < 1"),
+    ({"etas": (0.0, 1.2)}, r"Invalid eta values: 0\.0, 1\.2"),
+    ({"etas": (0.5, math.inf)}, r"Invalid eta values: 0\.5, inf"),
     ({"etas": (0.5,)}, r"Invalid etas: \(0\.5,\); expected \(eta_minus, eta_plus\)"),
     (
-        {"step_sizes": (0.0, 50.0)},
-        r"Invalid step_sizes: \(0\.0, 50\.0\); expected 0 < step_size_min <= step_size_max",
+        {"step_sizes": (-1e-6, 50.0)},
+        r"Invalid step_sizes: \(-1e-06, 50\.0\); expected 0 <= step_size_min <= step_size_max",
     ),
     ({"step_sizes": (1.0, 0.5), "lr": 0.7}, r"Invalid step_sizes: \(1\.0, 0\.5\)"),
+    ({"step_sizes": (1e-6, math.inf)}, r"Invalid step_sizes: \(1e-06, inf\)"),
     (
         {"variant": "rprop"},
         r"Invalid variant: 'rprop'; expected one of 'rprop\+', 'rprop-', 'irprop\+', 'irprop-'",
     ),
     ({"maximize": "yes"}, r"Invalid maximize: 'yes'"),
+    ({"differentiable": 1}, r"Invalid differentiable: 1; expected True or False"),
+    ({"capturable": None}, r"Invalid capturable: None; expected True or False"),
     ({"foreach": True, "fused": True}, r"Invalid foreach=True with fused=True"),
+    ({"fused": True, "differentiable": True}, r"Invalid fused=True with differentiable=True"),
+    ({"foreach": True, "differentiable": True}, r"Invalid foreach=True with differentiable=True"),
 ]
 
 
@@ -816,3 +832,100 @@ def test_fused_kernel_is_built_once_and_reused(tmp_path):
     built = list(tmp_path.glob("fused_rprop-*.so"))
     assert len(built) == 1
     assert runs[0].stdout.strip() == runs[1].stdout.strip() == str(built[0])
+
+
+# --------------------------------------------------------------------------- torch's arguments
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS[:3])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_zero_step_size_min_is_legal_and_a_zero_step_size_stays_zero(
+    variant: str, implementation: dict
+):
+    """Δmin = 0 (Igel & Hüsken 2003): repeated flips drive Δ to 0, and η+ cannot lift it."""
+    w = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = Rprop([w], lr=1.0, step_sizes=(0.0, 50.0), variant=variant, **implementation)
+    flips = [1.0, -1.0] * 1100 + [1.0] * 20  # Δ halves at least once a pair: 0 by 2**-1075
+    for g in flips:
+
+        def closure(g=g) -> torch.Tensor:
+            w.grad = torch.tensor([g], dtype=torch.float64)
+            return torch.tensor(float(g))
+
+        opt.step(closure)
+    assert opt.state[w]["step_size"].item() == 0.0
+    moved_before = w.detach().clone()
+    opt.step(lambda: (setattr(w, "grad", torch.ones(1, dtype=torch.float64)), torch.tensor(1.0))[1])
+    assert torch.equal(w.detach(), moved_before)  # Δ = 0 moves nothing
+
+
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+def test_a_tensor_lr_gives_the_float_lr_bits(implementation: dict):
+    x, y = wine_mlp_data(torch.float32)
+    models = [make_mlp(torch.float32), make_mlp(torch.float32)]
+    opts = [
+        Rprop(models[0].parameters(), lr=torch.tensor(0.003), **implementation),
+        Rprop(models[1].parameters(), lr=float(torch.tensor(0.003)), **implementation),
+    ]
+    for _ in range(15):
+        for model, opt in zip(models, opts, strict=True):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    for a, b in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def _one_differentiable_step(optimizer_cls, kwargs, p, grad, prev, step_size):
+    """One step on clones, as torch's differentiable-optimizer tests do; outputs for gradcheck."""
+    p = p.clone()
+    p.grad = grad
+    opt = optimizer_cls([p], differentiable=True, **kwargs)
+    opt.state[p].update(
+        {"step": torch.tensor(3.0), "prev": prev.clone(), "step_size": step_size.clone()}
+    )
+    opt.step()
+    return p, opt.state[p]["prev"], opt.state[p]["step_size"]
+
+
+def test_differentiable_step_matches_torch_and_passes_gradcheck():
+    torch.manual_seed(0)
+    p, grad, prev = (torch.randn(8, dtype=torch.float64, requires_grad=True) for _ in range(3))
+    step_size = torch.rand(8, dtype=torch.float64, requires_grad=True)
+    kwargs = {"lr": 0.9, "step_sizes": (1e-6, 50.0)}
+    ours = _one_differentiable_step(Rprop, kwargs, p, grad, prev, step_size)
+    theirs = _one_differentiable_step(torch.optim.Rprop, kwargs, p, grad, prev, step_size)
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    # The step is recorded: d(new p)/d(step size) is -sign(g) where the sign held.
+    (d_step_size,) = torch.autograd.grad(ours[0].sum(), step_size, retain_graph=True)
+    (d_torch,) = torch.autograd.grad(theirs[0].sum(), step_size)
+    assert torch.equal(d_step_size, d_torch)
+    assert torch.autograd.gradcheck(
+        lambda *t: _one_differentiable_step(Rprop, kwargs, *t), (p, grad, prev, step_size)
+    )
+
+
+def test_fused_on_meta_params_raises_at_step_and_works_on_real_ones():
+    with torch.device("meta"):
+        model = nn.Sequential(nn.Linear(2, 3), nn.Sigmoid(), nn.Linear(3, 1))
+    opt = Rprop(model.parameters(), fused=True)  # constructing is fine, as in torch
+    for p in model.parameters():
+        p.grad = torch.rand_like(p)
+    with pytest.raises(RuntimeError, match="`fused=True` requires all the params to be floating"):
+        opt.step()
+    assert len(opt.state) == 0  # refused before any state was made
+    model.to_empty(device="cpu")
+    opt = Rprop(model.parameters(), fused=True)
+    for p in model.parameters():
+        p.grad = torch.rand_like(p)
+    opt.step()
+    assert all(opt.state[p]["step"].item() == 1.0 for p in model.parameters())
+
+
+def test_capturable_on_cpu_is_refused_at_step_naming_the_devices():
+    w = torch.ones(2, requires_grad=True)
+    opt = Rprop([w], capturable=True)
+    w.grad = torch.ones(2)
+    with pytest.raises(RuntimeError, match=r"If capturable=True, params and state_steps must"):
+        opt.step()

@@ -97,8 +97,8 @@ def validate_optimizer(opt: Mapping[str, Any], batch_size: int | None) -> None:
         _check(
             "optimizer.step_sizes",
             list(opt["step_sizes"]),
-            lambda _: 0 < low <= high and math.isfinite(high),
-            "[step_min, step_max] with 0 < step_min <= step_max",
+            lambda _: 0 <= low <= high and math.isfinite(high),
+            "[step_min, step_max] with 0 <= step_min <= step_max < inf",
         )
         if target == RPROP_TARGET:
             _check("optimizer.lr", opt["lr"], lambda v: low <= v <= high, f"in [{low}, {high}]")

@@ -3,7 +3,9 @@
  * Built at first use by rprop_bench/optim/fused.py with the system C compiler and loaded with
  * ctypes. Every operation mirrors, in order and in the parameter's dtype, the unfused torch
  * path in rprop.py, so both give the same bits:
- *   s = sign(g * prev)                (the product is rounded first, as torch does)
+ *   s = sign(g * prev)                (the product is rounded first, as torch does; torch's
+ *                                      sign(NaN) is 0, so a NaN product keeps Δ and moves
+ *                                      nothing: a NaN or infinite gradient never poisons Δ)
  *   Δ = clamp(Δ * factor(s), Δmin, Δmax)
  *   then the variant's move and state update.
  * Compiled with -ffp-contract=off and without -ffast-math: no FMA, IEEE semantics kept
@@ -25,10 +27,10 @@
     for (int64_t i = begin; i < end; ++i) {                                                    \
         T g = maximize ? -grad[i] : grad[i];                                                   \
         T product = g * prev[i];                                                               \
-        /* NaN products give a NaN factor, as torch's masked writes leave NaN in place. */    \
-        T factor = product > 0 ? eta_plus : product < 0 ? eta_minus : product == 0 ? (T)1 : product; \
+        /* torch's sign(NaN) is 0: a NaN product (a NaN gradient, or inf * 0) keeps Δ. */     \
+        T factor = product > 0 ? eta_plus : product < 0 ? eta_minus : (T)1;                   \
         T delta = step_size[i] * factor;                                                       \
-        delta = delta < step_min ? step_min : delta; /* NaN compares false and stays NaN */    \
+        delta = delta < step_min ? step_min : delta;                                           \
         delta = delta > step_max ? step_max : delta;                                           \
         step_size[i] = delta;                                                                  \
         if (VARIANT != 0) g = product < 0 ? (T)0 : g;                                          \

@@ -94,11 +94,13 @@ def load_fused_kernel() -> ctypes.CDLL | None:
                 stacklevel=3,
             )
             return None
-        digest = hashlib.sha256(
-            _SOURCE.read_bytes() + " ".join([compiler, *_FLAGS]).encode()
-        ).hexdigest()[:16]
-        target = _cache_dir() / f"fused_rprop-{digest}.so"
         try:
+            # Inside the try: an install without the source (it ships as package data) must
+            # fall back with the one-line warning too, not fail the first step.
+            digest = hashlib.sha256(
+                _SOURCE.read_bytes() + " ".join([compiler, *_FLAGS]).encode()
+            ).hexdigest()[:16]
+            target = _cache_dir() / f"fused_rprop-{digest}.so"
             if not target.exists():
                 _compile(compiler, target)
             library = ctypes.CDLL(str(target))
@@ -134,8 +136,12 @@ def load_fused_kernel() -> ctypes.CDLL | None:
         return _kernel
 
 
+@torch.compiler.assume_constant_result
 def fused_kernel_available() -> bool:
-    """Whether the fused kernel can run here (builds it on first call)."""
+    """Whether the fused kernel can run here (builds it on first call).
+
+    A constant for torch.compile, which then traces neither the build nor the ctypes library.
+    """
     return load_fused_kernel() is not None
 
 
@@ -203,3 +209,54 @@ def fused_step(
         undo_per_member.numel() if undo_per_member is not None else 1,
         torch.get_num_threads(),
     )
+
+
+@torch.library.custom_op(
+    "rprop_bench::fused_step", mutates_args=("param", "prev", "step_size", "weight_change")
+)
+def fused_step_op(
+    param: Tensor,
+    grad: Tensor,
+    prev: Tensor,
+    step_size: Tensor,
+    weight_change: Tensor | None,
+    undo_per_member: Tensor | None,
+    *,
+    eta_minus: float,
+    eta_plus: float,
+    step_size_min: float,
+    step_size_max: float,
+    variant: str,
+    maximize: bool,
+    undo_on_flip: bool,
+) -> None:
+    """:func:`fused_step` as a torch custom op, so torch.compile calls it without tracing it.
+
+    Eager code calls :func:`fused_step` directly: the op's dispatch would cost more than the
+    step itself on small tensors.
+    """
+    kernel = load_fused_kernel()
+    if kernel is None:  # fused_kernel_available() said it was there when the graph was built
+        raise RuntimeError("rprop_bench: the fused Rprop kernel is no longer available")
+    fused_step(
+        kernel,
+        param,
+        grad,
+        prev,
+        step_size,
+        weight_change,
+        eta_minus=eta_minus,
+        eta_plus=eta_plus,
+        step_size_min=step_size_min,
+        step_size_max=step_size_max,
+        variant=variant,
+        maximize=maximize,
+        undo_on_flip=undo_on_flip,
+        undo_per_member=undo_per_member,
+    )
+
+
+@fused_step_op.register_fake
+def _fused_step_fake(param: Tensor, *args: object, **kwargs: object) -> None:
+    """Shapes for the compiler: the op returns nothing and writes its inputs in place."""
+    return None

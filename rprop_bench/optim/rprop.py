@@ -29,6 +29,7 @@ from torch.optim.optimizer import Optimizer, ParamsT
 from rprop_bench.optim.fused import (
     fused_kernel_available,
     fused_step,
+    fused_step_op,
     kernel_covers,
     load_fused_kernel,
 )
@@ -64,6 +65,9 @@ class RpropHyperparams:
         step_size_max: ceiling Δmax of every step size.
         variant: one of :data:`VARIANTS`.
         maximize: ascend instead of descend (the gradient is negated first).
+        differentiable: record the step in autograd (single-tensor path only).
+        capturable: keep the step free of host syncs, with its state on the param's device
+            (accelerators only, as in torch).
     """
 
     eta_minus: float
@@ -72,22 +76,43 @@ class RpropHyperparams:
     step_size_max: float
     variant: Variant
     maximize: bool
+    differentiable: bool = False
+    capturable: bool = False
+
+
+def _lr_value(lr: Any) -> float:
+    """The initial step size Δ0 as a float: a number, or a 1-element Tensor (as torch allows)."""
+    if isinstance(lr, Tensor):
+        if lr.numel() != 1:
+            raise ValueError("Tensor lr must be 1-element")
+        if not (lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)):
+            raise ValueError(f"Invalid learning rate: {lr}; expected a real number (lr)")
+        return float(lr.item()) if lr.device.type != "meta" else math.nan
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
+        raise ValueError(f"Invalid learning rate: {lr!r}; expected a finite float > 0 (lr)")
+    return float(lr)
 
 
 def _validate_group(group: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the argument and its allowed range, as torch does."""
-    lr = group["lr"]
-    if isinstance(lr, Tensor) or not isinstance(lr, (int, float)) or isinstance(lr, bool):
-        raise ValueError(f"Invalid lr: {lr!r}; expected a finite float > 0")
+    """Raise ``ValueError`` naming the argument and its allowed range.
+
+    Messages begin as torch.optim.Rprop's do ("Invalid learning rate: ...", "Invalid eta
+    values: ..."), so code written against torch's errors keeps matching, and add the field's
+    name and allowed range.
+    """
+    lr = _lr_value(group["lr"])
     if not (math.isfinite(lr) and lr > 0.0):
-        raise ValueError(f"Invalid lr: {lr!r}; expected a finite float > 0")
+        raise ValueError(
+            f"Invalid learning rate: {group['lr']!r}; expected a finite float > 0 (lr)"
+        )
     etas = tuple(group["etas"])
     if len(etas) != 2 or not all(isinstance(e, (int, float)) for e in etas):
         raise ValueError(f"Invalid etas: {group['etas']!r}; expected (eta_minus, eta_plus)")
     eta_minus, eta_plus = etas
     if not (0.0 < eta_minus < 1.0 < eta_plus and math.isfinite(eta_plus)):
         raise ValueError(
-            f"Invalid etas: ({eta_minus}, {eta_plus}); expected 0 < eta_minus < 1 < eta_plus"
+            f"Invalid eta values: {eta_minus}, {eta_plus}; expected 0 < eta_minus < 1 < "
+            "eta_plus < inf (etas)"
         )
     sizes = tuple(group["step_sizes"])
     if len(sizes) != 2 or not all(isinstance(s, (int, float)) for s in sizes):
@@ -95,30 +120,39 @@ def _validate_group(group: dict[str, Any]) -> None:
             f"Invalid step_sizes: {group['step_sizes']!r}; expected (step_size_min, step_size_max)"
         )
     size_min, size_max = sizes
-    if not (0.0 < size_min <= size_max and math.isfinite(size_max)):
+    # Δmin = 0 is legal (torch allows it; Igel & Hüsken 2003 ran with it): a Δ that reaches 0
+    # stays 0, since only multiplications change it.
+    if not (0.0 <= size_min <= size_max and math.isfinite(size_max)):
         raise ValueError(
             f"Invalid step_sizes: ({size_min}, {size_max}); "
-            "expected 0 < step_size_min <= step_size_max < inf"
+            "expected 0 <= step_size_min <= step_size_max < inf"
         )
     # lr is the initial step size Δ0; outside [Δmin, Δmax] the first step would silently
     # clamp it, so a zero gradient would change Δ.
     if not size_min <= lr <= size_max:
         raise ValueError(
-            f"Invalid lr: {lr!r}; lr is the initial step size and must lie in "
-            f"step_sizes [{size_min}, {size_max}]"
+            f"Invalid learning rate: {group['lr']!r}; lr is the initial step size and must lie "
+            f"in step_sizes [{size_min}, {size_max}]"
         )
     if group["variant"] not in VARIANTS:
         raise ValueError(
             f"Invalid variant: {group['variant']!r}; expected one of "
             + ", ".join(repr(v) for v in VARIANTS)
         )
-    if not isinstance(group["maximize"], bool):
-        raise ValueError(f"Invalid maximize: {group['maximize']!r}; expected True or False")
+    for flag in ("maximize", "differentiable", "capturable"):
+        if not isinstance(group[flag], bool):
+            raise ValueError(f"Invalid {flag}: {group[flag]!r}; expected True or False")
     for flag in ("foreach", "fused"):
         if group[flag] not in (None, True, False):
             raise ValueError(f"Invalid {flag}: {group[flag]!r}; expected None, True or False")
     if group["foreach"] and group["fused"]:
         raise ValueError("Invalid foreach=True with fused=True; choose one implementation")
+    if group["differentiable"] and (group["foreach"] or group["fused"]):
+        chosen = "fused" if group["fused"] else "foreach"
+        raise ValueError(
+            f"Invalid {chosen}=True with differentiable=True; only the single-tensor path "
+            "supports autograd through the step (foreach=False, fused=False)"
+        )
 
 
 class Rprop(Optimizer):
@@ -170,11 +204,14 @@ class Rprop(Optimizer):
     Args:
         params: parameters to optimize, or dicts defining param groups (each group may set
             its own hyperparameters, ``variant`` included).
-        lr: initial step size Δ0 of every weight; must lie within ``step_sizes``.
+        lr: initial step size Δ0 of every weight, a float or a 1-element Tensor (as torch
+            allows, for schedulers and compiled steps); must lie within ``step_sizes``.
         etas: ``(eta_minus, eta_plus)``; Δ is multiplied by ``eta_minus`` where the gradient
             sign flipped and by ``eta_plus`` where it held (0 < eta_minus < 1 < eta_plus).
         step_sizes: ``(step_size_min, step_size_max)``, the bounds Δ is kept within after
-            every change.
+            every change. ``step_size_min = 0`` is legal, as in torch and in Igel & Hüsken
+            (2003): a Δ that shrinks to 0 then stays 0 (only multiplications change it), and
+            its weight moves no more.
         variant: ``"rprop+"``, ``"rprop-"``, ``"irprop+"`` or ``"irprop-"`` (the default,
             the same algorithm as ``torch.optim.Rprop``).
         maximize: maximize the objective instead of minimizing it.
@@ -183,7 +220,20 @@ class Rprop(Optimizer):
             other tensors take the single-tensor path). With ``foreach`` and ``fused`` both
             ``None``, the fastest path for the parameters is picked: fused on CPU where a C
             compiler is present, else torch's rule (foreach on accelerators). Every path
-            gives the same bits.
+            gives the same bits, non-finite gradients included (torch's ``sign(NaN) = 0``:
+            a NaN product of gradients keeps Δ and moves nothing). Under ``torch.compile``
+            the default is torch's rule, and ``fused=True`` runs the kernel as the custom op
+            ``rprop_bench::fused_step``. Params on the meta device, or not floating point,
+            are refused at ``step`` with ``fused=True``, as torch's fused optimizers do.
+        capturable: as in torch: the step count lives on the param's device, and the step
+            makes no host sync, so it can be captured in a CUDA graph. CPU params are refused
+            at ``step``, as torch refuses them.
+        differentiable: record the step in autograd (as torch's ``differentiable``), e.g.
+            for meta-learning through the optimizer; the single-tensor path only.
+
+    iRprop+'s E(t−1) stays float64 through ``state_dict``/``load_state_dict`` (torch casts
+    the other state to the parameter's dtype), so a resumed bfloat16 run follows the
+    uninterrupted one.
 
     Example:
         >>> import torch
@@ -203,7 +253,7 @@ class Rprop(Optimizer):
     def __init__(
         self,
         params: ParamsT,
-        lr: float = 1e-2,
+        lr: float | Tensor = 1e-2,
         etas: tuple[float, float] = (0.5, 1.2),
         step_sizes: tuple[float, float] = (1e-6, 50.0),
         *,
@@ -211,6 +261,8 @@ class Rprop(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -220,6 +272,8 @@ class Rprop(Optimizer):
             "maximize": maximize,
             "foreach": foreach,
             "fused": fused,
+            "capturable": capturable,
+            "differentiable": differentiable,
         }
         _validate_group(defaults)
         super().__init__(params, defaults)
@@ -240,6 +294,29 @@ class Rprop(Optimizer):
             group.setdefault("maximize", False)
             group.setdefault("foreach", None)
             group.setdefault("fused", None)
+            group.setdefault("capturable", False)
+            group.setdefault("differentiable", False)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state dict, keeping iRprop+'s E(t−1) in float64.
+
+        torch's ``Optimizer.load_state_dict`` casts every state tensor but ``step`` to its
+        parameter's dtype. E(t−1) is a loss, not a weight: cast to bfloat16 it would round,
+        and a resumed run would then undo (or keep) other steps than the uninterrupted one.
+        """
+        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        params = [p for group in self.param_groups for p in group["params"]]
+        saved_losses = {
+            param: state[STATE_PREV_LOSS]
+            for saved_id, param in zip(saved_ids, params, strict=False)
+            if isinstance(state := state_dict["state"].get(saved_id), dict)
+            and isinstance(state.get(STATE_PREV_LOSS), Tensor)
+        }
+        super().load_state_dict(state_dict)
+        for param, loss in saved_losses.items():
+            self.state[param][STATE_PREV_LOSS] = loss.detach().to(
+                dtype=torch.float64, device=param.device, copy=True
+            )
 
     def _init_group(
         self,
@@ -267,16 +344,25 @@ class Rprop(Optimizer):
                     f"Rprop does not support sparse gradients (parameter {index} of its group); "
                     "use dense gradients, e.g. torch.nn.Embedding(..., sparse=False)"
                 )
+            if group["fused"]:
+                _check_fusable([p])  # before any state exists, so a refused step leaves none
             has_complex |= torch.is_complex(p)
             params.append(p)
             grads.append(p.grad)
             state = self.state[p]
             if len(state) == 0:
                 # Same dtypes and devices as torch.optim.Rprop, so state dicts interchange.
-                state[STATE_STEP] = torch.zeros((), dtype=torch.float32)
+                # capturable: the step count lives beside the param, as torch keeps it.
+                state[STATE_STEP] = torch.zeros(
+                    (), dtype=torch.float32, device=p.device if group["capturable"] else None
+                )
                 state[STATE_PREV] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 lr = group["lr"]
-                fill = complex(lr, lr) if p.is_complex() else lr
+                if p.is_complex():
+                    lr = _lr_value(lr)
+                    fill: Any = complex(lr, lr)
+                else:  # a Tensor lr fills without a host sync, as in torch
+                    fill = lr.reshape(()) if isinstance(lr, Tensor) else lr
                 state[STATE_STEP_SIZE] = torch.full_like(
                     p, fill, memory_format=torch.preserve_format
                 )
@@ -305,7 +391,6 @@ class Rprop(Optimizer):
                 prev_losses.append(state[STATE_PREV_LOSS])
         return has_complex
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step and return the closure's loss (or ``None``).
 
@@ -313,6 +398,11 @@ class Rprop(Optimizer):
             closure: re-evaluates the model, calls ``backward()`` and returns the loss.
                 Required by ``irprop+``, which compares the loss with the previous step's.
         """
+        # As torch's optimizers do: autograd records the step only when differentiable.
+        with torch.set_grad_enabled(self.defaults["differentiable"]):
+            return self._step(closure)
+
+    def _step(self, closure: Callable[[], Any] | None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -359,6 +449,8 @@ class Rprop(Optimizer):
                     step_size_max=size_max,
                     variant=variant,
                     maximize=group["maximize"],
+                    differentiable=group["differentiable"],
+                    capturable=group["capturable"],
                 ),
                 foreach=group["foreach"],
                 fused=group["fused"],
@@ -431,9 +523,20 @@ def rprop(
     ``weight_changes`` is used by the backtracking variants (else empty), ``prev_losses`` and
     ``loss`` by ``irprop+`` (else empty and ``None``). Updates every tensor in place.
     """
+    if hyper.capturable:
+        _check_capturable(params, state_steps)
+    if hyper.differentiable:
+        fused, foreach = False, False  # only the single-tensor path records autograd
     if fused is None and foreach is None:
-        fused = all(p.device.type == "cpu" for p in params) and fused_kernel_available()
+        # Under torch.compile the default is torch's rule: the traced ops compile, and every
+        # path gives the same bits. fused=True compiles too, as an opaque custom op.
+        fused = (
+            not torch.compiler.is_compiling()
+            and all(p.device.type == "cpu" for p in params)
+            and fused_kernel_available()
+        )
     if fused:
+        _check_fusable(params)
         implementation = _fused_rprop
     else:
         if foreach is None:
@@ -451,6 +554,32 @@ def rprop(
         hyper,
         has_complex,
     )
+
+
+#: Devices whose steps can be captured in a graph (CUDA graphs and their likes), as in torch.
+CAPTURABLE_DEVICES: tuple[str, ...] = ("cuda", "xpu", "hpu", "mtia")
+
+
+def _check_capturable(params: list[Tensor], state_steps: list[Tensor]) -> None:
+    """capturable=True needs params and step counts together on a capturable device."""
+    for index, (param, step) in enumerate(zip(params, state_steps, strict=True)):
+        if param.device.type not in CAPTURABLE_DEVICES or step.device != param.device:
+            raise RuntimeError(
+                "If capturable=True, params and state_steps must be on supported devices: "
+                f"{list(CAPTURABLE_DEVICES)}; parameter {index} is on {param.device} and its "
+                f"step on {step.device}"
+            )
+
+
+def _check_fusable(params: list[Tensor]) -> None:
+    """fused=True needs floating-point tensors with real storage (as torch's fused optimizers)."""
+    for index, param in enumerate(params):
+        if not (param.is_floating_point() or param.is_complex()) or param.device.type == "meta":
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices (any but meta); parameter {index} is {param.dtype} on "
+                f"{param.device}"
+            )
 
 
 def _step_size_factors(signs: Tensor, hyper: RpropHyperparams) -> Tensor:
@@ -494,7 +623,8 @@ def _single_tensor_rprop(
         if hyper.maximize:
             grad = grad.neg()
 
-        signs = grad.mul(prev).sign_()
+        # differentiable: prev is overwritten below, so the product must not save it itself.
+        signs = grad.mul(prev.clone() if hyper.differentiable else prev).sign_()
         flipped = signs.lt(0)
         step_size.mul_(_step_size_factors(signs, hyper)).clamp_(
             hyper.step_size_min, hyper.step_size_max
@@ -617,8 +747,14 @@ def _fused_rprop(
     hyper: RpropHyperparams,
     has_complex: bool,
 ) -> None:
-    """One kernel call per tensor; tensors the kernel does not cover take the single path."""
-    kernel = load_fused_kernel()
+    """One kernel call per tensor; tensors the kernel does not cover take the single path.
+
+    Under torch.compile the kernel is called through the custom op ``rprop_bench::fused_step``
+    (opaque to the compiler, in place), so a compiled step needs no graph break for it.
+    """
+    compiling = torch.compiler.is_compiling()
+    kernel = None if compiling else load_fused_kernel()
+    available = fused_kernel_available() if compiling else kernel is not None
     backtracking = hyper.variant in BACKTRACKING_VARIANTS
     for i, param in enumerate(params):
         tensors = [param, grads[i], prevs[i], step_sizes[i]]
@@ -626,7 +762,7 @@ def _fused_rprop(
             tensors.append(weight_changes[i])
         if torch.is_complex(param):
             tensors = [torch.view_as_real(t) for t in tensors]
-        if kernel is None or not kernel_covers(*tensors):
+        if not available or not kernel_covers(*tensors):
             _single_tensor_rprop(
                 [param],
                 [grads[i]],
@@ -648,16 +784,19 @@ def _fused_rprop(
             # one call for every member, and no host sync. A 0-dim loss is one member.
             undo_per_member = loss.gt(prev_losses[i]).reshape(-1).to("cpu")
             prev_losses[i].copy_(loss)
-        fused_step(
-            kernel,
-            *tensors[:4],
-            tensors[4] if backtracking else None,
-            eta_minus=hyper.eta_minus,
-            eta_plus=hyper.eta_plus,
-            step_size_min=hyper.step_size_min,
-            step_size_max=hyper.step_size_max,
-            variant=hyper.variant,
-            maximize=hyper.maximize,
-            undo_on_flip=hyper.variant == "rprop+",
-            undo_per_member=undo_per_member,
-        )
+        hyperparameters = {
+            "eta_minus": hyper.eta_minus,
+            "eta_plus": hyper.eta_plus,
+            "step_size_min": hyper.step_size_min,
+            "step_size_max": hyper.step_size_max,
+            "variant": hyper.variant,
+            "maximize": hyper.maximize,
+            "undo_on_flip": hyper.variant == "rprop+",
+            "undo_per_member": undo_per_member,
+        }
+        weight_change = tensors[4] if backtracking else None
+        if compiling:
+            fused_step_op(*tensors[:4], weight_change, **hyperparameters)
+        else:
+            assert kernel is not None
+            fused_step(kernel, *tensors[:4], weight_change, **hyperparameters)
