@@ -48,8 +48,6 @@ Hydra or MLflow.
 from __future__ import annotations
 
 import copy
-import math
-import time
 from collections.abc import Callable, Iterable, Sequence
 
 import torch
@@ -62,18 +60,12 @@ from rprop_bench.optim import Rprop
 from rprop_bench.problems import ProblemData
 from rprop_bench.training import (
     EpochCallback,
-    TargetClock,
     TrainResult,
     TrainSettings,
-    diverged_after,
-    diverged_in,
-    epoch_metrics,
-    final_metrics,
     grad_norm,
-    is_histogram_epoch,
-    is_log_epoch,
     loss_function,
     output_metrics,
+    run_epochs,
 )
 
 #: Optimizers whose update of a weight reads only that weight's gradient, state and value, so a
@@ -244,16 +236,49 @@ def check_full_batch(settings: TrainSettings, n_train: int) -> None:
         )
 
 
-class _Member:
-    """The bookkeeping of one seed: its callback, clock to target and (once over) its result."""
+class _StackedTrainee:
+    """S stacked members as a :class:`~rprop_bench.training.Trainee` (full batch only)."""
 
-    def __init__(self, callback: EpochCallback | None, target_loss: float | None) -> None:
-        self.callback = callback
-        self.target = TargetClock(target_loss)
-        self.result: TrainResult | None = None
+    full_batch = True
 
-    def diverge(self, epoch: int, seconds: float, reason: str) -> None:
-        self.result = TrainResult("diverged", epoch, seconds, reason)
+    def __init__(
+        self, stacked: StackedModel, data: ProblemData, optimizer: torch.optim.Optimizer
+    ) -> None:
+        self.stacked = stacked
+        self.members = stacked.members
+        self.data = data
+        self.optimizer = optimizer
+        self.loss_fn = loss_function(data.task)
+        self.monitor = StepSizeMonitor(stacked.named_parameters(), optimizer, members=self.members)
+        self._grad_norms = [0.0] * self.members
+
+    def step_epoch(self, record_grad_norms: bool) -> list[float]:
+        def closure() -> torch.Tensor:
+            self.optimizer.zero_grad()
+            out = self.stacked.forward(self.data.x_train)
+            losses = self.stacked.losses(out, self.data.y_train, self.loss_fn)
+            losses.sum().backward()
+            if record_grad_norms:  # the gradient norm at the start of the epoch, as alone
+                grads = [t.grad for _, t in self.stacked.named_parameters()]
+                self._grad_norms = [
+                    grad_norm(g[k] if g is not None else None for g in grads)
+                    for k in range(self.members)
+                ]
+            return losses
+
+        return torch.as_tensor(self.optimizer.step(closure)).detach().tolist()
+
+    def grad_norms(self) -> list[float]:
+        return self._grad_norms
+
+    def metrics(
+        self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]
+    ) -> dict[int, dict[str, float]]:
+        if not members:
+            return {}
+        with torch.no_grad():
+            out = self.stacked.forward(x)
+            return {k: output_metrics(out[k], y, self.data.task, self.loss_fn) for k in members}
 
 
 def train_seeds(
@@ -266,6 +291,9 @@ def train_seeds(
     exact: bool = False,
 ) -> list[TrainResult]:
     """Train ``models`` (one per seed, one architecture) at once, each as ``train`` would alone.
+
+    Both run the one epoch loop, :func:`rprop_bench.training.run_epochs`, so metrics, the
+    divergence rule, time-to-target and diagnostics are the same code.
 
     Args:
         models: the seeds' models, built as for single runs (:func:`seeded_models`). They hold
@@ -291,96 +319,8 @@ def train_seeds(
     stacked = StackedModel(models, exact=exact)
     optimizer = make_optimizer([t for _, t in stacked.named_parameters()])
     check_optimizer(optimizer)
-    members = [_Member(callback, settings.target_loss) for callback in callbacks]
-    loss_fn = loss_function(data.task)
-    monitor = StepSizeMonitor(stacked.named_parameters(), optimizer, members=stacked.members)
-    grads_per_member: list[float] = []
-    seconds = 0.0
     for model in models:
         model.train()
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        losses = stacked.losses(stacked.forward(data.x_train), data.y_train, loss_fn)
-        losses.sum().backward()
-        if log_now:  # the gradient norm at the start of the epoch, as train() records it
-            grads = [t.grad for _, t in stacked.named_parameters()]
-            grads_per_member[:] = [
-                grad_norm(g[k] if g is not None else None for g in grads)
-                for k in range(stacked.members)
-            ]
-        return losses
-
-    def train_losses() -> list[float]:
-        with torch.no_grad():
-            out = stacked.forward(data.x_train)
-            return stacked.losses(out, data.y_train, loss_fn).tolist()
-
-    def member_metrics(x: torch.Tensor, y: torch.Tensor, active: list[int]) -> dict[int, dict]:
-        with torch.no_grad():
-            out = stacked.forward(x)
-            return {k: output_metrics(out[k], y, data.task, loss_fn) for k in active}
-
-    # The closure's losses are at the weights the previous epoch left, i.e. that epoch's train
-    # losses: an epoch that logs nothing has its train losses checked (divergence, target) with
-    # the next epoch's step losses instead of an extra forward pass. ``deferred`` holds the
-    # seconds at the end of such an epoch. Logged epochs (the last one included) are checked
-    # at once, with a forward pass, since their metrics are reported then.
-    deferred: float | None = None
-    for epoch in range(1, settings.epochs + 1):
-        log_now = is_log_epoch(epoch, settings)
-        monitor.start_epoch()
-        started = time.perf_counter()
-        step_losses = torch.as_tensor(optimizer.step(closure)).detach().tolist()
-        seconds += time.perf_counter() - started
-
-        active = [k for k, m in enumerate(members) if m.result is None]
-        for k in active:
-            loss = step_losses[k]
-            if deferred is not None and not math.isfinite(loss):
-                members[k].diverge(epoch - 1, deferred, diverged_after(loss, epoch - 1))
-            elif not math.isfinite(loss):
-                members[k].diverge(epoch, seconds, diverged_in(loss, epoch))
-            elif deferred is not None:
-                members[k].target.update(epoch - 1, deferred, loss)
-        active = [k for k in active if members[k].result is None]
-        deferred = None if log_now else seconds
-        losses = train_losses() if log_now and active else step_losses
-        if log_now:
-            for k in active:
-                if not math.isfinite(losses[k]):
-                    members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
-                else:
-                    members[k].target.update(epoch, seconds, losses[k])
-        active = [k for k in active if members[k].result is None]
-        if not active:
-            break
-
-        logging = [k for k in active if members[k].callback is not None]
-        if log_now and logging:
-            steps = monitor.end_epoch_members(
-                epoch, with_histograms=is_histogram_epoch(epoch, settings)
-            )
-            val = member_metrics(data.x_val, data.y_val, logging)
-            for k in logging:
-                step_metrics, rows = steps[k]
-                metrics = epoch_metrics(
-                    losses[k], val[k], grads_per_member[k], seconds, step_metrics
-                )
-                members[k].callback(epoch, metrics, rows)  # type: ignore[misc]
-        else:
-            monitor.skip_epoch()
-
-    finished = [k for k, m in enumerate(members) if m.result is None]
-    if finished:
-        final_train = train_losses()
-        test = member_metrics(data.x_test, data.y_test, finished)
-        for k in finished:
-            final = final_metrics(
-                final_train[k], test[k], settings.epochs, seconds, members[k].target
-            )
-            members[k].result = TrainResult(
-                "finished", settings.epochs, seconds, final_metrics=final
-            )
+    results = run_epochs(_StackedTrainee(stacked, data, optimizer), data, settings, callbacks)
     stacked.write_back(models)
-    return [m.result for m in members if m.result is not None]
+    return results

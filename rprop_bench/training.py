@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
@@ -186,25 +186,182 @@ def final_metrics(
     return final
 
 
-def _closure(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    xb: torch.Tensor,
-    yb: torch.Tensor,
-    grad_norms: list[float],
-) -> Callable[[], torch.Tensor]:
-    """The closure for one batch; the first call of an epoch records the gradient norm."""
+class Trainee(Protocol):
+    """What the epoch loop trains: one model (S = 1) or S stacked members.
 
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad()
-        loss = loss_fn(model(xb), yb)
-        loss.backward()
-        if not grad_norms:
-            grad_norms.append(grad_norm(p.grad for p in model.parameters()))
-        return loss
+    :func:`run_epochs` holds everything an epoch means (metrics, the divergence rule,
+    time-to-target, diagnostics); a trainee only steps and evaluates, member by member.
+    """
 
-    return closure
+    #: The number S of members (1 for a single model).
+    members: int
+    #: Whether an epoch is one full-batch step. Its closure's loss is then the training loss
+    #: at the weights the previous epoch left (as every torch optimizer returns the loss of
+    #: its first closure call), so that epoch's checks need no extra forward pass.
+    full_batch: bool
+    #: The step-size diagnostics of the trainee's parameters.
+    monitor: StepSizeMonitor
+
+    def step_epoch(self, record_grad_norms: bool) -> list[float]:
+        """Train one epoch; per member, the loss of its last step (non-finite: diverged)."""
+        ...
+
+    def grad_norms(self) -> list[float]:
+        """Per member, the gradient norm at the start of the last recorded epoch."""
+        ...
+
+    def metrics(
+        self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]
+    ) -> dict[int, dict[str, float]]:
+        """:func:`output_metrics` of each listed member on ``(x, y)``."""
+        ...
+
+
+class _Member:
+    """The bookkeeping of one run: its callback, clock to target and (once over) its result."""
+
+    def __init__(self, callback: EpochCallback | None, target_loss: float | None) -> None:
+        self.callback = callback
+        self.target = TargetClock(target_loss)
+        self.result: TrainResult | None = None
+
+    def diverge(self, epoch: int, seconds: float, reason: str) -> None:
+        self.result = TrainResult("diverged", epoch, seconds, reason)
+
+
+def run_epochs(
+    trainee: Trainee,
+    data: ProblemData,
+    settings: TrainSettings,
+    callbacks: Sequence[EpochCallback | None],
+) -> list[TrainResult]:
+    """The epoch loop of every training run, alone or stacked: one result per member.
+
+    Per epoch and member: a non-finite step loss stops the member ("in epoch e"); on a
+    logged epoch (or, for mini-batches, on every epoch when a target is set) the full
+    training loss is evaluated, and a non-finite one stops it too ("after epoch e"); the
+    first training loss at or below ``target_loss`` stops the target clock. A full-batch
+    epoch that logs nothing checks its training loss with the next epoch's step loss, which
+    is that very loss (see :attr:`Trainee.full_batch`), instead of an extra forward pass.
+    """
+    members = [_Member(callback, settings.target_loss) for callback in callbacks]
+    monitor = trainee.monitor
+    seconds = 0.0
+    deferred: float | None = None  # the seconds at the end of an epoch checked late
+    for epoch in range(1, settings.epochs + 1):
+        log_now = is_log_epoch(epoch, settings)
+        monitor.start_epoch()
+        started = time.perf_counter()
+        step_losses = trainee.step_epoch(record_grad_norms=log_now)
+        seconds += time.perf_counter() - started
+
+        for k in _active(members):
+            loss = step_losses[k]
+            if not math.isfinite(loss):
+                members[k].diverge(epoch, seconds, diverged_in(loss, epoch))
+            elif deferred is not None:
+                members[k].target.update(epoch - 1, deferred, loss)
+        check_now = log_now or (settings.target_loss is not None and not trainee.full_batch)
+        deferred = None if check_now else seconds
+        losses = step_losses
+        if check_now and _active(members):
+            losses = _train_losses(trainee, data, _active(members))
+            for k in _active(members):
+                if not math.isfinite(losses[k]):
+                    members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
+                else:
+                    members[k].target.update(epoch, seconds, losses[k])
+        if not _active(members):
+            break
+
+        logging = [k for k in _active(members) if members[k].callback is not None]
+        if log_now and logging:
+            steps = monitor.end_epoch_members(
+                epoch, with_histograms=is_histogram_epoch(epoch, settings)
+            )
+            val = trainee.metrics(data.x_val, data.y_val, logging)
+            grads = trainee.grad_norms()
+            for k in logging:
+                step_metrics, rows = steps[k]
+                metrics = epoch_metrics(losses[k], val[k], grads[k], seconds, step_metrics)
+                members[k].callback(epoch, metrics, rows)  # type: ignore[misc]
+        else:
+            monitor.skip_epoch()
+
+    finished = _active(members)
+    if finished:
+        final_train = _train_losses(trainee, data, finished)
+        test = trainee.metrics(data.x_test, data.y_test, finished)
+        for k in finished:
+            final = final_metrics(
+                final_train[k], test[k], settings.epochs, seconds, members[k].target
+            )
+            members[k].result = TrainResult(
+                "finished", settings.epochs, seconds, final_metrics=final
+            )
+    return [m.result for m in members if m.result is not None]
+
+
+def _active(members: Sequence[_Member]) -> list[int]:
+    """The members still training (no result yet)."""
+    return [k for k, m in enumerate(members) if m.result is None]
+
+
+def _train_losses(trainee: Trainee, data: ProblemData, members: Sequence[int]) -> list[float]:
+    """Each member's full training loss (NaN for members not asked for)."""
+    scored = trainee.metrics(data.x_train, data.y_train, members)
+    return [scored[k]["loss"] if k in scored else math.nan for k in range(trainee.members)]
+
+
+class _SingleModel:
+    """One model as a :class:`Trainee`: full batch or shuffled mini-batches, any optimizer."""
+
+    members = 1
+
+    def __init__(
+        self,
+        model: nn.Module,
+        data: ProblemData,
+        optimizer: torch.optim.Optimizer,
+        settings: TrainSettings,
+    ) -> None:
+        self.model = model
+        self.data = data
+        self.optimizer = optimizer
+        self.batch_size = settings.batch_size
+        self.full_batch = settings.batch_size is None or settings.batch_size >= len(data.x_train)
+        self.loss_fn = loss_function(data.task)
+        self.monitor = StepSizeMonitor(model.named_parameters(), optimizer)
+        self._generator = torch.Generator().manual_seed(settings.seed)
+        self._grad_norm = 0.0
+
+    def step_epoch(self, record_grad_norms: bool) -> list[float]:
+        first = [record_grad_norms]  # the first closure call of the epoch records the norm
+        step_loss = math.nan
+        for index in _batches(len(self.data.x_train), self.batch_size, self._generator):
+            xb, yb = self.data.x_train[index], self.data.y_train[index]
+
+            def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
+                self.optimizer.zero_grad()
+                loss = self.loss_fn(self.model(xb), yb)
+                loss.backward()
+                if first[0]:
+                    first[0] = False
+                    self._grad_norm = grad_norm(p.grad for p in self.model.parameters())
+                return loss
+
+            step_loss = float(torch.as_tensor(self.optimizer.step(closure)).detach())
+            if not math.isfinite(step_loss):
+                break
+        return [step_loss]
+
+    def grad_norms(self) -> list[float]:
+        return [self._grad_norm]
+
+    def metrics(
+        self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]
+    ) -> dict[int, dict[str, float]]:
+        return {0: evaluate(self.model, x, y, self.data.task, self.loss_fn)} if members else {}
 
 
 def _batches(n: int, batch_size: int | None, generator: torch.Generator) -> list[torch.Tensor]:
@@ -230,59 +387,11 @@ def train(
         A :class:`TrainResult`. A NaN or infinite loss stops training at once and returns a
         ``"diverged"`` result with the reason; it does not raise.
     """
-    loss_fn = loss_function(data.task)
-    monitor = StepSizeMonitor(model.named_parameters(), optimizer)
-    generator = torch.Generator().manual_seed(settings.seed)
-    n_train = len(data.x_train)
-    seconds = 0.0
-    target = TargetClock(settings.target_loss)
     model.train()
-
-    for epoch in range(1, settings.epochs + 1):
-        log_now = is_log_epoch(epoch, settings)
-        monitor.start_epoch()
-        first_grad_norm: list[float] = []
-        step_loss = 0.0
-        started = time.perf_counter()
-        for index in _batches(n_train, settings.batch_size, generator):
-            xb, yb = data.x_train[index], data.y_train[index]
-
-            closure = _closure(model, loss_fn, optimizer, xb, yb, first_grad_norm)
-            step_loss = float(torch.as_tensor(optimizer.step(closure)).detach())
-            if not math.isfinite(step_loss):
-                break
-        seconds += time.perf_counter() - started
-
-        if not math.isfinite(step_loss):
-            return TrainResult("diverged", epoch, seconds, diverged_in(step_loss, epoch))
-        need_train_loss = log_now or settings.target_loss is not None
-        train_loss = (
-            evaluate(model, data.x_train, data.y_train, data.task, loss_fn)["loss"]
-            if need_train_loss
-            else step_loss
-        )
-        if not math.isfinite(train_loss):
-            return TrainResult("diverged", epoch, seconds, diverged_after(train_loss, epoch))
-        target.update(epoch, seconds, train_loss)
-
-        if log_now and callback is not None:
-            step_metrics, rows = monitor.end_epoch(
-                epoch, with_histograms=is_histogram_epoch(epoch, settings)
-            )
-            val = evaluate(model, data.x_val, data.y_val, data.task, loss_fn)
-            grad = first_grad_norm[0] if first_grad_norm else 0.0
-            callback(epoch, epoch_metrics(train_loss, val, grad, seconds, step_metrics), rows)
-        else:
-            monitor.skip_epoch()
-
-    final = final_metrics(
-        evaluate(model, data.x_train, data.y_train, data.task, loss_fn)["loss"],
-        evaluate(model, data.x_test, data.y_test, data.task, loss_fn),
-        settings.epochs,
-        seconds,
-        target,
+    (result,) = run_epochs(
+        _SingleModel(model, data, optimizer, settings), data, settings, [callback]
     )
-    return TrainResult("finished", settings.epochs, seconds, final_metrics=final)
+    return result
 
 
 def diverged_in(loss: float, epoch: int) -> str:

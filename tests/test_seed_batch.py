@@ -260,3 +260,40 @@ def test_other_architectures_need_exact_mode_and_then_match_alone():
     stacked = seeded_models(_Residual, SEEDS)
     train_seeds(stacked, data, make_optimizer, settings, exact=True)
     assert _max_param_diff(alone, stacked) == 0.0
+
+
+# One epoch loop: divergence and target cases land on the same epoch with the same reason,
+# alone and stacked. (optimizer, lr, log_every, target_loss); SGD at lr 1.5 on `line` blows up.
+DIVERGENCE_AND_TARGET_CASES = [
+    pytest.param("sgd", 1.5, 10, None, id="sgd-diverges-no-target-log-10"),
+    pytest.param("sgd", 1.5, 10, 1e-3, id="sgd-diverges-target-log-10"),
+    pytest.param("sgd", 1.5, 1, None, id="sgd-diverges-no-target-log-1"),
+    pytest.param("sgd", 1.5, 1, 1e-3, id="sgd-diverges-target-log-1"),
+    pytest.param("sgd", 0.05, 7, 0.5, id="sgd-reaches-target-log-7"),
+    pytest.param("irprop_minus", 0.01, 10, 1e-2, id="irprop-reaches-target-log-10"),
+    pytest.param("irprop_plus", 0.01, 4, 1e-12, id="irprop-plus-misses-target-log-4"),
+]
+
+
+@pytest.mark.parametrize(("optimizer", "lr", "log_every", "target"), DIVERGENCE_AND_TARGET_CASES)
+def test_alone_and_stacked_agree_on_divergence_and_target(optimizer, lr, log_every, target):
+    cfg = compose(f"optimizer={optimizer}", "problem=line", f"optimizer.lr={lr}")
+    data = instantiate(cfg.problem.data)
+    build = functools.partial(
+        instantiate(cfg.model, _convert_="all"), n_inputs=data.n_inputs, n_outputs=data.n_outputs
+    )
+    make_optimizer = instantiate(cfg.optimizer, _convert_="all")
+    settings = TrainSettings(epochs=120, log_every=log_every, target_loss=target)
+    alone = [
+        train(m, data, make_optimizer(m.parameters()), settings)
+        for m in seeded_models(build, SEEDS)
+    ]
+    stacked = train_seeds(seeded_models(build, SEEDS), data, make_optimizer, settings, exact=True)
+    for a, b in zip(alone, stacked, strict=True):
+        assert (a.status, a.epochs_run, a.reason) == (b.status, b.epochs_run, b.reason)
+        assert _without_times(a.final_metrics) == _without_times(b.final_metrics)
+    if optimizer == "sgd" and lr > 1:
+        assert all(r.diverged for r in alone), [r.reason for r in alone]
+    elif target is not None:
+        reached = [r.final_metrics[schema.REACHED_TARGET] for r in alone]
+        assert reached == [float(target > 1e-11)] * len(alone)
