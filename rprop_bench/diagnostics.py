@@ -43,7 +43,7 @@ class HistogramRow(NamedTuple):
     layer: str
     bin_left: float
     bin_right: float
-    count: int
+    count: int  # type: ignore[assignment]  # shadows tuple.count; the CSV column keeps its name
 
 
 def is_rprop_family(optimizer: torch.optim.Optimizer) -> bool:
@@ -102,7 +102,7 @@ class StepSizeMonitor:
 
     def __init__(
         self,
-        named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+        named_parameters: Iterable[tuple[str, torch.Tensor]],
         optimizer: torch.optim.Optimizer,
         members: int | None = None,
     ) -> None:
@@ -187,7 +187,9 @@ class StepSizeMonitor:
         """:meth:`end_epoch` for each member: one ``(metrics, rows)`` pair per member."""
         per_layer = self._steps()
         everything = np.concatenate(per_layer, axis=1) if per_layer else np.zeros((self._rows, 1))
-        results = [(metrics, []) for metrics in _member_quantiles(everything)]
+        results: list[tuple[dict[str, float], list[HistogramRow]]] = [
+            (metrics, []) for metrics in _member_quantiles(everything)
+        ]
         flips = self._sign_flip_fractions()
         at_min = at_max = None
         if self._step_min is not None and self._step_max is not None:

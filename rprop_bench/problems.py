@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -104,7 +105,7 @@ def _line(seed: int, n_samples: int = 100, noise: float = 0.1) -> RawData:
     return RawData(x, y, REGRESSION, x_val, y_val, x_test, y_test)
 
 
-def _sklearn_bundled(loader: Callable[..., object], task: str) -> Callable[[int], RawData]:
+def _sklearn_bundled(loader: Callable[..., Any], task: str) -> Callable[[int], RawData]:
     """A builder for one of scikit-learn's bundled (offline) datasets."""
 
     def build(seed: int) -> RawData:
@@ -245,6 +246,8 @@ def load_problem(
             raw, split_seed, val_fraction, test_fraction
         )
     else:
+        assert raw.y_val is not None  # given with x_val
+        assert raw.y_test is not None
         x_train, y_train = raw.x, raw.y
         x_val, y_val, x_test, y_test = raw.x_val, raw.y_val, raw.x_test, raw.y_test
     if standardize:

@@ -66,6 +66,7 @@ from rprop_bench.training import (
     loss_function,
     output_metrics,
     run_epochs,
+    step_with_closure,
 )
 
 #: Optimizers whose update of a weight reads only that weight's gradient, state and value, so a
@@ -266,7 +267,7 @@ class _StackedTrainee:
                 ]
             return losses
 
-        return torch.as_tensor(self.optimizer.step(closure)).detach().tolist()
+        return step_with_closure(self.optimizer, closure).detach().tolist()
 
     def grad_norms(self) -> list[float]:
         return self._grad_norms

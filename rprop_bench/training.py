@@ -350,7 +350,7 @@ class _SingleModel:
                     self._grad_norm = grad_norm(p.grad for p in self.model.parameters())
                 return loss
 
-            step_loss = float(torch.as_tensor(self.optimizer.step(closure)).detach())
+            step_loss = float(step_with_closure(self.optimizer, closure).detach())
             if not math.isfinite(step_loss):
                 break
         return [step_loss]
@@ -362,6 +362,17 @@ class _SingleModel:
         self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]
     ) -> dict[int, dict[str, float]]:
         return {0: evaluate(self.model, x, y, self.data.task, self.loss_fn)} if members else {}
+
+
+def step_with_closure(
+    optimizer: torch.optim.Optimizer, closure: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """``optimizer.step(closure)``, the closure's loss as a tensor (what every optimizer returns).
+
+    torch types a closure as returning a float; ours return the loss tensor, as torch's own
+    optimizers expect (L-BFGS calls ``float()`` on it).
+    """
+    return torch.as_tensor(optimizer.step(closure))  # type: ignore[arg-type]
 
 
 def _batches(n: int, batch_size: int | None, generator: torch.Generator) -> list[torch.Tensor]:

@@ -115,7 +115,9 @@ class ReferenceRprop:
             keep = ~sign_flip
             new_change = -(np.sign(g) * delta)
             theta[keep] = theta[keep] + new_change[keep]
-            loss_went_up = self.variant == "rprop+" or float(loss) > st.prev_loss
+            if self.variant == "irprop+" and loss is None:
+                raise ValueError("irprop+ needs the loss E(t) at every step")
+            loss_went_up = self.variant == "rprop+" or float(loss) > st.prev_loss  # type: ignore[arg-type]
             if loss_went_up:
                 theta[sign_flip] = theta[sign_flip] - last_change[sign_flip]
             change[keep] = new_change[keep]

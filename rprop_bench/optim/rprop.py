@@ -371,6 +371,7 @@ class Rprop(Optimizer):
                     p, memory_format=torch.preserve_format
                 )
             if variant in LOSS_VARIANTS:
+                assert loss is not None  # step() made it from the closure, or raised
                 _check_members(index, p, loss)
                 if STATE_PREV_LOSS not in state:
                     state[STATE_PREV_LOSS] = torch.full(
@@ -693,7 +694,7 @@ def _multi_tensor_rprop(
                 for tensors in (group_params, group_grads, group_prevs, group_sizes, group_changes)
             )
         if hyper.maximize:
-            group_grads = torch._foreach_neg(group_grads)
+            group_grads = list(torch._foreach_neg(group_grads))
 
         signs = torch._foreach_mul(group_grads, group_prevs)
         torch._foreach_sign_(signs)
@@ -784,7 +785,8 @@ def _fused_rprop(
             # one call for every member, and no host sync. A 0-dim loss is one member.
             undo_per_member = loss.gt(prev_losses[i]).reshape(-1).to("cpu")
             prev_losses[i].copy_(loss)
-        hyperparameters = {
+        weight_change = tensors[4] if backtracking else None
+        hyperparameters: dict[str, Any] = {
             "eta_minus": hyper.eta_minus,
             "eta_plus": hyper.eta_plus,
             "step_size_min": hyper.step_size_min,
@@ -792,11 +794,19 @@ def _fused_rprop(
             "variant": hyper.variant,
             "maximize": hyper.maximize,
             "undo_on_flip": hyper.variant == "rprop+",
-            "undo_per_member": undo_per_member,
         }
-        weight_change = tensors[4] if backtracking else None
         if compiling:
-            fused_step_op(*tensors[:4], weight_change, **hyperparameters)
+            fused_step_op(*tensors[:4], weight_change, undo_per_member, **hyperparameters)
         else:
             assert kernel is not None
-            fused_step(kernel, *tensors[:4], weight_change, **hyperparameters)
+            param_, grad_, prev_, step_size_ = tensors[:4]
+            fused_step(
+                kernel,
+                param_,
+                grad_,
+                prev_,
+                step_size_,
+                weight_change,
+                undo_per_member=undo_per_member,
+                **hyperparameters,
+            )
