@@ -28,7 +28,15 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from rprop_bench.cli.compose import CONF_DIR, CONFIG_NAME, GROUPS, group_options, preflight
+from rprop_bench.cli.compose import (
+    CONF_DIR,
+    CONFIG_NAME,
+    GROUPS,
+    all_group_options,
+    config_dirs,
+    parse,
+    preflight,
+)
 from rprop_bench.cli.validate import ConfigError
 
 COMMANDS = ("run", "sweep", "ui", "report")
@@ -70,10 +78,15 @@ def split_arguments(args: Sequence[str]) -> tuple[str, list[str], list[str]]:
     return command or "run", flags, overrides
 
 
-def help_text() -> str:
-    """The ``--help`` text: commands, config groups with their options, examples."""
+def help_text(flags: Sequence[str] = (), overrides: Sequence[str] = ()) -> str:
+    """The ``--help`` text: commands, config groups with their options, examples.
+
+    The options include the user's own configs on the search path (``--config-dir`` among
+    ``flags``, ``hydra.searchpath=[...]`` among ``overrides``).
+    """
+    options = all_group_options(parse(list(overrides)), config_dirs(flags))
     groups = "\n".join(
-        f"  {group:<10} {', '.join(group_options(group)) or '(none yet)'}" for group in GROUPS
+        f"  {group:<10} {', '.join(options[group]) or '(none yet)'}" for group in GROUPS
     )
     return f"""usage: python -m rprop_bench [COMMAND] [OVERRIDES ...]
 
@@ -88,6 +101,9 @@ commands (the word may stand anywhere among the overrides):
 
 config groups (choose with GROUP=OPTION):
 {groups}
+
+your own configs: hydra.searchpath=[file:///path/to/myconf] (or --config-dir DIR) adds
+  DIR/optimizer/NAME.yaml, DIR/problem/NAME.yaml, ... as options (see the README)
 
 overrides: KEY=VALUE for any value, e.g. optimizer.lr=0.05 train.epochs=500
   problem.data.split_seed=1 model=mlp model.hidden=[32,16] tracking.uri=http://127.0.0.1:5000
@@ -128,12 +144,11 @@ def _run_hydra(flags: list[str], overrides: list[str]) -> int:
 
 def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     """``run`` and ``sweep``: check everything, then let Hydra run the job(s)."""
-    from rprop_bench.cli.compose import parse
-
     if any(flag in _HYDRA_INFO_FLAGS for flag in flags):
         return _run_hydra(flags, overrides)
     from rprop_bench.cli.launchers import chosen_launcher
 
+    extra_dirs = config_dirs(flags)  # the user's --config-dir: Hydra gets it from the flags
     try:
         parsed = parse(overrides)
         launcher = chosen_launcher(parsed)  # before anything runs: a missing extra is one line
@@ -150,8 +165,8 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
             from rprop_bench.cli.workers import start_worker_server
 
             # first, so that its workers' imports overlap the checks below
-            start_worker_server(hydra_settings(overrides).launcher)
-        jobs, configs = preflight(overrides, sweep=sweep)
+            start_worker_server(hydra_settings(overrides, extra_dirs).launcher)
+        jobs, configs = preflight(overrides, sweep=sweep, extra_dirs=extra_dirs)
     except ConfigError as exc:
         return _error(str(exc))
 
@@ -328,7 +343,10 @@ def _dispatch(args: list[str]) -> None:
 
         sys.exit(report_main(rest))
     if "--help" in flags or "-h" in flags:
-        print(help_text())
+        try:
+            print(help_text(flags, overrides))
+        except ConfigError as exc:
+            sys.exit(_error(str(exc)))
         sys.exit(0)
     if command == "ui":
         sys.exit(_ui(overrides))

@@ -8,11 +8,16 @@ a key or an out-of-range value is reported in one line before the first run star
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import importlib.resources
+import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
-from hydra import compose, initialize_config_dir
+from hydra import compose
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
@@ -20,18 +25,143 @@ from omegaconf import DictConfig, OmegaConf
 
 from rprop_bench.cli.validate import ConfigError, validate
 
-#: The project's config directory (``conf/`` at the repository root).
-CONF_DIR: Path = Path(__file__).resolve().parents[2] / "conf"
+#: The package that holds the configs: ``conf/`` at the repository root, installed as
+#: ``rprop_bench.conf`` (pyproject.toml's package-dir), in a wheel as in an editable install.
+CONF_PACKAGE = "rprop_bench.conf"
 CONFIG_NAME = "config"
+
+
+def _conf_dir() -> Path:
+    """The config package's folder on disk.
+
+    A real folder rather than Hydra's ``pkg://rprop_bench.conf``: every consumer (``hydra.main``,
+    the compose API, the sweeper's pickled config loader in joblib's workers, the option
+    listing) then reads the files Hydra's file source reads, as a plain string path. The
+    package is always unpacked on disk (wheels and editable installs alike; zip imports are
+    not supported).
+    """
+    try:
+        files = importlib.resources.files(CONF_PACKAGE)
+    except ModuleNotFoundError as exc:  # an editable install from before conf/ was a package
+        raise ImportError(
+            f"cannot find the configs: the package {CONF_PACKAGE} is not installed; "
+            "install rprop-bench again (pip install -e . in a checkout)"
+        ) from exc
+    if not isinstance(files, Path) or not (files / f"{CONFIG_NAME}.yaml").is_file():
+        raise ImportError(f"cannot find the configs: {CONF_PACKAGE} ({files}) is not a folder")
+    return files
+
+
+#: The project's config folder, found through the installed package (the one definition:
+#: the CLI, ``report``, the tests all use it).
+CONF_DIR: Path = _conf_dir()
 #: The config groups users swap, in the order ``--help`` lists them.
 GROUPS = ("optimizer", "problem", "model", "train", "tracking", "sweep", "experiment")
 _PLURAL = {"sweep": "sweep grids", "train": "train settings", "tracking": "tracking settings"}
+#: Hydra's flags that add a config folder to the search path (the last one given counts).
+CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
+_SEARCHPATH = "hydra.searchpath"
 
 
-def group_options(group: str) -> list[str]:
-    """The options of a config group: the names of the YAML files in ``conf/<group>/``."""
-    directory = CONF_DIR / group
-    return sorted(p.stem for p in directory.glob("*.yaml")) if directory.is_dir() else []
+def config_dirs(flags: Sequence[str]) -> tuple[str, ...]:
+    """The folder of ``--config-dir DIR`` (or ``-cd DIR``, ``--config-dir=DIR``), if given.
+
+    >>> config_dirs(["--config-dir", "my", "--cfg", "job"])
+    ('my',)
+    """
+    found: tuple[str, ...] = ()
+    for i, flag in enumerate(flags):
+        name, eq, value = flag.partition("=")
+        if name in CONFIG_DIR_FLAGS:
+            if eq:
+                found = (value,)
+            elif i + 1 < len(flags):
+                found = (flags[i + 1],)
+    return found
+
+
+def search_path(extra_dirs: Sequence[str] = ()) -> Any:
+    """Hydra's config search path as ``hydra.main`` builds it for the CLI: the package's
+    configs, and each ``--config-dir`` folder where Hydra adds it (after them).
+
+    Raises:
+        ConfigError: a ``--config-dir`` folder that does not exist.
+    """
+    from hydra._internal.utils import create_config_search_path
+    from hydra.core.config_search_path import SearchPathQuery
+
+    path = create_config_search_path(str(CONF_DIR))
+    for folder in extra_dirs:
+        absolute = os.path.abspath(folder)
+        if not os.path.isdir(absolute):
+            raise ConfigError(f"--config-dir {folder}: no such directory ({absolute})")
+        path.prepend("command-line", f"file://{absolute}", anchor=SearchPathQuery("schema"))
+    return path
+
+
+@contextlib.contextmanager
+def initialized(
+    extra_dirs: Sequence[str] = (), *, job_name: str = "app", version_base: str | None = None
+) -> Iterator[None]:
+    """Hydra's ``initialize_config_dir(CONF_DIR)``, with the ``--config-dir`` folders added.
+
+    Everything that composes a config with Hydra's compose API goes through this.
+    """
+    from hydra import version
+    from hydra._internal.hydra import Hydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
+
+    csp = search_path(extra_dirs)  # first: a missing folder changes nothing
+    backup = get_gh_backup()
+    version.setbase(version_base)
+    Hydra.create_main_hydra2(task_name=job_name, config_search_path=csp)
+    try:
+        yield
+    finally:
+        restore_gh_from_backup(backup)
+
+
+def _searchpath_overrides(overrides: Sequence[Override]) -> list[str]:
+    """The ``hydra.searchpath=[...]`` overrides among ``overrides``, checked.
+
+    Raises:
+        ConfigError: a ``file://`` entry (or a plain path) that is not a directory.
+    """
+    found = [o for o in overrides if o.key_or_group == _SEARCHPATH and o.input_line]
+    for override in found:
+        value = override.value()
+        for entry in value if isinstance(value, list) else []:
+            scheme, sep, where = str(entry).partition("://")
+            folder = where if sep else scheme
+            if (not sep or scheme == "file") and not os.path.isdir(folder):
+                raise ConfigError(f"{_SEARCHPATH}: {entry!r} is not a directory")
+    return [str(o.input_line) for o in found]
+
+
+def all_group_options(
+    overrides: Sequence[Override] = (), extra_dirs: Sequence[str] = ()
+) -> dict[str, list[str]]:
+    """The options of every config group (:data:`GROUPS`): the configs Hydra finds in
+    ``<group>/`` of every folder on the search path, the package's ``conf/`` and the user's
+    (``--config-dir``: ``extra_dirs``; ``hydra.searchpath=[...]`` among ``overrides``)."""
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+    from hydra.core.object_type import ObjectType
+
+    loader = ConfigLoaderImpl(config_search_path=search_path(extra_dirs))
+    searchpath = _searchpath_overrides(overrides)
+    try:
+        # Hydra's get_group_options, with the search path set up once for all the groups
+        _, repo = loader._parse_overrides_and_create_caching_repo(CONFIG_NAME, searchpath)
+        return {g: sorted(repo.get_group_options(g, ObjectType.CONFIG)) for g in GROUPS}
+    except Exception as exc:  # e.g. hydra.searchpath is not a list of strings
+        raise ConfigError(f"invalid {_SEARCHPATH}: {_one_line(exc)}") from exc
+
+
+def group_options(
+    group: str, overrides: Sequence[Override] = (), extra_dirs: Sequence[str] = ()
+) -> list[str]:
+    """The options of one config group, as :func:`all_group_options` finds them."""
+    return all_group_options(overrides, extra_dirs).get(group, [])
 
 
 _MODEL_HINT = " (the problem's default model is fixed: choose model=mlp or model=linear first)"
@@ -62,13 +192,21 @@ def _values(override: Override) -> list[str]:
     return [override.get_value_element_as_str()]
 
 
-def check_group_choices(overrides: list[Override]) -> None:
-    """Reject an option that a config group does not have, listing the valid ones."""
+def check_group_choices(overrides: list[Override], extra_dirs: Sequence[str] = ()) -> None:
+    """Reject an option that a config group does not have, listing the valid ones.
+
+    The valid ones include the user's configs on the search path (``extra_dirs``: the
+    ``--config-dir`` folder; ``hydra.searchpath=[...]`` among ``overrides``).
+    """
+    _searchpath_overrides(overrides)  # a user's config folder that is missing: say so
+    options: dict[str, list[str]] | None = None  # listed once, when a group is chosen
     for override in overrides:
         group = override.key_or_group
         if group not in GROUPS or override.package is not None or override.is_delete():
             continue
-        valid = group_options(group)
+        if options is None:
+            options = all_group_options(overrides, extra_dirs)
+        valid = options[group]
         for value in _values(override):
             if value not in ("null", "None") and value not in valid:
                 noun = _PLURAL.get(group, f"{group}s")
@@ -77,36 +215,42 @@ def check_group_choices(overrides: list[Override]) -> None:
                 )
 
 
-def compose_config(overrides: list[str], *, with_hydra: bool = False) -> DictConfig:
-    """Compose ``conf/config.yaml`` with ``overrides`` (no sweeps) via Hydra's compose API."""
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+def compose_config(
+    overrides: list[str], *, with_hydra: bool = False, extra_dirs: Sequence[str] = ()
+) -> DictConfig:
+    """Compose ``conf/config.yaml`` with ``overrides`` (no sweeps) via Hydra's compose API
+    (``extra_dirs``: the ``--config-dir`` folder, if any)."""
+    with initialized(extra_dirs):
         return compose(CONFIG_NAME, overrides=overrides, return_hydra_config=with_hydra)
 
 
-def job_overrides(overrides: list[str], *, sweep: bool) -> list[list[str]]:
+def job_overrides(
+    overrides: list[str], *, sweep: bool, extra_dirs: Sequence[str] = ()
+) -> list[list[str]]:
     """The overrides of every job the command line runs, in Hydra's order.
 
     For a sweep, the grid in ``hydra.sweeper.params`` (from the chosen ``sweep`` config) comes
     first and the command line's overrides win over it key by key, as in Hydra's basic sweeper.
     """
     parsed = parse(overrides)
-    check_group_choices(parsed)
+    check_group_choices(parsed, extra_dirs)
     if not sweep:
         return [overrides]
-    params = OmegaConf.select(_hydra_node(_fixed(parsed)), "sweeper.params") or {}
+    node = _hydra_node(_fixed(parsed), tuple(extra_dirs))
+    params = OmegaConf.select(node, "sweeper.params") or {}
     grid = [f"{key}={value}" for key, value in params.items()]
     everything = parse(grid) + parsed
-    check_group_choices(everything)
+    check_group_choices(everything, extra_dirs)
     batches = BasicSweeper.split_arguments(everything, max_batch_size=None)
     return [list(job) for batch in batches for job in batch]
 
 
-def hydra_settings(overrides: list[str]) -> DictConfig:
+def hydra_settings(overrides: list[str], extra_dirs: Sequence[str] = ()) -> DictConfig:
     """The ``hydra`` node that a command line composes (sweeper grid, launcher settings),
     comma lists left out; read-only, and composed once per command line."""
     parsed = parse(overrides)
-    check_group_choices(parsed)
-    return _hydra_node(_fixed(parsed))
+    check_group_choices(parsed, extra_dirs)
+    return _hydra_node(_fixed(parsed), tuple(extra_dirs))
 
 
 def _fixed(parsed: list[Override]) -> tuple[str, ...]:
@@ -115,9 +259,9 @@ def _fixed(parsed: list[Override]) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=8)
-def _hydra_node(fixed: tuple[str, ...]) -> DictConfig:
+def _hydra_node(fixed: tuple[str, ...], extra_dirs: tuple[str, ...] = ()) -> DictConfig:
     try:
-        node = compose_config(list(fixed), with_hydra=True).hydra
+        node = compose_config(list(fixed), with_hydra=True, extra_dirs=extra_dirs).hydra
     except Exception as exc:
         raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
     OmegaConf.set_readonly(node, True)
@@ -153,26 +297,32 @@ def _apply_values(cfg: DictConfig, values: list[Override]) -> DictConfig:
     return cfg
 
 
-def preflight(overrides: list[str], *, sweep: bool) -> tuple[list[list[str]], list[DictConfig]]:
+def preflight(
+    overrides: list[str], *, sweep: bool, extra_dirs: Sequence[str] = ()
+) -> tuple[list[list[str]], list[DictConfig]]:
     """Compose and validate every job; return the jobs' overrides and their configs.
 
     Hydra composes once per distinct choice of config files (optimizer, problem, ...); each
     job's plain value overrides are then applied to a copy, and the result validated.
+    ``extra_dirs``: the ``--config-dir`` folder, if any (``hydra.searchpath`` comes with the
+    overrides).
 
     Raises:
         ConfigError: the first problem found, in one line.
     """
-    jobs = job_overrides(overrides, sweep=sweep)
+    jobs = job_overrides(overrides, sweep=sweep, extra_dirs=extra_dirs)
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs: list[DictConfig] = []
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+    with initialized(extra_dirs):
         for job in jobs:
             parsed = parse(job)
-            # hydra/... settings (launcher, sweeper) do not change the job config being checked
+            # hydra/... settings (launcher, sweeper) do not change the job config being checked;
+            # hydra.searchpath does: it says where the chosen config files are
             selecting = tuple(
                 o.input_line or ""
                 for o in parsed
-                if _selects_files(o) and not o.key_or_group.startswith("hydra")
+                if _selects_files(o)
+                and (not o.key_or_group.startswith("hydra") or o.key_or_group == _SEARCHPATH)
             )
             if selecting not in composed:
                 try:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import rprop_bench
-
 EXIT_BAD_INPUT = 2
 
 USAGE = """usage: python -m rprop_bench report [experiment=NAME] [KEY=VALUE ...]
@@ -27,9 +25,6 @@ Examples:
 
 The keys, their defaults and what they mean (conf/report.yaml):
 """
-
-#: The repository's config folder (the package is installed editable, next to ``conf/``).
-CONF_DIR = Path(rprop_bench.__file__).resolve().parent.parent / "conf"
 
 
 def _one_line(exc: BaseException) -> str:
@@ -55,13 +50,15 @@ def _alias_experiment(overrides: list[str]) -> list[str]:
 
 def compose_report_config(overrides: list[str]):  # -> omegaconf.DictConfig
     """Compose ``conf/report.yaml`` with Hydra's compose API and resolve it."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf import OmegaConf
 
+    from rprop_bench.cli.compose import initialized
+
     if GlobalHydra.instance().is_initialized():
         GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3", job_name="report"):
+    with initialized(job_name="report", version_base="1.3"):
         cfg = compose(config_name="report", overrides=_alias_experiment(list(overrides)))
     OmegaConf.resolve(cfg)
     return cfg
@@ -77,6 +74,8 @@ def main(overrides: list[str]) -> int:
 
     prog = "rprop-bench report"
     if any(a in ("-h", "--help") for a in overrides):
+        from rprop_bench.cli.compose import CONF_DIR
+
         print(USAGE)
         print((CONF_DIR / "report.yaml").read_text(encoding="utf-8"))
         return 0
