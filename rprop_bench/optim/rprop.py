@@ -80,6 +80,14 @@ class RpropHyperparams:
     capturable: bool = False
 
 
+def _scalar_dtype(fused: bool = False) -> torch.dtype:
+    """The dtype of the step count, as in torch: float64 under a float64 default dtype, else
+    float32, and float32 always with ``fused=True`` (torch's load_state_dict casts it so)."""
+    if fused or torch.get_default_dtype() != torch.float64:
+        return torch.float32
+    return torch.float64
+
+
 def _lr_value(lr: Any) -> float:
     """The initial step size Δ0 as a float: a number, or a 1-element Tensor (as torch allows)."""
     if isinstance(lr, Tensor):
@@ -296,6 +304,15 @@ class Rprop(Optimizer):
             group.setdefault("fused", None)
             group.setdefault("capturable", False)
             group.setdefault("differentiable", False)
+            # Very old state dicts hold `step` as a number; torch turns it back into a tensor.
+            for p in group["params"]:
+                p_state = self.state.get(p, {})
+                if p_state and not torch.is_tensor(p_state.get(STATE_STEP)):
+                    p_state[STATE_STEP] = torch.tensor(
+                        float(p_state.get(STATE_STEP, 0)),
+                        dtype=_scalar_dtype(bool(group["fused"])),
+                        device=p.device if group["capturable"] else None,
+                    )
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state dict, keeping iRprop+'s E(t−1) in float64.
@@ -304,15 +321,25 @@ class Rprop(Optimizer):
         parameter's dtype. E(t−1) is a loss, not a weight: cast to bfloat16 it would round,
         and a resumed run would then undo (or keep) other steps than the uninterrupted one.
         """
-        saved_ids = [i for group in state_dict["param_groups"] for i in group["params"]]
+        loaded: list[dict[str, Any]] = []
+
+        def capture(optimizer: Optimizer, final: dict[str, Any]) -> None:
+            loaded.append(final)  # appended last: the dict after the caller's own pre-hooks
+
+        handle = self.register_load_state_dict_pre_hook(capture)
+        try:
+            super().load_state_dict(state_dict)
+        finally:
+            handle.remove()
+        final = loaded[-1] if loaded else state_dict
+        saved_ids = [i for group in final["param_groups"] for i in group["params"]]
         params = [p for group in self.param_groups for p in group["params"]]
         saved_losses = {
             param: state[STATE_PREV_LOSS]
             for saved_id, param in zip(saved_ids, params, strict=False)
-            if isinstance(state := state_dict["state"].get(saved_id), dict)
+            if isinstance(state := final["state"].get(saved_id), dict)
             and isinstance(state.get(STATE_PREV_LOSS), Tensor)
         }
-        super().load_state_dict(state_dict)
         for param, loss in saved_losses.items():
             self.state[param][STATE_PREV_LOSS] = loss.detach().to(
                 dtype=torch.float64, device=param.device, copy=True
@@ -328,11 +355,13 @@ class Rprop(Optimizer):
         state_steps: list[Tensor],
         weight_changes: list[Tensor],
         prev_losses: list[Tensor],
-        loss: Tensor | None,
+        loss_shape: tuple[int, ...] | None,
     ) -> bool:
         """Collect the tensors of one group, creating state lazily; return has_complex.
 
-        ``loss`` is the group's E(t) for ``irprop+`` (0-dim, or 1-D per stacked member).
+        ``loss_shape`` is the shape of the group's E(t) for ``irprop+`` (``()``, or ``(S,)``
+        per stacked member). Only the shape: torch.compile runs ``_init_group`` eagerly and
+        would bake a tensor passed here into the graph as a constant.
         """
         variant = group["variant"]
         has_complex = False
@@ -354,7 +383,9 @@ class Rprop(Optimizer):
                 # Same dtypes and devices as torch.optim.Rprop, so state dicts interchange.
                 # capturable: the step count lives beside the param, as torch keeps it.
                 state[STATE_STEP] = torch.zeros(
-                    (), dtype=torch.float32, device=p.device if group["capturable"] else None
+                    (),
+                    dtype=_scalar_dtype(bool(group["fused"])),
+                    device=p.device if group["capturable"] else None,
                 )
                 state[STATE_PREV] = torch.zeros_like(p, memory_format=torch.preserve_format)
                 lr = group["lr"]
@@ -371,16 +402,16 @@ class Rprop(Optimizer):
                     p, memory_format=torch.preserve_format
                 )
             if variant in LOSS_VARIANTS:
-                assert loss is not None  # step() made it from the closure, or raised
-                _check_members(index, p, loss)
+                assert loss_shape is not None  # step() made it from the closure, or raised
+                _check_members(index, p, loss_shape)
                 if STATE_PREV_LOSS not in state:
                     state[STATE_PREV_LOSS] = torch.full(
-                        loss.shape, math.inf, dtype=torch.float64, device=p.device
+                        loss_shape, math.inf, dtype=torch.float64, device=p.device
                     )
-                elif state[STATE_PREV_LOSS].shape != loss.shape:
+                elif tuple(state[STATE_PREV_LOSS].shape) != loss_shape:
                     raise RuntimeError(
                         f"parameter {index} of its group: the closure's loss has shape "
-                        f"{tuple(loss.shape)}, but earlier steps saw "
+                        f"{loss_shape}, but earlier steps saw "
                         f"{tuple(state[STATE_PREV_LOSS].shape)}"
                     )
             prevs.append(state[STATE_PREV])
@@ -428,7 +459,7 @@ class Rprop(Optimizer):
                 state_steps,
                 weight_changes,
                 prev_losses,
-                current_loss,
+                tuple(current_loss.shape) if current_loss is not None else None,
             )
             if not params:
                 continue
@@ -480,12 +511,12 @@ def _loss_tensor(loss: Any, variant: str) -> Tensor:
     return torch.tensor(float(loss), dtype=torch.float64)
 
 
-def _check_members(index: int, param: Tensor, loss: Tensor) -> None:
+def _check_members(index: int, param: Tensor, loss_shape: tuple[int, ...]) -> None:
     """A 1-D loss of S members needs every parameter stacked along a leading dim of size S."""
-    if loss.dim() == 1 and (param.dim() == 0 or param.shape[0] != loss.shape[0]):
+    if len(loss_shape) == 1 and (param.dim() == 0 or param.shape[0] != loss_shape[0]):
         raise RuntimeError(
-            f"the closure returned {loss.shape[0]} per-member losses, so every parameter needs "
-            f"a leading dim of size {loss.shape[0]}; parameter {index} of its group has shape "
+            f"the closure returned {loss_shape[0]} per-member losses, so every parameter needs "
+            f"a leading dim of size {loss_shape[0]}; parameter {index} of its group has shape "
             f"{tuple(param.shape)}"
         )
 
@@ -524,7 +555,8 @@ def rprop(
     ``weight_changes`` is used by the backtracking variants (else empty), ``prev_losses`` and
     ``loss`` by ``irprop+`` (else empty and ``None``). Updates every tensor in place.
     """
-    if hyper.capturable:
+    # Under torch.compile dynamo marks every group capturable itself, as for torch's optimizers.
+    if hyper.capturable and not torch.compiler.is_compiling():
         _check_capturable(params, state_steps)
     if hyper.differentiable:
         fused, foreach = False, False  # only the single-tensor path records autograd
@@ -648,7 +680,8 @@ def _single_tensor_rprop(
             undo = flipped
         else:
             assert loss is not None
-            undo = flipped.logical_and_(_loss_rose(loss, prev_losses[i], flipped))
+            # Not in place: `grad.masked_fill(flipped, 0)` saved the mask for autograd.
+            undo = flipped.logical_and(_loss_rose(loss, prev_losses[i], flipped))
             prev_losses[i].copy_(loss)
         # Where we undo, the change applied this step is −Δw(t−1); elsewhere on a flip it is 0.
         param.add_(torch.where(undo, weight_change.neg(), change))
