@@ -240,8 +240,6 @@ def check_full_batch(settings: TrainSettings, n_train: int) -> None:
 class _StackedTrainee:
     """S stacked members as a :class:`~rprop_bench.training.Trainee` (full batch only)."""
 
-    full_batch = True
-
     def __init__(
         self, stacked: StackedModel, data: ProblemData, optimizer: torch.optim.Optimizer
     ) -> None:
@@ -252,12 +250,19 @@ class _StackedTrainee:
         self.loss_fn = loss_function(data.task)
         self.monitor = StepSizeMonitor(stacked.named_parameters(), optimizer, members=self.members)
         self._grad_norms = [0.0] * self.members
+        self._ahead: torch.Tensor | None = None  # the next step's first losses, computed early
+
+    def _losses(self) -> torch.Tensor:
+        """The (S,) training losses of the members, as the closure computes them."""
+        out = self.stacked.forward(self.data.x_train)
+        return self.stacked.losses(out, self.data.y_train, self.loss_fn)
 
     def step_epoch(self, record_grad_norms: bool) -> list[float]:
         def closure() -> torch.Tensor:
             self.optimizer.zero_grad()
-            out = self.stacked.forward(self.data.x_train)
-            losses = self.stacked.losses(out, self.data.y_train, self.loss_fn)
+            losses, self._ahead = self._ahead, None
+            if losses is None:
+                losses = self._losses()
             losses.sum().backward()
             if record_grad_norms:  # the gradient norm at the start of the epoch, as alone
                 grads = [t.grad for _, t in self.stacked.named_parameters()]
@@ -271,6 +276,14 @@ class _StackedTrainee:
 
     def grad_norms(self) -> list[float]:
         return self._grad_norms
+
+    def train_losses(self, members: Sequence[int], *, for_next_step: bool) -> list[float] | None:
+        if for_next_step:
+            with torch.enable_grad():  # the closure's own forward pass, graph and all
+                self._ahead = self._losses()
+            return self._ahead.detach().tolist()
+        with torch.no_grad():
+            return self._losses().tolist()
 
     def metrics(
         self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]

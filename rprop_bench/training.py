@@ -195,15 +195,22 @@ class Trainee(Protocol):
 
     #: The number S of members (1 for a single model).
     members: int
-    #: Whether an epoch is one full-batch step. Its closure's loss is then the training loss
-    #: at the weights the previous epoch left (as every torch optimizer returns the loss of
-    #: its first closure call), so that epoch's checks need no extra forward pass.
-    full_batch: bool
     #: The step-size diagnostics of the trainee's parameters.
     monitor: StepSizeMonitor
 
     def step_epoch(self, record_grad_norms: bool) -> list[float]:
         """Train one epoch; per member, the loss of its last step (non-finite: diverged)."""
+        ...
+
+    def train_losses(self, members: Sequence[int], *, for_next_step: bool) -> list[float] | None:
+        """Each member's full training loss, now (NaN for members not listed).
+
+        With ``for_next_step`` and a full-batch epoch, the forward pass is kept, with its
+        graph, for the next epoch's first closure call, which would compute exactly it (the
+        same weights, the same operations): the check then costs no forward pass of its own.
+        Returns ``None`` where the trainee cannot do that (mini-batches); the loop then asks
+        again without ``for_next_step`` and counts the pass as evaluation.
+        """
         ...
 
     def grad_norms(self) -> list[float]:
@@ -238,34 +245,41 @@ def run_epochs(
     """The epoch loop of every training run, alone or stacked: one result per member.
 
     Per epoch and member: a non-finite step loss stops the member ("in epoch e"); on a
-    logged epoch (or, for mini-batches, on every epoch when a target is set) the full
-    training loss is evaluated, and a non-finite one stops it too ("after epoch e"); the
-    first training loss at or below ``target_loss`` stops the target clock. A full-batch
-    epoch that logs nothing checks its training loss with the next epoch's step loss, which
-    is that very loss (see :attr:`Trainee.full_batch`), instead of an extra forward pass.
+    logged epoch, and on every epoch when a target is set, the full training loss is
+    evaluated, and a non-finite one stops it too ("after epoch e"); the first training loss
+    at or below ``target_loss`` stops the target clock.
+
+    The training loss is evaluated after the epoch, not read from the next epoch's step
+    (the loss of its first closure call), so no step is taken from weights whose loss is
+    already non-finite (L-BFGS's line search raises there). In full batch that forward pass
+    is the next step's own (:meth:`Trainee.train_losses`), so its seconds count as training
+    in the next epoch, and evaluation, diagnostics and callbacks stay out of the clock.
     """
     members = [_Member(callback, settings.target_loss) for callback in callbacks]
     monitor = trainee.monitor
     seconds = 0.0
-    deferred: float | None = None  # the seconds at the end of an epoch checked late
+    carried = 0.0  # seconds of a forward pass done early for the next epoch's step
     for epoch in range(1, settings.epochs + 1):
         log_now = is_log_epoch(epoch, settings)
         monitor.start_epoch()
         started = time.perf_counter()
         step_losses = trainee.step_epoch(record_grad_norms=log_now)
-        seconds += time.perf_counter() - started
+        seconds += time.perf_counter() - started + carried
+        carried = 0.0
 
         for k in _active(members):
             loss = step_losses[k]
             if not math.isfinite(loss):
                 members[k].diverge(epoch, seconds, diverged_in(loss, epoch))
-            elif deferred is not None:
-                members[k].target.update(epoch - 1, deferred, loss)
-        check_now = log_now or (settings.target_loss is not None and not trainee.full_batch)
-        deferred = None if check_now else seconds
+        check_now = log_now or settings.target_loss is not None
         losses = step_losses
         if check_now and _active(members):
-            losses = _train_losses(trainee, data, _active(members))
+            started = time.perf_counter()
+            ahead = trainee.train_losses(_active(members), for_next_step=epoch < settings.epochs)
+            if ahead is not None:
+                losses, carried = ahead, time.perf_counter() - started
+            else:
+                losses = trainee.train_losses(_active(members), for_next_step=False) or losses
             for k in _active(members):
                 if not math.isfinite(losses[k]):
                     members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
@@ -290,7 +304,7 @@ def run_epochs(
 
     finished = _active(members)
     if finished:
-        final_train = _train_losses(trainee, data, finished)
+        final_train = trainee.train_losses(finished, for_next_step=False) or []
         test = trainee.metrics(data.x_test, data.y_test, finished)
         for k in finished:
             final = final_metrics(
@@ -305,12 +319,6 @@ def run_epochs(
 def _active(members: Sequence[_Member]) -> list[int]:
     """The members still training (no result yet)."""
     return [k for k, m in enumerate(members) if m.result is None]
-
-
-def _train_losses(trainee: Trainee, data: ProblemData, members: Sequence[int]) -> list[float]:
-    """Each member's full training loss (NaN for members not asked for)."""
-    scored = trainee.metrics(data.x_train, data.y_train, members)
-    return [scored[k]["loss"] if k in scored else math.nan for k in range(trainee.members)]
 
 
 class _SingleModel:
@@ -329,11 +337,12 @@ class _SingleModel:
         self.data = data
         self.optimizer = optimizer
         self.batch_size = settings.batch_size
-        self.full_batch = settings.batch_size is None or settings.batch_size >= len(data.x_train)
         self.loss_fn = loss_function(data.task)
         self.monitor = StepSizeMonitor(model.named_parameters(), optimizer)
         self._generator = torch.Generator().manual_seed(settings.seed)
         self._grad_norm = 0.0
+        self._full_batch = settings.batch_size is None or settings.batch_size >= len(data.x_train)
+        self._ahead: torch.Tensor | None = None  # the next step's first loss, computed early
 
     def step_epoch(self, record_grad_norms: bool) -> list[float]:
         first = [record_grad_norms]  # the first closure call of the epoch records the norm
@@ -343,7 +352,9 @@ class _SingleModel:
 
             def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
                 self.optimizer.zero_grad()
-                loss = self.loss_fn(self.model(xb), yb)
+                loss, self._ahead = self._ahead, None
+                if loss is None:
+                    loss = self.loss_fn(self.model(xb), yb)
                 loss.backward()
                 if first[0]:
                     first[0] = False
@@ -357,6 +368,18 @@ class _SingleModel:
 
     def grad_norms(self) -> list[float]:
         return [self._grad_norm]
+
+    def train_losses(self, members: Sequence[int], *, for_next_step: bool) -> list[float] | None:
+        if not members:
+            return [math.nan]
+        x, y = self.data.x_train, self.data.y_train
+        if not for_next_step:
+            return [evaluate(self.model, x, y, self.data.task, self.loss_fn)["loss"]]
+        if not self._full_batch:
+            return None
+        with torch.enable_grad():  # the closure's own forward pass, graph and all
+            self._ahead = self.loss_fn(self.model(x[torch.arange(len(x))]), y)
+        return [float(self._ahead.detach())]
 
     def metrics(
         self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]
