@@ -52,7 +52,9 @@ from omegaconf import OmegaConf  # noqa: E402
 from servers import postgres_unavailable, start_tracking_server  # noqa: E402
 
 from rprop_bench import schema  # noqa: E402
-from rprop_bench.tracking import MAX_PARAMS_PER_BATCH, call_with_retry  # noqa: E402
+from rprop_bench.cli.compose import CONF_DIR  # noqa: E402
+from rprop_bench.retry import call_with_retry  # noqa: E402
+from rprop_bench.tracking import MAX_PARAMS_PER_BATCH  # noqa: E402
 
 OUT_DIR = ROOT / "reports" / "bench_server"
 BATCH = 1000  # tracking.max_batch: metrics per log_batch call
@@ -251,7 +253,7 @@ def measure(store: Store, what: str, writers: int, seconds: float, shape: RunSha
 
 def default_problems() -> str:
     """The problems of the default sweep grid (``conf/sweep/default.yaml``)."""
-    grid = OmegaConf.load(ROOT / "conf" / "sweep" / "default.yaml")
+    grid = OmegaConf.load(CONF_DIR / "sweep" / "default.yaml")
     return str(grid.hydra.sweeper.params.problem)
 
 

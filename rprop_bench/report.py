@@ -10,8 +10,9 @@ the sections out as blocks of :mod:`rprop_bench.document`, and writes ``<out>/``
 - ``figures/``: each figure as PDF and PNG (and SVG on request);
 - ``tables/``: each table as CSV (numbers) and LaTeX (booktabs, best per problem in bold).
 
-It never trains: a store filled on another machine reports the same. :func:`log_report_artifacts`
-then logs the folder under the sweep's parent run (:data:`schema.ARTIFACT_REPORT_DIR`).
+It never trains: a store filled on another machine reports the same, and it never writes to
+MLflow itself: :func:`rprop_bench.tracking.log_report_artifacts` logs the folder under the
+sweep's parent run (:data:`schema.ARTIFACT_REPORT_DIR`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ __all__ = [
     "Report",
     "ReportOptions",
     "build_report",
-    "log_report_artifacts",
 ]
 
 FORMATS = ("pdf", "png", "svg")
@@ -596,6 +596,47 @@ def _label_by_params(runs: pd.DataFrame, params: Sequence[str]) -> pd.DataFrame:
     return runs
 
 
+def _wide(runs: pd.DataFrame, histories: pd.DataFrame) -> pd.DataFrame:
+    """The metric histories one row per (run, step), a column per metric, with run columns."""
+    wide = (
+        histories.pivot_table(
+            index=["run_id", "step"], columns="metric", values="value", aggfunc="last"
+        )
+        .reset_index()
+        .rename_axis(columns=None)
+    )
+    return wide.merge(runs[["run_id", "problem", "method", "seed", "failed"]], on="run_id")
+
+
+def _step_figure_runs(runs: pd.DataFrame, problems: Sequence[str]) -> list[str]:
+    """The ids of the runs the step-size figures show: only their histograms are read."""
+    wanted = []
+    for p in problems:
+        pr = runs[runs["problem"] == p]
+        for m in _step_methods(pr["method"].unique()):
+            rep = _representative(pr[pr["method"] == m])
+            if rep is not None:
+                wanted.append(rep["run_id"])
+    return wanted
+
+
+def _meta(
+    tracking_uri: str, experiment: str, res: results.ExperimentResults, runs: pd.DataFrame
+) -> list[str]:
+    """The report's header lines: where the runs come from, how many, when."""
+    n_failed = int(runs["failed"].sum())
+    methods = sorted(runs["method"].unique())
+    return [
+        f"Tracking store: {tracking_uri}; experiment {experiment} (id {res.experiment_id})",
+        f"Sweep parent run: {res.parent_run_id or 'none'}"
+        + (f" (sweep id {res.sweep_id})" if res.sweep_id else ""),
+        f"{len(runs)} runs ({n_failed} failed), {len(runs['problem'].unique())} problems, "
+        f"{runs['method'].nunique()} optimizers: {', '.join(methods)}",
+        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow only "
+        "(no re-training).",
+    ]
+
+
 def build_report(tracking_uri: str, experiment: str, options: ReportOptions) -> Report:
     """Read an experiment's runs from MLflow and write the report folder.
 
@@ -618,24 +659,11 @@ def build_report(tracking_uri: str, experiment: str, options: ReportOptions) -> 
         tracking_uri, runs["run_id"].tolist(), progress=options.progress
     )
     _check_histories(runs, histories)
-    wide = (
-        histories.pivot_table(
-            index=["run_id", "step"], columns="metric", values="value", aggfunc="last"
-        )
-        .reset_index()
-        .rename_axis(columns=None)
-    )
-    wide = wide.merge(runs[["run_id", "problem", "method", "seed", "failed"]], on="run_id")
+    wide = _wide(runs, histories)
     problems = sorted(runs["problem"].unique())
-    # histograms only for the runs the step-size figures show
-    wanted = []
-    for p in problems:
-        pr = runs[runs["problem"] == p]
-        for m in _step_methods(pr["method"].unique()):
-            rep = _representative(pr[pr["method"] == m])
-            if rep is not None:
-                wanted.append(rep["run_id"])
-    histograms = results.load_step_histograms(tracking_uri, wanted, progress=options.progress)
+    histograms = results.load_step_histograms(
+        tracking_uri, _step_figure_runs(runs, problems), progress=options.progress
+    )
 
     out = Path(options.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -658,15 +686,7 @@ def build_report(tracking_uri: str, experiment: str, options: ReportOptions) -> 
 
     title = f"rprop-bench report: {experiment}"
     n_failed = int(runs["failed"].sum())
-    meta = [
-        f"Tracking store: {tracking_uri}; experiment {experiment} (id {res.experiment_id})",
-        f"Sweep parent run: {res.parent_run_id or 'none'}"
-        + (f" (sweep id {res.sweep_id})" if res.sweep_id else ""),
-        f"{len(runs)} runs ({n_failed} failed), {len(problems)} problems, "
-        f"{runs['method'].nunique()} optimizers: {', '.join(sorted(runs['method'].unique()))}",
-        f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow only "
-        "(no re-training).",
-    ]
+    meta = _meta(tracking_uri, experiment, res, runs)
     index = out / "index.html"
     index.write_text(render_html(title, meta, w.blocks), encoding="utf-8")
     md = out / "report.md"
@@ -674,16 +694,8 @@ def build_report(tracking_uri: str, experiment: str, options: ReportOptions) -> 
     md.write_text(render_md(title, meta, w.blocks, shown), encoding="utf-8")
     report = Report(out, index, md, w.figures, w.tables, None, len(runs), n_failed)
     if options.log_to_mlflow and res.parent_run_id:
+        from rprop_bench.tracking import log_report_artifacts  # the one writer to MLflow
+
         log_report_artifacts(tracking_uri, res.parent_run_id, out)
         report.logged_to_run = res.parent_run_id
     return report
-
-
-def log_report_artifacts(tracking_uri: str, run_id: str, folder: Path) -> None:
-    """Log a report folder as artifacts of a run, under :data:`schema.ARTIFACT_REPORT_DIR`.
-
-    The one place the report writes to MLflow: the sweep's parent run then shows its report in
-    the MLflow UI.
-    """
-    client = results.connect(tracking_uri)
-    client.log_artifacts(run_id, str(folder), schema.ARTIFACT_REPORT_DIR)

@@ -73,7 +73,8 @@ TAG_RUN_KEY = "rprop_bench.run_key"  # hash of the resolved config (resume suppo
 # wrote. A RUNNING run whose process is gone is dead: a resumed sweep marks it KILLED, redoes it.
 TAG_HOST = "rprop_bench.host"  # socket.gethostname() of the writing process
 TAG_PID = "rprop_bench.pid"  # its process id
-TAG_PROCESS_START = "rprop_bench.process_start"  # its start time (Linux clock ticks), or ""
+# Its start time, seconds since boot ("1234.560"; before, Linux clock ticks "123456"), or "".
+TAG_PROCESS_START = "rprop_bench.process_start"
 TAG_HEARTBEAT = "rprop_bench.heartbeat"  # Unix time of its last write, updated at each flush
 # Set on a run trained with train.vectorize_seeds=true: how many seeds trained as one stacked
 # model with it. Its seconds (wall_time, train_seconds, seconds_to_target) are the stack's.

@@ -1,81 +1,53 @@
-"""The one module that writes to MLflow.
+"""The one module that writes to MLflow: runs, their metrics and artifacts, sweep parents.
 
-* :func:`~rprop_bench.store.check_store` (re-exported here) tells, before any training,
-  whether the tracking URI can be used; it lives in :mod:`rprop_bench.store`, which does not
-  import MLflow, so bad input is reported fast.
-* :class:`Tracker` opens the store and the experiment, creates runs, and finds or creates the
-  parent run of a sweep, race-free across processes (a file lock in the sweep directory).
-* :class:`RunRecorder` records one training run. It buffers per-epoch metrics and writes them
-  with ``MlflowClient.log_batch`` (at most ``max_batch`` per call), flushing every
-  ``flush_seconds`` and at the end, and it writes the artifacts: the step-size histogram CSV
-  and heatmap, the composed config, and the data of problem ``line``.
+Why one: every write then follows the same rules, the names of :mod:`rprop_bench.schema` and
+the retry policy of :mod:`rprop_bench.retry` (every call goes through it), and the reader
+(:mod:`rprop_bench.results`) has one writer to agree with.
 
-Reliability (see the README, "Reliability"):
-
-* Every call to the store goes through :func:`call_with_retry`: a busy SQLite store
-  ("database is locked", several worker processes writing at once) or an unreachable server is
-  retried with jittered exponential backoff for at most ``retry_seconds``; then
-  :class:`StoreUnavailable` is raised. MLflow's own HTTP retries are turned off (unless the
-  environment sets them), so that bound is the real one.
-* Every training run carries its writer's identity (host, pid, process start time) and a
-  heartbeat, updated at each flush. :func:`run_is_alive` decides from them whether a RUNNING
-  run is still being written; :meth:`Tracker.previous_runs` marks dead ones KILLED, so a run
-  is never left RUNNING and counted as done.
-
-Names of metrics, tags and artifacts come from :mod:`rprop_bench.schema`.
+* :class:`Tracker` opens the store and the experiment, creates runs, finds or creates the
+  parent run of a sweep (race-free across processes, :mod:`rprop_bench.locks`), and marks
+  RUNNING runs whose writer died KILLED (:mod:`rprop_bench.liveness` judges them).
+* :class:`RunRecorder` records one training run: per-epoch metrics buffered and written with
+  ``log_batch`` (at most ``max_batch`` per call, every ``flush_seconds`` and at the end), and
+  its artifacts; the step-size heatmap is drawn by a callable its caller passes.
+* :func:`log_report_artifacts` logs a rendered report under the sweep's parent run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
-import functools
-import logging
 import os
-import random
-import signal
-import socket
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunTag
 from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
-from rprop_bench.store import (
-    SQLITE_PREFIX,
-    TrackingError,
-    artifact_root,
-    check_store,
-    resolve_uri,
-    sqlite_path,
-)
+from rprop_bench.liveness import process_tags, run_is_alive
+from rprop_bench.locks import file_lock
+from rprop_bench.params import MAX_PARAM_VALUE
+from rprop_bench.retry import RetryingClient
+from rprop_bench.store import TrackingError, artifact_root
 
 if TYPE_CHECKING:  # diagnostics imports torch: 1.4 s that a sweep's main process never needs
+    from matplotlib.figure import Figure
+
     from rprop_bench.diagnostics import HistogramRow
 
-try:  # POSIX file locks make sweep-parent creation race-free across worker processes.
-    import fcntl
-except ImportError:  # pragma: no cover - Windows: best effort without a lock
-    fcntl = None  # type: ignore[assignment]
+    #: Draws the step-size heatmap of a run from its histogram rows, titled with the run name.
+    HeatmapDrawer = Callable[[Sequence[HistogramRow], str], Figure]
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
-MAX_PARAM_VALUE = 6000  # MLflow's limit for the length of a param value
 _PARENT_LOCK = ".rprop_bench_parent.lock"
 #: zlib level 1 instead of 6 for the heatmap PNG: ~20 ms less a figure (of ~90), ~13 % bigger.
 _FAST_PNG = {"pil_kwargs": {"compress_level": 1}}
-#: Words in an error (or its causes) that mark it as passing: the store is busy or away.
-TRANSIENT_MARKERS = (
-    "database is locked", "database table is locked", "Max retries exceeded",
-    "Connection refused", "Connection aborted", "Connection reset", "RemoteDisconnected",
-    "timed out", "failed with error code 50", "ConnectionError",
-)  # fmt: skip
 #: MLflow's HTTP client retries for minutes by default; ours is bounded by retry_seconds.
 _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0",
@@ -85,233 +57,9 @@ _HTTP_DEFAULTS = {
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
 }
 __all__ = [
-    "SQLITE_PREFIX", "PreviousRuns", "RunRecorder", "StoreUnavailable", "Tracker",
-    "TrackingError", "TrackingOptions", "artifact_root", "call_with_retry", "check_store",
-    "file_lock", "flatten", "process_start", "process_tags", "resolve_uri", "run_is_alive",
-    "sqlite_path",
+    "MAX_PARAMS_PER_BATCH", "PreviousRuns", "RunRecorder", "Tracker", "TrackingOptions",
+    "log_report_artifacts",
 ]  # fmt: skip
-T = TypeVar("T")
-log = logging.getLogger(__name__)
-
-
-# --- retrying a busy or absent store --------------------------------------------------------
-
-
-class StoreUnavailable(TrackingError):
-    """The store stayed busy or unreachable for the whole retry budget."""
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` (or an exception it was raised from) says the store is busy or away."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the cause chain; bounded in case of a cycle
-        if seen is None:
-            return False
-        text = f"{type(seen).__name__}: {seen}"
-        if any(marker in text for marker in TRANSIENT_MARKERS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-@contextlib.contextmanager
-def interrupts_held() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM back while a store call runs; deliver them when it returns.
-
-    Why: MLflow's SQL store rolls a session back on ``Exception`` only. A KeyboardInterrupt
-    raised inside its commit leaves that session's transaction open, holding SQLite's write
-    lock, and the KILLED mark that follows then waits on it until it gives up: an
-    interrupted run stayed RUNNING and the command hung (seen in CI under load). A second
-    signal while held is raised at once, so a call that hangs can still be stopped. Only
-    the main thread receives signals; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[int] = []
-    previous: dict[int, Any] = {}
-
-    def hold(signum: int, frame: Any) -> None:
-        if held:  # the second one: stop now
-            _deliver(signum, previous[signum], frame)
-        held.append(signum)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(sig) is not signal.SIG_IGN:  # ignored stays ignored (nohup, &)
-            previous[sig] = signal.signal(sig, hold)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if held:
-            _deliver(held[0], previous[held[0]], None)
-
-
-def _deliver(signum: int, handler: Any, frame: Any) -> None:
-    """Act on signal ``signum`` as ``handler`` (the one held back) would have."""
-    if callable(handler):
-        handler(signum, frame)  # Python's KeyboardInterrupt, or the CLI's own for SIGTERM
-    elif handler == signal.SIG_DFL:
-        signal.signal(signum, signal.SIG_DFL)
-        signal.raise_signal(signum)
-
-
-def call_with_retry(call: Callable[[], T], retry_seconds: float, what: str) -> T:
-    """``call()``, retried with jittered exponential backoff while the store is busy or away.
-
-    Why: several worker processes share one SQLite file, and SQLite answers a writer that
-    would deadlock with "database is locked" at once, whatever the busy timeout; a tracking
-    server may restart. Both pass, so waiting loses nothing. Other errors are raised at once.
-
-    Raises:
-        StoreUnavailable: still failing after ``retry_seconds``.
-    """
-    deadline = time.monotonic() + retry_seconds
-    delay = 0.05
-    while True:
-        try:
-            with interrupts_held():  # each attempt; the waits between them stay interruptible
-                return call()
-        except Exception as exc:
-            if not is_transient(exc):
-                raise
-            if time.monotonic() + delay > deadline:
-                raise StoreUnavailable(
-                    f"the MLflow store stayed unavailable for {retry_seconds:g} s "
-                    f"({what}: {_first_line(exc)})"
-                ) from exc
-            log.info("store busy or away, retrying %s: %s", what, _first_line(exc))
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 2.0)
-
-
-class _RetryingClient:
-    """An :class:`MlflowClient` whose every method goes through :func:`call_with_retry`."""
-
-    def __init__(self, client: MlflowClient, retry_seconds: float) -> None:
-        self._client = client
-        self.retry_seconds = retry_seconds
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):  # e.g. pickle's probes before ``_client`` exists
-            raise AttributeError(name)
-        attribute = getattr(self._client, name)
-        if not callable(attribute):
-            return attribute
-
-        @functools.wraps(attribute)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return call_with_retry(
-                lambda: attribute(*args, **kwargs), self.retry_seconds, f"MlflowClient.{name}"
-            )
-
-        return call
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive POSIX lock on ``path`` (created if needed) for the ``with`` block.
-
-    Why: processes of one sweep (joblib workers) must not both create a sweep's parent run, or
-    both train one seed group; the lock lives in the sweep's output directory, which they share.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as lock:
-        if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            if fcntl is not None:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-# --- liveness of RUNNING runs ---------------------------------------------------------------
-
-
-def process_start(pid: int) -> str | None:
-    """Process ``pid``'s start time in clock ticks since boot (Linux), ``None`` if it is gone
-    or a zombie; ``""`` where there is no ``/proc`` to ask."""
-    if not Path("/proc/self/stat").exists():
-        return ""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return None if fields[0] in ("Z", "X") else fields[19]
-
-
-def process_tags() -> dict[str, str]:
-    """Tags naming the process that writes a run, and its first heartbeat (schema names)."""
-    return {
-        schema.TAG_HOST: socket.gethostname(),
-        schema.TAG_PID: str(os.getpid()),
-        schema.TAG_PROCESS_START: process_start(os.getpid()) or "",
-        schema.TAG_HEARTBEAT: f"{time.time():.3f}",
-    }
-
-
-def _pid_alive(pid: int, start: str) -> bool:
-    if Path("/proc/self/stat").exists():
-        now = process_start(pid)
-        return now is not None and (not start or now == start)  # same start: not a reused pid
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def run_is_alive(run: Run, stale_seconds: float, now: float | None = None) -> bool:
-    """Whether a RUNNING run may still be written by a live process.
-
-    The rule: on the host that wrote it, the run is alive while its process (same pid, same
-    start time, not a zombie) exists, except that this very process never counts (it is
-    about to start its own run). From another host, it is alive while its heartbeat (or, for
-    runs without one, its start) is younger than ``stale_seconds``. ``kill -9`` leaves a
-    RUNNING run whose process is gone, so the next sweep sees it dead at once on the same host.
-    """
-    tags = run.data.tags
-    pid = tags.get(schema.TAG_PID, "")
-    if tags.get(schema.TAG_HOST) == socket.gethostname() and pid.isdigit():
-        if int(pid) == os.getpid():
-            return False
-        return _pid_alive(int(pid), tags.get(schema.TAG_PROCESS_START, ""))
-    try:
-        last = float(tags[schema.TAG_HEARTBEAT])
-    except (KeyError, ValueError):
-        last = (run.info.start_time or 0) / 1000
-    return (time.time() if now is None else now) - last < stale_seconds
-
-
-# --- params ---------------------------------------------------------------------------------
-
-
-def flatten(config: Mapping[str, object], prefix: str = "") -> dict[str, str]:
-    """Flatten nested mappings into ``{"a.b.c": "value"}`` strings, as MLflow params.
-
-    >>> flatten({"optimizer": {"lr": 0.01, "etas": [0.5, 1.2]}})
-    {'optimizer.lr': '0.01', 'optimizer.etas': '[0.5, 1.2]'}
-    """
-    flat: dict[str, str] = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)[:MAX_PARAM_VALUE]
-    return flat
-
-
-# --- writing --------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -319,14 +67,14 @@ class TrackingOptions:
     """How runs are recorded (the ``tracking`` config group, minus the URI checks).
 
     Attributes:
-        uri: the MLflow tracking URI (absolute, see :func:`resolve_uri`).
+        uri: the MLflow tracking URI (absolute, see :func:`rprop_bench.store.resolve_uri`).
         experiment: the MLflow experiment name.
         batch_logging: buffer metrics and write them with ``log_batch``; ``False`` writes one
             synchronous ``log_metric`` per value (the naive baseline of the logging benchmark).
         flush_seconds: write buffered metrics at least this often.
         max_batch: metrics per ``log_batch`` call (MLflow allows at most 1000).
         histograms: write the step-size histogram CSV.
-        heatmap: write the step-size heatmap figure.
+        heatmap: write the step-size heatmap figure (if the run has a heatmap drawer).
         retry_seconds: how long a busy or unreachable store is retried before giving up.
         stale_seconds: a RUNNING run from another host without a heartbeat for this long is
             dead (runs from this host are judged by their process instead).
@@ -347,13 +95,22 @@ class RunRecorder:
     """Records one training run; :meth:`on_epoch` is the training loop's callback.
 
     ``seconds`` accumulates the time spent writing to MLflow (and making the artifacts).
+    ``draw_heatmap``, if given, draws the step-size heatmap at the end of the run (drawing is
+    the caller's: this module only logs the figure).
     """
 
-    def __init__(self, client: Any, run_id: str, options: TrackingOptions) -> None:
+    def __init__(
+        self,
+        client: Any,
+        run_id: str,
+        options: TrackingOptions,
+        draw_heatmap: HeatmapDrawer | None = None,
+    ) -> None:
         self.client = client
         self.run_id = run_id
         self.options = options
         self.seconds = 0.0
+        self._draw_heatmap = draw_heatmap if options.heatmap else None
         self._buffer: list[Metric] = []
         self._last_flush = time.monotonic()
         self._histograms: list[HistogramRow] = []
@@ -373,7 +130,7 @@ class RunRecorder:
         """Record one logged epoch (MLflow step = epoch)."""
         with self._timed():
             now = int(time.time() * 1000)
-            if self.options.histograms or self.options.heatmap:
+            if self.options.histograms or self._draw_heatmap is not None:
                 self._histograms.extend(histograms)
             if not self.options.batch_logging:
                 for key, value in metrics.items():
@@ -427,13 +184,11 @@ class RunRecorder:
                 [(r.epoch, r.layer, r.bin_left, r.bin_right, r.count) for r in self._histograms],
                 schema.ARTIFACT_STEP_HISTOGRAMS,
             )
-        if self.options.heatmap:
-            from rprop_bench.step_figure import step_heatmap  # matplotlib: only when needed
-
+        if self._draw_heatmap is not None:
             with self._timed():
                 self.client.log_figure(
                     self.run_id,
-                    step_heatmap(self._histograms, title),
+                    self._draw_heatmap(self._histograms, title),
                     schema.ARTIFACT_STEP_HEATMAP,
                     save_kwargs=_FAST_PNG,
                 )
@@ -504,13 +259,8 @@ class Tracker:
     def __init__(self, options: TrackingOptions) -> None:
         self.options = options
         self._parents: dict[str, str] = {}
-        if options.uri.startswith(("http://", "https://")):
-            for name, value in _HTTP_DEFAULTS.items():
-                os.environ.setdefault(name, value)
         try:
-            self.client: Any = _RetryingClient(
-                MlflowClient(tracking_uri=options.uri), options.retry_seconds
-            )
+            self.client: Any = _client(options.uri, options.retry_seconds)
             self.experiment_id = self._experiment_id()
         except MlflowException as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -539,8 +289,12 @@ class Tracker:
         tags: Mapping[str, str],
         params: Mapping[str, str],
         parent_run_id: str | None = None,
+        draw_heatmap: HeatmapDrawer | None = None,
     ) -> RunRecorder:
-        """Create a run (nested under ``parent_run_id`` if given) with its tags and params."""
+        """Create a run (nested under ``parent_run_id`` if given) with its tags and params.
+
+        ``draw_heatmap`` draws the run's step-size heatmap at its end (see :class:`RunRecorder`).
+        """
         started = time.perf_counter()
         all_tags = {**tags, **process_tags()}
         if parent_run_id:
@@ -550,7 +304,7 @@ class Tracker:
         items = [Param(k, v) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
-        recorder = RunRecorder(self.client, run_id, self.options)
+        recorder = RunRecorder(self.client, run_id, self.options, draw_heatmap)
         recorder.seconds += time.perf_counter() - started
         return recorder
 
@@ -683,3 +437,22 @@ class Tracker:
             counts[child.info.status] = counts.get(child.info.status, 0) + 1
         self.client.set_terminated(run_id, status=status)
         return counts
+
+
+def _client(uri: str, retry_seconds: float) -> RetryingClient:
+    """An ``MlflowClient`` for ``uri`` whose calls are retried; MLflow's own HTTP retries off."""
+    if uri.startswith(("http://", "https://")):
+        for name, value in _HTTP_DEFAULTS.items():
+            os.environ.setdefault(name, value)
+    return RetryingClient(MlflowClient(tracking_uri=uri), retry_seconds)
+
+
+def log_report_artifacts(
+    tracking_uri: str, run_id: str, folder: Path, retry_seconds: float = 30.0
+) -> None:
+    """Log a report folder as artifacts of run ``run_id``, under ``schema.ARTIFACT_REPORT_DIR``.
+
+    The sweep's parent run then shows its report in the MLflow UI.
+    """
+    client = _client(tracking_uri, retry_seconds)
+    client.log_artifacts(run_id, str(folder), schema.ARTIFACT_REPORT_DIR)

@@ -21,15 +21,11 @@ from rprop_bench.cli import split_arguments
 from rprop_bench.cli.compose import GROUPS, group_options, job_overrides, preflight
 from rprop_bench.cli.validate import RPROP_VARIANTS, ConfigError, validate
 from rprop_bench.diagnostics import HistogramRow
+from rprop_bench.params import flatten
 from rprop_bench.problems import problem_names
-from rprop_bench.tracking import (
-    Tracker,
-    TrackingError,
-    TrackingOptions,
-    check_store,
-    flatten,
-    resolve_uri,
-)
+from rprop_bench.step_figure import step_heatmap
+from rprop_bench.store import TrackingError, check_store, resolve_uri
+from rprop_bench.tracking import Tracker, TrackingOptions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -292,7 +288,9 @@ def test_recorder_writes_every_metric_in_batches(store_uri, batch_logging, max_b
     tracker = Tracker(
         TrackingOptions(uri=uri, experiment="t", batch_logging=batch_logging, max_batch=max_batch)
     )
-    recorder = tracker.start_run("r", {schema.TAG_PROBLEM: "iris"}, {"train.epochs": "30"})
+    recorder = tracker.start_run(
+        "r", {schema.TAG_PROBLEM: "iris"}, {"train.epochs": "30"}, draw_heatmap=step_heatmap
+    )
     rows = [HistogramRow(e, schema.HISTOGRAM_ALL_LAYERS, 1e-3, 1.8e-3, 4) for e in range(1, 31)]
     for epoch in range(1, 31):
         recorder.on_epoch(epoch, {schema.TRAIN_LOSS: 1.0 / epoch, schema.VAL_LOSS: 2.0}, rows[:1])

@@ -39,14 +39,9 @@ from rprop_bench import schema
 from rprop_bench.cli.compose import preflight
 from rprop_bench.cli.job import build, run_key
 from rprop_bench.cli.validate import ConfigError
-from rprop_bench.tracking import (
-    StoreUnavailable,
-    Tracker,
-    TrackingOptions,
-    call_with_retry,
-    process_start,
-    run_is_alive,
-)
+from rprop_bench.liveness import process_start, run_is_alive
+from rprop_bench.retry import StoreUnavailable, call_with_retry
+from rprop_bench.tracking import Tracker, TrackingOptions
 
 #: Less to write per run: no step-size histogram CSV or heatmap.
 QUIET = ("tracking.heatmap=false", "tracking.histograms=false")
@@ -139,6 +134,17 @@ def test_liveness_rule_of_running_runs(tracker, processes):
     for case, tags, alive in _liveness_cases(*processes):
         run = _run_with_tags(tracker, tags)
         assert run_is_alive(run, stale_seconds=300) is alive, case
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="older tags came from /proc")
+def test_runs_tagged_by_older_versions_are_judged_by_their_clock_ticks(tracker, processes):
+    """Versions before psutil tagged the start in Linux clock ticks since boot (no dot)."""
+    live, _ = processes
+    ticks = Path(f"/proc/{live}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    later = str(int(ticks) + 5 * os.sysconf("SC_CLK_TCK"))  # a process started 5 s later
+    for start, alive in ((ticks, True), (later, False)):
+        tags = {schema.TAG_HOST: HOST, schema.TAG_PID: str(live), schema.TAG_PROCESS_START: start}
+        assert run_is_alive(_run_with_tags(tracker, tags), stale_seconds=300) is alive, start
 
 
 def test_previous_runs_finds_the_finished_run_and_marks_dead_ones_killed(tracker, processes):

@@ -253,7 +253,8 @@ def build(cfg: DictConfig) -> _Built:
 
 def tracking_options(cfg: DictConfig, cwd: Path) -> Any:
     """The :class:`~rprop_bench.tracking.TrackingOptions` of the ``tracking`` group."""
-    from rprop_bench.tracking import TrackingOptions, resolve_uri
+    from rprop_bench.store import resolve_uri
+    from rprop_bench.tracking import TrackingOptions
 
     return TrackingOptions(
         uri=resolve_uri(str(cfg.tracking.uri), cwd),
@@ -352,14 +353,23 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
             return _run_seed_group(cfg, group, tracker, parent_run_id, sweep_tags, sweep_dir)
     built = build(cfg)
     tags = {**run_tags(cfg, names, built.data.task), **sweep_tags}
-    recorder = tracker.start_run(names.run_name, tags, _params(cfg), parent_run_id)
+    recorder = tracker.start_run(
+        names.run_name, tags, _params(cfg), parent_run_id, draw_heatmap=_step_heatmap
+    )
     label = _job_label() if multirun else ""  # a single run has no job number
     entry = _Entry(cfg, names, recorder, label, Path(hydra_cfg.runtime.output_dir))
     return _train_and_record(built, entry, options.uri, multirun=multirun)
 
 
+def _step_heatmap(rows: Any, title: str) -> Any:
+    """The run's step-size heatmap, drawn for the writer; matplotlib is imported only here."""
+    from rprop_bench.step_figure import step_heatmap
+
+    return step_heatmap(rows, title)
+
+
 def _params(cfg: DictConfig) -> dict[str, str]:
-    from rprop_bench.tracking import flatten
+    from rprop_bench.params import flatten
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
@@ -426,7 +436,7 @@ def _run_seed_group(
     RUNNING in a live process, or done in this sweep, and skips it. This job's own summary is
     returned; if its own run is done, nothing is trained (the job that trains it is another).
     """
-    from rprop_bench import tracking
+    from rprop_bench.locks import file_lock
 
     group_key, members = group
     hydra_cfg = HydraConfig.get()
@@ -435,7 +445,7 @@ def _run_seed_group(
     size = os.environ.get(SWEEP_SIZE_ENV, "?")
     data = build_data(cfg)
     todo: list[tuple[Any, DictConfig, RunNames]] = []
-    with tracking.file_lock(sweep_dir / f".rprop_bench_seed_group_{group_key}.lock"):
+    with file_lock(sweep_dir / f".rprop_bench_seed_group_{group_key}.lock"):
         for member in members:
             member_cfg = cfg.copy()
             member_cfg.train.seed = member.seed
@@ -456,7 +466,9 @@ def _run_seed_group(
             }
             if len(todo) > 1:
                 tags[schema.TAG_VECTORIZED] = str(len(todo))
-            recorder = tracker.start_run(names.run_name, tags, _params(member_cfg), parent_run_id)
+            recorder = tracker.start_run(
+                names.run_name, tags, _params(member_cfg), parent_run_id, draw_heatmap=_step_heatmap
+            )
             label = f"  [{member.index + 1}/{size}]"
             entries.append(_Entry(member_cfg, names, recorder, label, output_dir))
     uri = tracker.options.uri
@@ -487,7 +499,7 @@ def _train_stacked(
             [e.recorder.on_epoch for e in entries],
         )  # fmt: skip
 
-    from rprop_bench.tracking import StoreUnavailable
+    from rprop_bench.retry import StoreUnavailable
 
     try:
         results = _guarded(train_all, entries, multirun=True)
@@ -523,7 +535,7 @@ def _guarded(train_call: Any, entries: list[_Entry], *, multirun: bool) -> Any:
     error marks every run FAILED with the reason; a sweep goes on (``None`` is returned), a
     single run exits 1. A store that went away is re-raised: recording there would fail too.
     """
-    from rprop_bench.tracking import StoreUnavailable
+    from rprop_bench.retry import StoreUnavailable
 
     try:
         return train_call()
@@ -550,7 +562,7 @@ def _guarded(train_call: Any, entries: list[_Entry], *, multirun: bool) -> Any:
 def _train_and_record(built: _Built, entry: _Entry, uri: str, *, multirun: bool) -> dict[str, Any]:
     """Train with the entry's recorder as the callback and end the run FINISHED, FAILED or
     KILLED (or FAILED locally, in its output directory, if the store went away)."""
-    from rprop_bench.tracking import StoreUnavailable
+    from rprop_bench.retry import StoreUnavailable
     from rprop_bench.training import train
 
     progress = _progress(built.settings.epochs, entry.names.run_name, disable=multirun)
@@ -578,7 +590,7 @@ def _record_result(
     entry: _Entry, result: Any, model: Any, uri: str, *, multirun: bool
 ) -> dict[str, Any]:
     """End the run FINISHED with its final metrics, or FAILED if it diverged; print a line."""
-    from rprop_bench.tracking import StoreUnavailable
+    from rprop_bench.retry import StoreUnavailable
 
     recorder, names = entry.recorder, entry.names
     finals = dict(result.final_metrics)

@@ -1,0 +1,140 @@
+"""The retry policy for calls to the tracking store: what is transient, how long to wait.
+
+Why: several worker processes share one SQLite file, and SQLite answers a writer that would
+deadlock with "database is locked" at once, whatever its busy timeout; a tracking server may
+restart. Both pass, so waiting (jittered exponential backoff, bounded by ``retry_seconds``)
+loses nothing. The policy itself is :mod:`tenacity`'s; this module only says when it applies.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import random
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_before_delay,
+    wait_exponential,
+)
+
+from rprop_bench.signals import interrupts_held
+from rprop_bench.store import TrackingError
+
+__all__ = [
+    "TRANSIENT_MARKERS",
+    "RetryingClient",
+    "StoreUnavailable",
+    "call_with_retry",
+    "is_transient",
+]
+
+#: Words in an error (or its causes) that mark it as passing: the store is busy or away.
+TRANSIENT_MARKERS = (
+    "database is locked", "database table is locked", "Max retries exceeded",
+    "Connection refused", "Connection aborted", "Connection reset", "RemoteDisconnected",
+    "timed out", "failed with error code 50", "ConnectionError",
+)  # fmt: skip
+FIRST_DELAY = 0.05  # seconds before the first retry; doubled each time ...
+MAX_DELAY = 2.0  # ... up to this; every wait is then scaled by a random factor in [0.5, 1.5]
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(TrackingError):
+    """The store stayed busy or unreachable for the whole retry budget."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the store is busy or away."""
+    seen: BaseException | None = exc
+    for _ in range(8):  # the cause chain; bounded in case of a cycle
+        if seen is None:
+            return False
+        text = f"{type(seen).__name__}: {seen}"
+        if any(marker in text for marker in TRANSIENT_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _retried(exc: BaseException) -> bool:
+    """Retry transient errors only; KeyboardInterrupt and the like are never retried."""
+    return isinstance(exc, Exception) and is_transient(exc)
+
+
+def _first_line(exc: BaseException | None) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
+
+
+class _JitteredExponential(wait_exponential):
+    """tenacity's exponential backoff, each wait scaled by a random factor in [0.5, 1.5]."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        return float(super().__call__(retry_state)) * random.uniform(0.5, 1.5)
+
+
+def call_with_retry(call: Callable[[], T], retry_seconds: float, what: str) -> T:
+    """``call()``, retried while the store is busy or away; other errors are raised at once.
+
+    Each attempt holds Ctrl-C and SIGTERM back until it returns (:func:`interrupts_held`); the
+    waits between attempts stay interruptible. No wait ends past ``retry_seconds``.
+
+    Raises:
+        StoreUnavailable: still failing after ``retry_seconds`` (``what`` names the call).
+    """
+
+    def attempt() -> T:
+        with interrupts_held():
+            return call()
+
+    def give_up(state: RetryCallState) -> T:
+        exc = state.outcome.exception() if state.outcome else None
+        raise StoreUnavailable(
+            f"the MLflow store stayed unavailable for {retry_seconds:g} s "
+            f"({what}: {_first_line(exc)})"
+        ) from exc
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.info("store busy or away, retrying %s: %s", what, _first_line(exc))
+
+    retrying = Retrying(
+        retry=retry_if_exception(_retried),
+        wait=_JitteredExponential(multiplier=FIRST_DELAY, max=MAX_DELAY),
+        stop=stop_before_delay(retry_seconds),
+        before_sleep=before_sleep,
+        retry_error_callback=give_up,
+    )
+    return retrying(attempt)
+
+
+class RetryingClient:
+    """A client (an ``MlflowClient``) whose every method goes through :func:`call_with_retry`.
+
+    ``retry_seconds`` may be changed; the next call uses the new budget.
+    """
+
+    def __init__(self, client: Any, retry_seconds: float) -> None:
+        self._client = client
+        self.retry_seconds = retry_seconds
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):  # e.g. pickle's probes before ``_client`` exists
+            raise AttributeError(name)
+        attribute = getattr(self._client, name)
+        if not callable(attribute):
+            return attribute
+
+        @functools.wraps(attribute)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return call_with_retry(
+                lambda: attribute(*args, **kwargs), self.retry_seconds, f"MlflowClient.{name}"
+            )
+
+        return call

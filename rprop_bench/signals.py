@@ -1,0 +1,57 @@
+"""Holding Ctrl-C and SIGTERM back while a store call runs, so that no write is left half done.
+
+Why: MLflow's SQL store rolls a session back on ``Exception`` only. A KeyboardInterrupt raised
+inside its commit leaves that session's transaction open, holding SQLite's write lock, and the
+KILLED mark that follows then waits on it until it gives up: an interrupted run stayed RUNNING
+and the command hung (seen in CI under load).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["interrupts_held"]
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back for the ``with`` block; deliver them when it ends.
+
+    A second signal while held is acted on at once, so a call that hangs can still be stopped.
+    A signal that is ignored (``nohup``, ``&``) stays ignored. Only the main thread receives
+    signals; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def hold(signum: int, frame: Any) -> None:
+        if held:  # the second one: stop now
+            _deliver(signum, previous[signum], frame)
+        held.append(signum)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            _deliver(held[0], previous[held[0]], None)
+
+
+def _deliver(signum: int, handler: Any, frame: Any) -> None:
+    """Act on signal ``signum`` as ``handler`` (the one held back) would have."""
+    if callable(handler):
+        handler(signum, frame)  # Python's KeyboardInterrupt, or the CLI's own for SIGTERM
+    elif handler == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
