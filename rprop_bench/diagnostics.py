@@ -46,8 +46,10 @@ class HistogramRow(NamedTuple):
     count: int  # type: ignore[assignment]  # shadows tuple.count; the CSV column keeps its name
 
 
-def is_rprop_family(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether ``optimizer`` keeps Rprop step sizes (groups with ``etas`` and ``step_sizes``)."""
+def keeps_step_sizes(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` keeps per-weight step sizes Δ in its state, as the Rprop family
+    does (ours and torch's: groups with ``etas`` and ``step_sizes``), so Δ can be read, not
+    estimated from |Δθ|. Asked of the object, so it holds for any optimizer built this way."""
     return all("etas" in g and "step_sizes" in g for g in optimizer.param_groups)
 
 
@@ -117,7 +119,7 @@ class StepSizeMonitor:
                         f"parameter {name!r} has shape {tuple(p.shape)}; with members={members} "
                         f"every parameter needs a leading dim of size {members}"
                     )
-        self._rprop = is_rprop_family(optimizer)
+        self._rprop = keeps_step_sizes(optimizer)
         self._start: list[torch.Tensor] = []
         self._previous_signs: list[torch.Tensor] | None = None
         bounds = [g["step_sizes"] for g in optimizer.param_groups] if self._rprop else []

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
 from matplotlib.colors import LinearSegmentedColormap
 from matplotlib.figure import Figure
+
+from rprop_bench import schema
 
 __all__ = [
     "ONE_COLUMN",
@@ -44,7 +47,7 @@ ONE_COLUMN = 3.25  # inches, one column of a two-column paper
 TWO_COLUMN = 6.75  # inches, full text width
 
 #: Matplotlib settings every figure is drawn and saved under.
-RC: dict[str, object] = {
+RC: dict[Any, Any] = {  # Any keys: matplotlib types rcParams keys as a Literal
     "font.size": 8,
     "axes.titlesize": 8,
     "axes.labelsize": 8,
@@ -66,39 +69,12 @@ RC: dict[str, object] = {
     "savefig.bbox": "standard",  # constrained layout already fits; "tight" costs a redraw
 }
 
-RPROP_VARIANTS = ("rprop+", "rprop-", "irprop+", "irprop-")
-
-# Paul Tol's "muted" scheme (colour-blind safe), then black and Okabe–Ito orange.
-_TOL_MUTED = {
-    "indigo": "#332288",
-    "cyan": "#88CCEE",
-    "teal": "#44AA99",
-    "green": "#117733",
-    "olive": "#999933",
-    "sand": "#DDCC77",
-    "rose": "#CC6677",
-    "wine": "#882255",
-    "purple": "#AA4499",
-}
-_FIXED_COLORS = {
-    "irprop+": _TOL_MUTED["indigo"],
-    "irprop-": _TOL_MUTED["cyan"],
-    "rprop+": _TOL_MUTED["green"],
-    "rprop-": _TOL_MUTED["teal"],
-    "torch_rprop": _TOL_MUTED["olive"],
-    "sgd": _TOL_MUTED["sand"],
-    "momentum": _TOL_MUTED["rose"],
-    "adam": _TOL_MUTED["wine"],
-    "adamw": _TOL_MUTED["purple"],
-    "rmsprop": "#E69F00",
-    "lbfgs": "#000000",
-}
-_FALLBACK = tuple(_TOL_MUTED.values())
+RPROP_VARIANTS = schema.RPROP_VARIANTS
 
 
 def is_rprop(method: str) -> bool:
     """Whether a method label belongs to the Rprop family (ours or torch's)."""
-    return method in RPROP_VARIANTS or "rprop" in method.lower()
+    return schema.is_rprop_family(method)
 
 
 def method_color(method: str) -> str:
@@ -107,12 +83,12 @@ def method_color(method: str) -> str:
     Known optimizers have a fixed colour; any other name gets one from the same palette by a
     stable hash of its name (so it too never changes between figures).
     """
-    if method in _FIXED_COLORS:
-        return _FIXED_COLORS[method]
+    if method in schema.OPTIMIZER_COLORS:
+        return schema.OPTIMIZER_COLORS[method]
     base = method.split(" ", 1)[0]  # "irprop- batch_size=8" keeps irprop-'s colour
-    if base in _FIXED_COLORS:
-        return _FIXED_COLORS[base]
-    return _FALLBACK[zlib.crc32(method.encode()) % len(_FALLBACK)]
+    if base in schema.OPTIMIZER_COLORS:
+        return schema.OPTIMIZER_COLORS[base]
+    return schema.FALLBACK_COLORS[zlib.crc32(method.encode()) % len(schema.FALLBACK_COLORS)]
 
 
 _SUFFIX_STYLES = ("-", "--", ":", "-.")
@@ -139,7 +115,7 @@ def _figure(width: float, height: float) -> Figure:
 
 def _legend_below(fig: Figure, axes, methods: Sequence[str]) -> None:
     handles = [
-        mpl.lines.Line2D([], [], color=method_color(m), linestyle=method_linestyle(m), label=m)
+        mpl.lines.Line2D([], [], color=method_color(m), linestyle=method_linestyle(m), label=m)  # type: ignore[arg-type]
         for m in methods
     ]
     if handles:
@@ -345,7 +321,7 @@ def performance_profiles(
 
 
 def cd_diagram(
-    avg_ranks: Sequence[float],
+    avg_ranks: Sequence[float] | np.ndarray,
     methods: Sequence[str],
     cd: float,
     cliques: Sequence[Sequence[int]],

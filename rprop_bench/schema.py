@@ -98,3 +98,61 @@ ARTIFACT_STEP_HEATMAP = "step_sizes/heatmap.png"
 ARTIFACT_LINE_DATA = "problem/line_data.csv"
 # Written by the report command under the sweep's parent run.
 ARTIFACT_REPORT_DIR = "report"
+
+# --- domain facts: defined here once, read by every layer ---
+#: The four classic variants of the Rprop family, by the papers' names (Riedmiller & Braun
+#: 1993: Rprop+, with weight-backtracking; Igel & Hüsken 2000: Rprop-, iRprop+, iRprop-).
+RPROP_VARIANTS: tuple[str, ...] = ("rprop+", "rprop-", "irprop+", "irprop-")
+#: The Hydra ``_target_`` of our Rprop, and of torch's (which is iRprop-).
+RPROP_TARGET = "rprop_bench.optim.Rprop"
+TORCH_RPROP_TARGET = "torch.optim.Rprop"
+TORCH_RPROP_VARIANT = "irprop-"  # torch.optim.Rprop: no backtracking, a flip zeroes the gradient
+#: The label a report gives torch's Rprop (its optimizer config's name), beside our variants.
+TORCH_RPROP_LABEL = "torch_rprop"
+#: The default tracking store: an embedded SQLite file in the working directory.
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def variant_of(target: str, variant: str | None, optimizer: str) -> str:
+    """The variant a run trains: our Rprop's ``variant``, iRprop- for torch's Rprop, else the
+    optimizer's config name (so a baseline's "variant" is itself)."""
+    if target == RPROP_TARGET and variant:
+        return variant
+    if target == TORCH_RPROP_TARGET:
+        return TORCH_RPROP_VARIANT
+    return optimizer
+
+
+def is_rprop_family(label: str) -> bool:
+    """Whether a method label is of the Rprop family: one of :data:`RPROP_VARIANTS` or torch's
+    Rprop. A label with a suffix ("irprop- batch_size=8") counts by its first word."""
+    return label.split(" ", 1)[0] in (*RPROP_VARIANTS, TORCH_RPROP_LABEL)
+
+
+#: Every optimizer's colour, the same in every figure (Paul Tol's colour-blind-safe "muted"
+#: scheme, then black and Okabe–Ito orange). An optimizer not listed gets one of
+#: :data:`FALLBACK_COLORS` by a stable hash of its name.
+FALLBACK_COLORS: tuple[str, ...] = (
+    "#332288",  # indigo
+    "#88CCEE",  # cyan
+    "#44AA99",  # teal
+    "#117733",  # green
+    "#999933",  # olive
+    "#DDCC77",  # sand
+    "#CC6677",  # rose
+    "#882255",  # wine
+    "#AA4499",  # purple
+)
+OPTIMIZER_COLORS: dict[str, str] = {
+    "irprop+": "#332288",
+    "irprop-": "#88CCEE",
+    "rprop+": "#117733",
+    "rprop-": "#44AA99",
+    TORCH_RPROP_LABEL: "#999933",
+    "sgd": "#DDCC77",
+    "momentum": "#CC6677",
+    "adam": "#882255",
+    "adamw": "#AA4499",
+    "rmsprop": "#E69F00",
+    "lbfgs": "#000000",
+}

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from rprop_bench import schema
 from rprop_bench.cli.compose import (
     CONF_DIR,
     CONFIG_NAME,
@@ -108,7 +109,7 @@ your own configs: hydra.searchpath=[file:///path/to/myconf] (or --config-dir DIR
 overrides: KEY=VALUE for any value, e.g. optimizer.lr=0.05 train.epochs=500
   problem.data.split_seed=1 model=mlp model.hidden=[32,16] tracking.uri=http://127.0.0.1:5000
   a comma list sweeps: python -m rprop_bench sweep optimizer=rprop,adam train.seed=0,1
-store: tracking.uri, else $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db in this directory
+store: tracking.uri, else $MLFLOW_TRACKING_URI, else {schema.DEFAULT_TRACKING_URI} in this directory
 
 Hydra flags keep working: --cfg job, --resolve, --multirun, hydra/launcher=joblib,
   hydra.launcher.n_jobs=2, --hydra-help (Hydra's own help)

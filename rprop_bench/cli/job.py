@@ -25,9 +25,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from rprop_bench import schema
-from rprop_bench.cli.validate import RPROP_TARGET, ConfigError, validate
+from rprop_bench.cli.validate import ConfigError, validate
 
-TORCH_RPROP_TARGET = "torch.optim.Rprop"
 PROGRAM = "python -m rprop_bench"
 #: Set by the CLI before a sweep starts: the sweep's id, from its jobs' run keys, so that the
 #: same sweep run again (resumed) finds its parent run. Every job gets it through its Hydra
@@ -102,7 +101,7 @@ class RunNames:
     @property
     def run_name(self) -> str:
         """A readable run name, e.g. ``irprop+ · iris · seed 3``."""
-        label = self.variant if self.optimizer != "torch_rprop" else self.optimizer
+        label = self.variant if self.optimizer != schema.TORCH_RPROP_LABEL else self.optimizer
         return f"{label} · {self.problem} · seed {self.seed}"
 
 
@@ -110,15 +109,9 @@ def run_names(cfg: DictConfig, optimizer_choice: str | None) -> RunNames:
     """Name the optimizer (config name), its variant, the problem, the model and the seed."""
     target = str(cfg.optimizer.get("_target_", ""))
     optimizer = optimizer_choice or target.rsplit(".", 1)[-1].lower()
-    if target == RPROP_TARGET:
-        variant = str(cfg.optimizer.variant)
-    elif target == TORCH_RPROP_TARGET:
-        variant = "irprop-"  # torch.optim.Rprop is iRprop- (no backtracking, zeroed gradient)
-    else:
-        variant = optimizer
     return RunNames(
         optimizer=optimizer,
-        variant=variant,
+        variant=schema.variant_of(target, cfg.optimizer.get("variant"), optimizer),
         problem=str(cfg.problem.data.name),
         model=str(cfg.model.kind),
         seed=int(cfg.train.seed),
@@ -373,7 +366,7 @@ def _params(cfg: DictConfig) -> dict[str, str]:
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
-    return flatten(plain)
+    return flatten({str(k): v for k, v in plain.items()})
 
 
 def _skip_if_done(
@@ -709,4 +702,4 @@ def _default_uri() -> str:
     from rprop_bench.store import resolve_uri
 
     env = os.environ.get("MLFLOW_TRACKING_URI")
-    return resolve_uri(env or "sqlite:///mlflow.db", Path.cwd())
+    return resolve_uri(env or schema.DEFAULT_TRACKING_URI, Path.cwd())

@@ -16,10 +16,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from rprop_bench import schema
+
 #: The Rprop variants of ``rprop_bench.optim.Rprop`` (kept equal to ``rprop_bench.optim.VARIANTS``
 #: by a test; repeated here so that validation does not import torch).
-RPROP_VARIANTS = ("rprop+", "rprop-", "irprop+", "irprop-")
-RPROP_TARGET = "rprop_bench.optim.Rprop"
+RPROP_VARIANTS = schema.RPROP_VARIANTS
+RPROP_TARGET = schema.RPROP_TARGET
 MODEL_KINDS = ("linear", "mlp")
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
 LINE_SEARCHES = (None, "strong_wolfe")
@@ -196,11 +198,13 @@ def validate_model(model: Mapping[str, Any]) -> None:
 
 def validate_tracking(tracking: Mapping[str, Any]) -> None:
     """Check the tracking group."""
-    _check("tracking.uri", tracking["uri"], lambda v: isinstance(v, str) and v, "a non-empty URI")
+    _check(
+        "tracking.uri", tracking["uri"], lambda v: isinstance(v, str) and bool(v), "a non-empty URI"
+    )
     _check(
         "tracking.experiment",
         tracking["experiment"],
-        lambda v: isinstance(v, str) and v,
+        lambda v: isinstance(v, str) and bool(v),
         "a non-empty name",
     )
     _positive("tracking.flush_seconds", tracking["flush_seconds"])
@@ -215,7 +219,9 @@ def validate_tracking(tracking: Mapping[str, Any]) -> None:
     _positive("tracking.stale_seconds", tracking["stale_seconds"])
     _int_at_least("tracking.ui_port", tracking["ui_port"], 1)
     host = tracking["ui_host"]
-    _of_type("tracking.ui_host", host, lambda v: isinstance(v, str) and v, "a host name or address")
+    _of_type(
+        "tracking.ui_host", host, lambda v: isinstance(v, str) and bool(v), "a host name or address"
+    )
 
 
 def validate_sweep(sweep: Mapping[str, Any]) -> None:

@@ -1,6 +1,7 @@
 """The Rprop family of optimizers: a torch optimizer and an independent NumPy reference.
 
-This package imports only torch and NumPy; it knows nothing of Hydra or MLflow.
+This package imports only torch, NumPy and the contract module :mod:`rprop_bench.schema`
+(plain constants, which imports nothing); it knows nothing of Hydra or MLflow.
 """
 
 from rprop_bench.optim.rprop import VARIANTS, Rprop, RpropHyperparams, rprop

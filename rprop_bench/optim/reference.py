@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from rprop_bench.schema import RPROP_VARIANTS as _VARIANTS
+
 __all__ = [
     "SEED_EXAMPLE_FINAL_THETA",
     "ReferenceRprop",
@@ -33,8 +35,6 @@ __all__ = [
 
 #: The final θ the seed document's NumPy script prints after 50 iterations.
 SEED_EXAMPLE_FINAL_THETA = 3.868531378265413e-05
-
-_VARIANTS = ("rprop+", "rprop-", "irprop+", "irprop-")
 
 
 @dataclass

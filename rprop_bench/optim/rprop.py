@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
+from rprop_bench import schema
 from rprop_bench.optim.fused import (
     fused_kernel_available,
     fused_step,
@@ -38,8 +39,9 @@ __all__ = ["VARIANTS", "Rprop", "RpropHyperparams", "rprop"]
 
 Variant = Literal["rprop+", "rprop-", "irprop+", "irprop-"]
 
-#: The four classic variants, by the names the papers use.
-VARIANTS: tuple[str, ...] = ("rprop+", "rprop-", "irprop+", "irprop-")
+#: The four classic variants, by the names the papers use (defined once, in the contract
+#: module, which imports nothing).
+VARIANTS: tuple[str, ...] = schema.RPROP_VARIANTS
 #: Variants with weight backtracking, which remember the last weight change.
 BACKTRACKING_VARIANTS: frozenset[str] = frozenset({"rprop+", "irprop+"})
 #: Variants that need the loss E(t) at every step (passed through ``step(closure)``).
