@@ -97,7 +97,7 @@ class SeedBatchError(ValueError):
 def seeded_models(build: Callable[[], nn.Module], seeds: Iterable[int]) -> list[nn.Module]:
     """One model per seed, each built right after ``torch.manual_seed(seed)``.
 
-    This is how the harness builds a single run's model (``rprop_bench.cli.job.build``), so each
+    This is how the harness builds a single run's model (``rprop_bench.cli.build.build``), so each
     model starts from the weights of that seed's one-by-one run.
     """
     models = []

@@ -1,4 +1,5 @@
-"""Holding Ctrl-C and SIGTERM back while a store call runs, so that no write is left half done.
+"""The harness's SIGINT and SIGTERM: one exception for both, and holding them back while a
+store call runs, so that no write is left half done.
 
 Why: MLflow's SQL store rolls a session back on ``Exception`` only. A KeyboardInterrupt raised
 inside its commit leaves that session's transaction open, holding SQLite's write lock, and the
@@ -14,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["interrupts_held"]
+__all__ = ["Interrupted", "install_sigterm_handler", "interrupts_held"]
 
 
 @contextlib.contextmanager
@@ -55,3 +56,25 @@ def _deliver(signum: int, handler: Any, frame: Any) -> None:
     elif handler == signal.SIG_DFL:
         signal.signal(signum, signal.SIG_DFL)
         signal.raise_signal(signum)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived; ``signum`` says which (the exit status is 128 + signum)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_interrupted(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def install_sigterm_handler() -> None:
+    """Make SIGTERM interrupt like Ctrl-C, so that a killed run flushes and is marked KILLED.
+
+    Python's default for SIGTERM is to die at once, leaving the run RUNNING with its buffered
+    metrics lost. Only the main thread may install handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupted)

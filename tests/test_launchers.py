@@ -38,7 +38,7 @@ from servers import listening_addresses, machine_addresses
 from rprop_bench import schema
 from rprop_bench.cli.callbacks import MAX_RUN_NAME, parent_run_name
 from rprop_bench.cli.compose import compose_config, preflight
-from rprop_bench.cli.job import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key
+from rprop_bench.cli.identity import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key
 from rprop_bench.cli.launchers import LAUNCHERS, job_environment, launcher_overrides
 from rprop_bench.cli.seed_groups import PLAN_ENV
 

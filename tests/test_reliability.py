@@ -36,8 +36,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
+from rprop_bench.cli.build import build
 from rprop_bench.cli.compose import preflight
-from rprop_bench.cli.job import build, run_key
+from rprop_bench.cli.identity import run_key
 from rprop_bench.cli.validate import ConfigError
 from rprop_bench.liveness import process_start, run_is_alive
 from rprop_bench.retry import StoreUnavailable, call_with_retry

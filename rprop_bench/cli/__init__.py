@@ -171,7 +171,7 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     except ConfigError as exc:
         return _error(str(exc))
 
-    from rprop_bench.cli.job import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key, sweep_id_of
+    from rprop_bench.cli.identity import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key, sweep_id_of
     from rprop_bench.cli.launchers import (
         job_environment,
         launcher_overrides,
@@ -268,8 +268,8 @@ def _run_interruptible(
     (:func:`rprop_bench.cli.launchers.after_interrupt`). For a sweep, ``end_sweep(reason)``
     then marks the runs its stopped processes left RUNNING, and its parent, KILLED.
     """
-    from rprop_bench.cli.job import Interrupted, install_sigterm_handler
     from rprop_bench.cli.launchers import LAUNCHERS, after_interrupt
+    from rprop_bench.signals import Interrupted, install_sigterm_handler
 
     install_sigterm_handler()
     try:
@@ -300,7 +300,7 @@ def _sweep_ender(cfg: Any, sweep_id: str) -> Callable[[str], int]:
 
     def end_sweep(reason: str) -> int:
         from rprop_bench import tracking
-        from rprop_bench.cli.job import tracking_options
+        from rprop_bench.cli.build import tracking_options
 
         tracker = tracking.Tracker.open(tracking_options(cfg, Path.cwd()))
         return tracker.end_interrupted_sweep(sweep_id, reason, _WORKERS_END_SECONDS)

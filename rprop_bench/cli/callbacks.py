@@ -4,7 +4,7 @@
 main process, before any job), it creates the sweep's parent run; each job, in this process
 or a joblib worker, finds that parent by the sweep id and nests under it. When the multirun
 ends, the parent is marked FINISHED and a summary printed. The sweep id comes from the jobs'
-run keys (see :func:`rprop_bench.cli.job.sweep_id_of`), so the same sweep run again (resumed
+run keys (see :func:`rprop_bench.cli.identity.sweep_id_of`), so the same sweep run again (resumed
 after a crash) finds its parent run and opens it again.
 """
 
@@ -52,7 +52,8 @@ class SweepParentCallback(Callback):
 
     def _start(self, config: DictConfig) -> None:
         from rprop_bench import schema, tracking
-        from rprop_bench.cli.job import PROGRAM, git_commit, sweep_id_for, tracking_options
+        from rprop_bench.cli.build import tracking_options
+        from rprop_bench.cli.identity import PROGRAM, git_commit, sweep_id_for
 
         cwd = Path.cwd()
         sweep_dir = (cwd / str(config.hydra.sweep.dir)).resolve()

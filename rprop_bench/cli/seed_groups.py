@@ -8,7 +8,7 @@ a *plan* (run key → the group's members: job number, seed, run key) to a file 
 :data:`PLAN_ENV`. Each job then looks itself up: the first job of a group that finds its own
 run not done trains every member that is not done, under a lock file per group in the sweep
 directory (so two joblib workers never train one group twice); the other jobs of the group
-later find their run done by this sweep and skip (see :func:`rprop_bench.cli.job`).
+later find their run done by this sweep and skip (see :mod:`rprop_bench.cli.group_job`).
 
 Groups are formed only from jobs that can train stacked: full batch (``train.batch_size``
 null) and an elementwise optimizer (:data:`rprop_bench.seed_batch.ELEMENTWISE_OPTIMIZERS`).
@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig
+
+from rprop_bench.cli.identity import run_key
 
 #: The plan file of the running sweep (JSON), set by the CLI for every job (hydra.job.env_set).
 PLAN_ENV = "RPROP_BENCH_SEED_PLAN"
@@ -75,8 +77,6 @@ def plan(jobs: Sequence[Sequence[str]], configs: Sequence[DictConfig]) -> tuple[
         ``(groups, notes)``: ``groups`` maps a group key to its members (groups of two or more
         jobs only); ``notes`` has one line per reason that jobs fall back to one-by-one.
     """
-    from rprop_bench.cli.job import run_key
-
     groups: dict[str, list[Member]] = {}
     fallback: Counter[str] = Counter()
     for index, (job, cfg) in enumerate(zip(jobs, configs, strict=True)):

@@ -1,0 +1,105 @@
+"""Config to objects: the one place that turns the composed config into what a run uses.
+
+Problem data, model, optimizer, train settings and tracking options. torch and the harness
+modules are imported inside the functions: the CLI's main process imports this module too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+
+from rprop_bench.cli.validate import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+    from rprop_bench.problems import ProblemData
+    from rprop_bench.tracking import TrackingOptions
+    from rprop_bench.training import TrainSettings
+
+
+@dataclass
+class Built:
+    """The objects one run trains with."""
+
+    data: ProblemData
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    settings: TrainSettings
+
+
+def build_data(cfg: DictConfig) -> ProblemData:
+    """The problem's data on ``train.device`` (and torch's thread count set for the run)."""
+    import torch
+
+    device = str(cfg.train.device)
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={device!r} is out of range: CUDA is not available here")
+    torch.set_num_threads(int(cfg.train.num_threads))
+    try:
+        return hydra_instantiate(cfg.problem.data).to(device)
+    except OSError as exc:  # a data file that is missing or unreadable
+        name = cfg.problem.data.get("name", "?")
+        raise ConfigError(f"cannot load the data of problem {name!r}: {exc}") from exc
+
+
+def model_builder(cfg: DictConfig, data: ProblemData) -> Callable[[], torch.nn.Module]:
+    """A function that builds the config's model for ``data`` (seed torch before calling it)."""
+    partial = hydra_instantiate(cfg.model)
+    device = str(cfg.train.device)
+    return lambda: partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs).to(device)
+
+
+def train_settings(cfg: DictConfig) -> TrainSettings:
+    """The :class:`~rprop_bench.training.TrainSettings` of the ``train`` group."""
+    from rprop_bench.training import TrainSettings
+
+    return TrainSettings(
+        epochs=int(cfg.train.epochs),
+        batch_size=cfg.train.batch_size,
+        target_loss=cfg.train.target_loss,
+        log_every=int(cfg.train.log_every),
+        histogram_every=int(cfg.train.histogram_every),
+        seed=int(cfg.train.seed),
+    )
+
+
+def build(cfg: DictConfig) -> Built:
+    """Build the problem data, the model (seeded by ``train.seed``), the optimizer and settings."""
+    import torch
+
+    data = build_data(cfg)
+    torch.manual_seed(int(cfg.train.seed))
+    model = model_builder(cfg, data)()
+    optimizer = hydra_instantiate(cfg.optimizer)(model.parameters())
+    return Built(data, model, optimizer, train_settings(cfg))
+
+
+def tracking_options(cfg: DictConfig, cwd: Path) -> TrackingOptions:
+    """The :class:`~rprop_bench.tracking.TrackingOptions` of the ``tracking`` group."""
+    from rprop_bench.store import resolve_uri
+    from rprop_bench.tracking import TrackingOptions
+
+    return TrackingOptions(
+        uri=resolve_uri(str(cfg.tracking.uri), cwd),
+        experiment=str(cfg.tracking.experiment),
+        batch_logging=bool(cfg.tracking.batch_logging),
+        flush_seconds=float(cfg.tracking.flush_seconds),
+        max_batch=int(cfg.tracking.max_batch),
+        histograms=bool(cfg.tracking.histograms),
+        heatmap=bool(cfg.tracking.heatmap),
+        retry_seconds=float(cfg.tracking.retry_seconds),
+        stale_seconds=float(cfg.tracking.stale_seconds),
+    )
+
+
+def hydra_instantiate(node: DictConfig) -> Any:
+    """``hydra.utils.instantiate`` with plain Python containers (lists, not ListConfig)."""
+    from hydra.utils import instantiate
+
+    return instantiate(node, _convert_="all")

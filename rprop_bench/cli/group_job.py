@@ -1,0 +1,137 @@
+"""A sweep job that trains its seed group: the members not done, as one stacked model.
+
+The plan of the groups is made by the CLI's main process (:mod:`rprop_bench.cli.seed_groups`);
+this is the job side: claim the members under the group's lock, then train and record them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from rprop_bench import schema
+from rprop_bench.cli.build import (
+    Built,
+    build_data,
+    hydra_instantiate,
+    model_builder,
+    train_settings,
+)
+from rprop_bench.cli.identity import SWEEP_SIZE_ENV, RunNames, run_key, run_names, run_tags
+from rprop_bench.cli.outcome import Entry, failed_locally, guarded, record_result
+from rprop_bench.cli.recording import draw_step_heatmap, log_inputs, run_params, train_and_record
+from rprop_bench.cli.resume import skip_if_done
+
+
+def member_output_dir(index: int) -> Path:
+    """The Hydra output directory of job ``index`` of this sweep (``sweep.dir/<job num>``)."""
+    hydra_cfg = HydraConfig.get()
+    own = Path(hydra_cfg.runtime.output_dir)
+    if str(hydra_cfg.sweep.subdir) == str(hydra_cfg.job.num):
+        return own.parent / str(index)
+    return own  # a custom subdir pattern: the members share the leader's directory
+
+
+def run_seed_group(
+    cfg: DictConfig,
+    group: tuple[str, list[Any]],
+    tracker: Any,
+    parent_run_id: str,
+    sweep_tags: dict[str, str],
+    sweep_dir: Path,
+) -> dict[str, Any]:
+    """Train this job's seed group: every member whose run is not done, as one stacked model.
+
+    Under the group's lock file (shared by joblib workers), the members still to do are found
+    and their runs created RUNNING; another worker reaching a member of the group then sees it
+    RUNNING in a live process, or done in this sweep, and skips it. This job's own summary is
+    returned; if its own run is done, nothing is trained (the job that trains it is another).
+    """
+    from rprop_bench.locks import file_lock
+
+    group_key, members = group
+    hydra_cfg = HydraConfig.get()
+    choice = hydra_cfg.runtime.choices.get("optimizer")
+    own_key = run_key(cfg)
+    size = os.environ.get(SWEEP_SIZE_ENV, "?")
+    data = build_data(cfg)
+    todo: list[tuple[Any, DictConfig, RunNames]] = []
+    with file_lock(sweep_dir / f".rprop_bench_seed_group_{group_key}.lock"):
+        for member in members:
+            member_cfg = cfg.copy()
+            member_cfg.train.seed = member.seed
+            names = run_names(member_cfg, choice)
+            label = f"  [{member.index + 1}/{size}]"
+            quiet = member.key != own_key
+            done = skip_if_done(tracker, member_cfg, names.run_name, label, quiet=quiet)
+            if done is not None and not quiet:
+                return done
+            if done is None:
+                todo.append((member, member_cfg, names))
+        entries = []
+        for member, member_cfg, names in todo:
+            output_dir = member_output_dir(member.index)
+            tags = {
+                **run_tags(member_cfg, names, data.task, member.overrides, output_dir),
+                **sweep_tags,
+            }
+            if len(todo) > 1:
+                tags[schema.TAG_VECTORIZED] = str(len(todo))
+            recorder = tracker.start_run(
+                names.run_name,
+                tags,
+                run_params(member_cfg),
+                parent_run_id,
+                draw_heatmap=draw_step_heatmap,
+            )
+            label = f"  [{member.index + 1}/{size}]"
+            entries.append(Entry(member_cfg, names, recorder, label, output_dir))
+    uri = tracker.options.uri
+    if len(entries) == 1:
+        import torch
+
+        torch.manual_seed(int(cfg.train.seed))
+        model = model_builder(cfg, data)()
+        optimizer = hydra_instantiate(cfg.optimizer)(model.parameters())
+        built = Built(data, model, optimizer, train_settings(cfg))
+        return train_and_record(built, entries[0], uri, multirun=True)
+    return train_stacked(cfg, data, entries, own_key, uri)
+
+
+def train_stacked(
+    cfg: DictConfig, data: Any, entries: list[Entry], own_key: str, uri: str
+) -> dict[str, Any]:
+    """Train ``entries`` (one seed each) as one stacked model; record each as its own run."""
+    from rprop_bench.seed_batch import seeded_models, train_seeds
+
+    models = seeded_models(model_builder(cfg, data), [int(e.cfg.train.seed) for e in entries])
+
+    def train_all() -> list[Any]:
+        for entry in entries:
+            log_inputs(entry, data)
+        return train_seeds(
+            models, data, hydra_instantiate(cfg.optimizer), train_settings(cfg),
+            [e.recorder.on_epoch for e in entries],
+        )  # fmt: skip
+
+    from rprop_bench.retry import StoreUnavailable
+
+    try:
+        results = guarded(train_all, entries, multirun=True)
+    except StoreUnavailable as exc:
+        summaries = [failed_locally(entry, str(exc), multirun=True) for entry in entries]
+    else:
+        summaries = [
+            record_result(entry, result, model, uri, multirun=True)
+            if result is not None
+            else {"status": "FAILED", "run_id": entry.recorder.run_id}
+            for entry, result, model in zip(
+                entries, results or [None] * len(entries), models, strict=True
+            )
+        ]
+    own = [s for e, s in zip(entries, summaries, strict=True) if run_key(e.cfg) == own_key]
+    return own[0] if own else summaries[0]

@@ -1,0 +1,172 @@
+"""Who a run is: its names, run key, sweep id, commit and tags.
+
+Everything here is derived from the composed config (and the Hydra job it runs in), never from
+objects built from it, so the CLI's main process can key and name a whole sweep before any job
+starts, without importing torch.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from rprop_bench import schema
+
+PROGRAM = "python -m rprop_bench"
+
+
+#: Set by the CLI before a sweep starts: the sweep's id, from its jobs' run keys, so that the
+#: same sweep run again (resumed) finds its parent run. Every job gets it through its Hydra
+#: config's ``hydra.job.env_set``, on whatever machine it runs (rprop_bench.cli.launchers).
+SWEEP_ID_ENV = "RPROP_BENCH_SWEEP_ID"
+
+
+#: Set by the CLI before a sweep starts: the number of its jobs, for the "[3/30]" lines.
+SWEEP_SIZE_ENV = "RPROP_BENCH_SWEEP_SIZE"
+
+
+#: Config nodes that say how a run is recorded or scheduled, not what it computes. They stay out
+#: of the run key, so a change of store, launcher, output directory or resume policy keeps it.
+#: (Hydra's own settings, launcher and output directories included, are not in a job's config.)
+NOT_IN_RUN_KEY = ("tracking", "sweep", "hydra")
+
+
+@functools.cache
+def git_commit() -> str:
+    """The commit of the code being run (``-dirty`` if it has local changes), or ``unknown``."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head}-dirty" if dirty else head
+
+
+@dataclass(frozen=True)
+class RunNames:
+    """How a run is named and tagged."""
+
+    optimizer: str
+    variant: str
+    problem: str
+    model: str
+    seed: int
+
+    @property
+    def run_name(self) -> str:
+        """A readable run name, e.g. ``irprop+ · iris · seed 3``."""
+        label = self.variant if self.optimizer != schema.TORCH_RPROP_LABEL else self.optimizer
+        return f"{label} · {self.problem} · seed {self.seed}"
+
+
+def run_names(cfg: DictConfig, optimizer_choice: str | None) -> RunNames:
+    """Name the optimizer (config name), its variant, the problem, the model and the seed."""
+    target = str(cfg.optimizer.get("_target_", ""))
+    optimizer = optimizer_choice or target.rsplit(".", 1)[-1].lower()
+    return RunNames(
+        optimizer=optimizer,
+        variant=schema.variant_of(target, cfg.optimizer.get("variant"), optimizer),
+        problem=str(cfg.problem.data.name),
+        model=str(cfg.model.kind),
+        seed=int(cfg.train.seed),
+    )
+
+
+def sweep_id_for(sweep_dir: Path) -> str:
+    """A sweep's id: the one the CLI computed from its jobs (:func:`sweep_id_of`), else (a
+    sweep started without the CLI's checks) its output directory's date and time plus a short
+    hash of its path."""
+    from_cli = os.environ.get(SWEEP_ID_ENV)
+    if from_cli:
+        return from_cli
+    digest = hashlib.sha1(str(sweep_dir.resolve()).encode()).hexdigest()[:6]
+    return f"{sweep_dir.parent.name}_{sweep_dir.name}_{digest}"
+
+
+def sweep_id_of(run_keys: Iterable[str]) -> str:
+    """A sweep's id from its jobs' run keys: the same grid gives the same id, in any order."""
+    digest = hashlib.sha1("\n".join(sorted(set(run_keys))).encode()).hexdigest()[:12]
+    return f"sweep_{digest}"
+
+
+def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
+    """A hash of the resolved config without :data:`NOT_IN_RUN_KEY` (same key = same run).
+
+    Keys are sorted before hashing, so the order of overrides does not matter.
+    ``train.vectorize_seeds`` counts only when true: a stacked run agrees with a one-by-one
+    run up to last-bit rounding only, so a resumed sweep must not take one for the other, and
+    the keys of runs made before the option existed stay valid. ``without_seed`` leaves out
+    ``train.seed``: the key of a seed group (:mod:`rprop_bench.cli.seed_groups`).
+    """
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    for name in NOT_IN_RUN_KEY:
+        plain.pop(name, None)
+    train = plain.get("train")
+    if isinstance(train, dict):
+        if not train.get("vectorize_seeds", False):
+            train.pop("vectorize_seeds", None)
+        if without_seed:
+            train.pop("seed", None)
+    text = json.dumps(plain, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def run_tags(
+    cfg: DictConfig,
+    names: RunNames,
+    task: str,
+    overrides: Iterable[str] | None = None,
+    output_dir: Path | None = None,
+) -> dict[str, str]:
+    """The tags of a training run (schema names).
+
+    ``overrides`` and ``output_dir`` default to this Hydra job's; a seed group passes those of
+    each member's own job.
+    """
+    hydra_cfg = HydraConfig.get()
+    if overrides is None:
+        overrides = hydra_cfg.overrides.task
+    if output_dir is None:
+        output_dir = Path(hydra_cfg.runtime.output_dir)
+    return {
+        schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING,
+        schema.TAG_OPTIMIZER: names.optimizer,
+        schema.TAG_VARIANT: names.variant,
+        schema.TAG_PROBLEM: names.problem,
+        schema.TAG_TASK: task,
+        schema.TAG_MODEL: names.model,
+        schema.TAG_SEED: str(names.seed),
+        schema.TAG_GIT_COMMIT: git_commit(),
+        schema.TAG_COMMAND: " ".join([PROGRAM, "run", *overrides]),
+        schema.TAG_OUTPUT_DIR: str(output_dir.resolve()),
+        schema.TAG_RUN_KEY: run_key(cfg),
+    }
+
+
+def job_label() -> str:
+    """``  [3/30]``: this job's number in the sweep."""
+    number = HydraConfig.get().job.num + 1
+    return f"  [{number}/{os.environ.get(SWEEP_SIZE_ENV, '?')}]"

@@ -1,0 +1,134 @@
+"""How a run ends: FINISHED, FAILED (diverged, or an error), KILLED, or FAILED locally.
+
+The failure policy: an interrupt marks every run of the job KILLED and re-raises; another
+error marks them FAILED with the reason (a sweep goes on, a single run exits 1); a store that
+went away leaves the failure, and the unsent metrics, in a file in the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from rprop_bench import schema
+from rprop_bench.cli.console import print_summary
+from rprop_bench.cli.identity import RunNames
+from rprop_bench.signals import Interrupted
+
+#: The name of the file a run leaves in its Hydra output directory when the store went away.
+LOCAL_FAILURE_FILE = "run_failed_locally.json"
+
+
+@dataclass
+class Entry:
+    """One run being trained: its config, names, recorder and its label in the sweep."""
+
+    cfg: DictConfig
+    names: RunNames
+    recorder: Any
+    label: str
+    output_dir: Path
+
+
+def guarded(train_call: Any, entries: list[Entry], *, multirun: bool) -> Any:
+    """``train_call()``, ending every run of ``entries`` KILLED or FAILED if it raises.
+
+    Ctrl-C or SIGTERM marks every run KILLED (metrics so far written) and re-raises. Another
+    error marks every run FAILED with the reason; a sweep goes on (``None`` is returned), a
+    single run exits 1. A store that went away is re-raised: recording there would fail too.
+    """
+    from rprop_bench.retry import StoreUnavailable
+
+    try:
+        return train_call()
+    except KeyboardInterrupt as exc:
+        why = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
+        for entry in entries:
+            entry.recorder.fail(why, entry.names.run_name, status="KILLED")
+            print(f"run {entry.recorder.run_id} KILLED: {entry.names.run_name}: {why}",
+                  file=sys.stderr)  # fmt: skip
+        raise
+    except StoreUnavailable:
+        raise
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        for entry in entries:
+            entry.recorder.fail(reason, entry.names.run_name)
+            print(f"run {entry.recorder.run_id} FAILED: {entry.names.run_name}: {reason}",
+                  file=sys.stderr)  # fmt: skip
+        if multirun:
+            return None
+        raise SystemExit(1) from exc
+
+
+def record_result(
+    entry: Entry, result: Any, model: Any, uri: str, *, multirun: bool
+) -> dict[str, Any]:
+    """End the run FINISHED with its final metrics, or FAILED if it diverged; print a line."""
+    from rprop_bench.retry import StoreUnavailable
+
+    recorder, names = entry.recorder, entry.names
+    finals = dict(result.final_metrics)
+    try:
+        if result.diverged:
+            recorder.fail(result.reason or "diverged", names.run_name)
+        else:
+            if names.problem == "line":
+                finals.update(line_weights(model))
+            recorder.finish(finals, names.run_name)
+    except StoreUnavailable as exc:
+        return failed_locally(entry, str(exc), multirun=multirun)
+    status = "FAILED" if result.diverged else "FINISHED"
+    print_summary(
+        status, recorder.run_id, names.run_name, finals, result, recorder.seconds, uri,
+        multirun=multirun, label=entry.label,
+    )  # fmt: skip
+    if result.diverged and not multirun:
+        raise SystemExit(1)
+    return {"status": status, "run_id": recorder.run_id, "final_metrics": finals}
+
+
+def failed_locally(entry: Entry, reason: str, *, multirun: bool) -> dict[str, Any]:
+    """The store went away mid-run: record the failure (and the unsent metrics) in a file.
+
+    The run cannot be marked FAILED in a store that does not answer, so it is marked FAILED
+    here, in the Hydra output directory, and the user is told where. In the store it stays
+    RUNNING; its process ends, so a later sweep sees it dead, marks it KILLED and redoes it.
+    """
+    recorder, names = entry.recorder, entry.names
+    path = entry.output_dir.resolve() / LOCAL_FAILURE_FILE
+    record = {
+        "status": "FAILED", "run_id": recorder.run_id, "run_name": names.run_name,
+        "uri": recorder.options.uri, "reason": reason, "time": time.time(),
+        "unsent_metrics": recorder.unsent_metrics(),
+    }  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1))
+    print(
+        f"error: {reason}; run {recorder.run_id} ({names.run_name}) marked FAILED locally "
+        f"in {path}",
+        file=sys.stderr,
+        flush=True,
+    )
+    if multirun:
+        return {"status": "FAILED", "run_id": recorder.run_id, "reason": reason}
+    raise SystemExit(1)
+
+
+def line_weights(model: Any) -> dict[str, float]:
+    """``learned_w`` and ``learned_b`` of a one-unit linear model (problem ``line``)."""
+    import torch
+
+    linear = next((m for m in model.modules() if isinstance(m, torch.nn.Linear)), None)
+    if linear is None or linear.weight.numel() != 1 or linear.bias is None:
+        return {}
+    return {
+        schema.LINE_WEIGHT: float(linear.weight.detach().reshape(())),
+        schema.LINE_BIAS: float(linear.bias.detach().reshape(())),
+    }

@@ -1,0 +1,65 @@
+"""Training one run into its recorder: its inputs, its params, its epochs, its result."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rprop_bench import schema
+from rprop_bench.cli.build import Built
+from rprop_bench.cli.console import progress_bar, with_progress
+from rprop_bench.cli.outcome import Entry, failed_locally, guarded, record_result
+
+
+def log_inputs(entry: Entry, data: Any) -> None:
+    """The run's input artifacts: the composed config, and the data of problem ``line``."""
+    import torch
+
+    entry.recorder.log_text(OmegaConf.to_yaml(entry.cfg, resolve=True), schema.ARTIFACT_CONFIG)
+    if entry.names.problem == "line":
+        rows = torch.cat([data.x_train, data.y_train], dim=1).cpu().tolist()
+        entry.recorder.log_table(("x", "y"), rows, schema.ARTIFACT_LINE_DATA)
+
+
+def run_params(cfg: DictConfig) -> dict[str, str]:
+    """The run's MLflow params: the resolved config, flattened to dotted keys."""
+    from rprop_bench.params import flatten
+
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(plain, dict)
+    return flatten({str(k): v for k, v in plain.items()})
+
+
+def draw_step_heatmap(rows: Any, title: str) -> Any:
+    """The run's step-size heatmap, drawn for the writer; matplotlib is imported only here."""
+    from rprop_bench.step_figure import step_heatmap
+
+    return step_heatmap(rows, title)
+
+
+def train_and_record(built: Built, entry: Entry, uri: str, *, multirun: bool) -> dict[str, Any]:
+    """Train with the entry's recorder as the callback and end the run FINISHED, FAILED or
+    KILLED (or FAILED locally, in its output directory, if the store went away)."""
+    from rprop_bench.retry import StoreUnavailable
+    from rprop_bench.training import train
+
+    progress = progress_bar(built.settings.epochs, entry.names.run_name, disable=multirun)
+
+    def train_one() -> Any:
+        log_inputs(entry, built.data)
+        return train(
+            built.model, built.data, built.optimizer, built.settings,
+            with_progress(entry.recorder.on_epoch, progress),
+        )  # fmt: skip
+
+    try:
+        result = guarded(train_one, [entry], multirun=multirun)
+    except StoreUnavailable as exc:
+        return failed_locally(entry, str(exc), multirun=multirun)
+    finally:
+        if progress is not None:
+            progress.close()
+    if result is None:
+        return {"status": "FAILED", "run_id": entry.recorder.run_id}
+    return record_result(entry, result, built.model, uri, multirun=multirun)

@@ -1,0 +1,39 @@
+"""Whether a sweep's job is already done: the skip and resume policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from rprop_bench.cli.identity import run_key
+from rprop_bench.cli.seed_groups import sweep_started, vectorized
+
+
+def skip_if_done(
+    tracker: Any, cfg: DictConfig, run_name: str, label: str, *, quiet: bool = False
+) -> dict[str, Any] | None:
+    """In a sweep: a summary if this job's run key is already done (or running elsewhere).
+
+    Dead RUNNING runs of the key are marked KILLED on the way (see
+    :meth:`rprop_bench.tracking.Tracker.previous_runs`). ``sweep.skip_finished=false``
+    redoes every job, except one that its seed group trained in this very sweep.
+    ``quiet`` prints only the reaped runs (a seed group checking its other members).
+    """
+    started = sweep_started() if vectorized(cfg) else None
+    previous = tracker.previous_runs(run_key(cfg), since=started)
+    for run_id in previous.reaped:
+        print(f"{label} run {run_id} of {run_name} was left RUNNING by a dead "
+              f"process: marked KILLED, redoing it", flush=True)  # fmt: skip
+    if previous.since is not None:
+        why, done = "trained with its seed group in this sweep", previous.since
+    elif OmegaConf.select(cfg, "sweep.skip_finished", default=True) and (
+        previous.finished or previous.running
+    ):
+        why = "already FINISHED" if previous.finished else "already RUNNING in a live process"
+        done = previous.finished or previous.running
+    else:
+        return None
+    if not quiet:
+        print(f"{label} SKIPPED {run_name}: {why} as run {done}", flush=True)
+    return {"status": "SKIPPED", "run_id": done}
