@@ -161,6 +161,8 @@ BAD_VALUES = [
     (["model=mlp", "model.hidden=[0]"], "model.hidden=[0] is out of range"),
     (["model=linear", "model.hidden=[4]"], "must be [] for a linear model"),
     (["tracking.max_batch=5000"], "tracking.max_batch=5000 is out of range: must be in [1, 1000]"),
+    (["problem.data.name=foo"], "problem.data.name='foo' is not a problem; valid problems: "),
+    (["problem.data.name=../../etc/passwd"], "problem.data.name='../../etc/passwd' is not a"),
 ]
 
 

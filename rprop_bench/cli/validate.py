@@ -163,9 +163,34 @@ def validate_train(train: Mapping[str, Any]) -> None:
     _check("train.device", device, lambda v: v.split(":")[0] in DEVICES, f"one of {DEVICES}")
 
 
+#: The problem loader's ``_target_``: its ``name`` must be a registered problem.
+PROBLEM_LOADER = "rprop_bench.problems.load_problem"
+
+
+def _check_problem_name(name: Any) -> None:
+    """A name of the problem registry (:data:`rprop_bench.problems.PROBLEMS`).
+
+    The name of a problem config in conf/problem/ is its data's name, so that is accepted
+    without importing the problems (torch and scikit-learn, seconds in the CLI's process).
+    """
+    from rprop_bench.cli.compose import group_options
+
+    if isinstance(name, str) and name in group_options("problem"):
+        return
+    from rprop_bench.problems import problem_names
+
+    valid = problem_names()
+    if name not in valid:
+        raise ConfigError(
+            f"problem.data.name={name!r} is not a problem; valid problems: {', '.join(valid)}"
+        )
+
+
 def validate_problem(problem: Mapping[str, Any]) -> None:
-    """Check the problem group's split settings."""
+    """Check the problem group's name and split settings."""
     data = problem["data"]
+    if data.get("_target_") == PROBLEM_LOADER:
+        _check_problem_name(data.get("name"))
     _int_at_least("problem.data.split_seed", data["split_seed"], 0)
     for key in ("val_fraction", "test_fraction"):
         _of_type(f"problem.data.{key}", data[key], _number, "a number in (0, 1)")
