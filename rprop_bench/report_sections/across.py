@@ -1,0 +1,194 @@
+"""Comparisons across problems: performance profiles, ranks with the Friedman test and
+critical-difference diagrams, and the probability of improvement.
+
+:func:`across_problems` writes the heading and then each part of :data:`PARTS` in order (a
+part is a section, ``(ctx, w) -> None``), or says why there is nothing to compare (fewer
+than two problems or two optimizers).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rprop_bench import analysis, plotting, schema
+from rprop_bench.document import DocumentWriter
+from rprop_bench.report_sections.common import column, fmt
+from rprop_bench.report_sections.context import ReportContext, Section
+
+__all__ = [
+    "PARTS",
+    "across_problems",
+    "criteria",
+    "improvement",
+    "median_costs",
+    "performance_profiles",
+    "ranks",
+]
+
+
+def median_costs(
+    runs: pd.DataFrame, value: pd.Series, problems: list[str], methods: list[str]
+) -> np.ndarray:
+    """(n_problems, n_methods) median cost over seeds; failed/missing runs cost inf."""
+    f = runs[["problem", "method"]].copy()
+    f["cost"] = np.where(runs["failed"], np.inf, value.fillna(np.inf))
+    med = f.groupby(["problem", "method"])["cost"].median()
+    out = np.full((len(problems), len(methods)), np.inf)
+    for i, p in enumerate(problems):
+        for j, m in enumerate(methods):
+            if (p, m) in med.index:
+                out[i, j] = med.loc[(p, m)]
+    return out
+
+
+def _to_target(runs: pd.DataFrame, metric: str) -> pd.Series:
+    """A time-to-target metric of the runs, ∞ where a run did not reach the target."""
+    reached = column(runs, schema.REACHED_TARGET) == 1.0
+    return pd.Series(np.where(reached, column(runs, metric), np.inf), index=runs.index)
+
+
+def criteria(runs: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
+    """What the optimizers are ranked on: (label, file-name key, value per run)."""
+    return [
+        ("final training loss", "final_train_loss", column(runs, schema.FINAL_TRAIN_LOSS)),
+        ("final test loss", "test_loss", column(runs, schema.TEST_LOSS)),
+        ("epochs to target", "epochs_to_target", _to_target(runs, schema.EPOCHS_TO_TARGET)),
+    ]
+
+
+def performance_profiles(ctx: ReportContext, w: DocumentWriter) -> None:
+    """Dolan–Moré profiles of the final test loss and the seconds and epochs to target."""
+    runs, problems, methods = ctx.runs, ctx.problems, ctx.methods
+    tiny = np.finfo(float).tiny
+    profiles = {}
+    for name, value in (
+        ("final test loss", column(runs, schema.TEST_LOSS)),
+        ("seconds to target", _to_target(runs, schema.SECONDS_TO_TARGET)),
+        ("epochs to target", _to_target(runs, schema.EPOCHS_TO_TARGET)),
+    ):
+        c = np.clip(median_costs(runs, value, problems, methods), tiny, None)
+        taus = analysis.profile_taus(c)
+        profiles[name] = (taus, analysis.performance_profile(c, taus))
+    w.heading(3, "Performance profiles")
+    w.figure(
+        plotting.performance_profiles(profiles, methods),
+        "performance_profiles",
+        "Dolan–Moré performance profiles over problems: the fraction of problems on which an "
+        "optimizer's median cost is within a factor τ of the best, for the final test loss, the "
+        "seconds and the epochs to the target loss (epochs do not depend on the machine's "
+        "load). Failed or never-reaching runs count as ∞.",
+    )
+
+
+def _cd_figure(
+    w: DocumentWriter,
+    fr: analysis.FriedmanResult,
+    methods: list[str],
+    cd: float,
+    criterion: tuple[str, str],
+) -> None:
+    """The critical-difference diagram of one criterion (its label and file-name key)."""
+    label, key = criterion
+    w.figure(
+        plotting.cd_diagram(
+            fr.average_ranks,
+            methods,
+            cd,
+            analysis.cd_cliques(fr.average_ranks, cd),
+            title=f"average rank: {label}",
+        ),
+        f"cd_diagram_{key}",
+        f"Critical-difference diagram on {label}: optimizers joined by a bar are not "
+        f"significantly different (Nemenyi, α = 0.05). Friedman χ² = {fmt(fr.statistic)}, "
+        f"p = {fmt(fr.pvalue)}.",
+    )
+
+
+def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
+    """Average ranks per criterion, the Friedman test and the Nemenyi critical difference."""
+    runs, problems, methods = ctx.runs, ctx.problems, ctx.methods
+    w.heading(3, "Ranks, Friedman test and critical difference")
+    cd = analysis.nemenyi_critical_difference(len(methods), len(problems))
+    w.para(
+        f"Average ranks over {len(problems)} problems (1 = best) of each optimizer's median over "
+        "seeds, for three criteria; a failed or never-reaching run counts as ∞. The Friedman "
+        "test asks whether the optimizers differ at all; the Nemenyi critical difference at "
+        f"α = 0.05 for {len(methods)} optimizers and {len(problems)} problems is {cd:.3f}."
+    )
+    rank_rows, tests = [], []
+    disp = pd.DataFrame({"optimizer": methods})
+    bold = pd.DataFrame(False, index=disp.index, columns=[])
+    for label, key, values in criteria(runs):
+        if values.isna().all():
+            continue
+        fr = analysis.friedman_test(median_costs(runs, values, problems, methods))
+        tests.append(f"{label}: χ² = {fmt(fr.statistic)}, p = {fmt(fr.pvalue)}")
+        rank_rows += [
+            {
+                "criterion": label,
+                "method": m,
+                "average_rank": r,
+                "friedman_chi2": fr.statistic,
+                "friedman_p": fr.pvalue,
+                "nemenyi_cd": cd,
+            }
+            for m, r in zip(methods, fr.average_ranks, strict=True)
+        ]
+        disp[label] = [f"{r:.2f}" for r in fr.average_ranks]
+        bold[label] = fr.average_ranks == fr.average_ranks.min()
+        _cd_figure(w, fr, methods, cd, (label, key))
+    bold.insert(0, "optimizer", False)
+    w.table(
+        "ranks",
+        "Average ranks per criterion (best in bold). Friedman tests: " + "; ".join(tests) + ".",
+        pd.DataFrame(rank_rows),
+        disp,
+        bold[disp.columns],
+    )
+
+
+def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
+    """P(X beats Y) on the final test loss and the epochs to target, figure and table."""
+    runs, methods = ctx.runs, ctx.methods
+    w.heading(3, "Probability of improvement")
+    for label, key, values in criteria(runs)[1:]:
+        frame = runs[["problem", "method"]].copy()
+        frame["value"] = np.where(runs["failed"], np.nan, values)
+        matrix = analysis.improvement_matrix(frame, methods=methods)
+        suffix = "" if key == "test_loss" else f"_{key}"
+        w.figure(
+            plotting.improvement_heatmap(matrix, title=label),
+            f"probability_of_improvement{suffix}",
+            f"P(X beats Y) on {label}: the probability that a run of X does better (lower) than "
+            "a run of Y on the same problem, averaged over problems (a failed run loses).",
+        )
+        num = matrix.reset_index(names="method")
+        shown = num.copy()
+        for c in methods:
+            shown[c] = [fmt(v) for v in num[c]]
+        shown = shown.rename(columns={"method": "X \\ Y"})
+        w.table(
+            f"probability_of_improvement{suffix}",
+            f"P(row beats column) on {label}.",
+            num,
+            shown,
+        )
+
+
+#: The parts of the across-problems section, in order.
+PARTS: list[Section] = [performance_profiles, ranks, improvement]
+
+
+def across_problems(ctx: ReportContext, w: DocumentWriter) -> None:
+    """The heading, then each part of :data:`PARTS` (with two problems and two optimizers)."""
+    w.heading(2, "Across problems")
+    if len(ctx.problems) < 2 or len(ctx.methods) < 2:
+        w.para(
+            "Comparisons across problems need at least two problems and two optimizers; "
+            f"this report has {len(ctx.problems)} problem(s) and {len(ctx.methods)} "
+            "optimizer(s)."
+        )
+        return
+    for part in PARTS:
+        part(ctx, w)

@@ -1,0 +1,83 @@
+"""What every section of the report reads: :class:`ReportContext`; and what a section is.
+
+A section is a function ``(ctx, w) -> None`` (:data:`Section`) that reads the context and
+adds headings, paragraphs, figures and tables to the
+:class:`~rprop_bench.document.DocumentWriter` ``w``; a part of each problem's section is a
+function ``(ctx, problem, w) -> None`` (:data:`ProblemSection`). The context is read only:
+sections do not change it, so that they do not depend on each other's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from rprop_bench.document import DocumentWriter
+from rprop_bench.report_sections.finals import FinalTable, final_table
+from rprop_bench.report_sections.options import ReportOptions
+from rprop_bench.results import ExperimentResults
+
+__all__ = ["ProblemSection", "ReportContext", "Section"]
+
+
+@dataclass(frozen=True)
+class ReportContext:
+    """The runs of a report and how to render it.
+
+    Attributes:
+        tracking_uri: the MLflow store the runs come from (sections may read more of it
+            through :mod:`rprop_bench.results`, e.g. a run's artifact).
+        experiment: the MLflow experiment's name.
+        options: the :class:`ReportOptions`.
+        results: what :func:`results.load_experiment` read (ids of the experiment, of the
+            sweep and its parent run).
+        runs: one row per training run (:class:`results.ExperimentResults`'s ``runs``), its
+            ``method`` labels extended by ``options.label_params``.
+        histories: the runs' metric histories, tidy (``run_id``, ``metric``, ``step``,
+            ``value``, ...; :func:`results.load_histories`).
+        wide: the histories one row per (run, step), a column per metric, with the run's
+            ``problem``, ``method``, ``seed`` and ``failed``.
+        histograms: the step-size histograms of the runs the step-size figures show
+            (:func:`results.load_step_histograms`).
+        problems: the problems, sorted.
+        methods: the methods (optimizer labels), sorted.
+    """
+
+    tracking_uri: str
+    experiment: str
+    options: ReportOptions
+    results: ExperimentResults
+    runs: pd.DataFrame
+    histories: pd.DataFrame
+    wide: pd.DataFrame
+    histograms: pd.DataFrame
+    problems: list[str]
+    methods: list[str]
+
+    @property
+    def out(self) -> Path:
+        """The output folder."""
+        return Path(self.options.out)
+
+    def problem_runs(self, problem: str) -> pd.DataFrame:
+        """The runs of one problem."""
+        return self.runs[self.runs["problem"] == problem]
+
+    def problem_wide(self, problem: str) -> pd.DataFrame:
+        """The metric histories (:attr:`wide`) of one problem's runs."""
+        return self.wide[self.wide["problem"] == problem]
+
+    @cached_property
+    def finals(self) -> dict[str, FinalTable]:
+        """Each problem's final results (computed once, on first use)."""
+        return {p: final_table(p, self.problem_runs(p), self.options) for p in self.problems}
+
+
+#: A section of the report: reads the context, writes to the document.
+Section = Callable[[ReportContext, DocumentWriter], None]
+#: A part of each problem's section: the context, the problem, the document.
+ProblemSection = Callable[[ReportContext, str, DocumentWriter], None]

@@ -1,0 +1,49 @@
+"""The report's sections are a list: a section added to it shows in the report, in its place.
+
+The store is the hand-chosen one of ``conftest.standard_runs`` (two problems, two optimizers,
+12 runs).
+"""
+
+from __future__ import annotations
+
+from rprop_bench import report
+from rprop_bench.document import DocumentWriter
+from rprop_bench.report_sections import problem
+
+
+def test_a_registered_section_shows_in_the_report_and_leaves_no_trace(
+    standard_store, tmp_path, monkeypatch
+):
+    seen: list[report.ReportContext] = []
+
+    def throwaway(ctx: report.ReportContext, w: DocumentWriter) -> None:
+        seen.append(ctx)
+        w.heading(2, "Throwaway section")
+        w.para(f"{len(ctx.runs)} runs on {len(ctx.problems)} problems")
+
+    def throwaway_part(ctx: report.ReportContext, name: str, w: DocumentWriter) -> None:
+        w.para(f"throwaway part of {name}")
+
+    sections, parts = list(report.SECTIONS), list(problem.PARTS)
+    out = tmp_path / "r"
+    options = report.ReportOptions(out=out, formats=("png",), progress=False, log_to_mlflow=False)
+    with monkeypatch.context() as m:
+        m.setattr(report, "SECTIONS", [*report.SECTIONS, throwaway])
+        m.setattr(problem, "PARTS", [*problem.PARTS, throwaway_part])
+        built = report.build_report(standard_store, "exp", options)
+    assert sections == report.SECTIONS  # registered for that build only
+    assert throwaway not in report.SECTIONS
+    assert parts == problem.PARTS
+
+    (ctx,) = seen
+    assert (ctx.problems, ctx.methods, ctx.out) == (["iris", "line"], ["adam", "irprop+"], out)
+    md = built.markdown.read_text(encoding="utf-8")
+    assert "## Throwaway section\n\n12 runs on 2 problems\n" in md
+    assert md.index("## All runs") < md.index("## Throwaway section")  # last, as registered
+    iris_part = md.index("throwaway part of iris")
+    assert md.index("### iris: final results") < iris_part < md.index("## Problem: line")
+    assert md.index("## Problem: line") < md.index("throwaway part of line")
+    html = built.index_html.read_text(encoding="utf-8")
+    assert '<h2 id="throwaway-section">Throwaway section</h2>\n<p>12 runs on 2 problems</p>' in html
+    assert '<a href="#throwaway-section">Throwaway section</a>' in html  # in the contents
+    assert "<p>throwaway part of iris</p>" in html
