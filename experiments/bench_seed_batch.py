@@ -38,6 +38,7 @@ import matplotlib.pyplot as plt
 import torch
 from hydra.utils import instantiate
 
+from rprop_bench.cli.build import optimizer_partial
 from rprop_bench.cli.compose import compose_config
 from rprop_bench.seed_batch import seeded_models, train_seeds
 from rprop_bench.training import TrainSettings, train
@@ -54,7 +55,7 @@ def _setup(optimizer: str) -> tuple:
     torch.set_num_threads(int(cfg.train.num_threads))
     data = instantiate(cfg.problem.data)
     model_partial = instantiate(cfg.model, _convert_="all")
-    optimizer_partial = instantiate(cfg.optimizer, _convert_="all")
+    make_optimizer = optimizer_partial(cfg)
     settings = TrainSettings(
         epochs=int(cfg.train.epochs),
         batch_size=cfg.train.batch_size,
@@ -66,11 +67,11 @@ def _setup(optimizer: str) -> tuple:
     def build() -> torch.nn.Module:
         return model_partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
 
-    return data, build, optimizer_partial, settings
+    return data, build, make_optimizer, settings
 
 
 def _way(name: str, setup: tuple, seeds: range) -> Callable[[], None]:
-    data, build, optimizer_partial, settings = setup
+    data, build, make_optimizer, settings = setup
 
     def run() -> None:
         kept: list[list] = [[] for _ in seeds]
@@ -80,9 +81,9 @@ def _way(name: str, setup: tuple, seeds: range) -> Callable[[], None]:
         models = seeded_models(build, seeds)
         if name == "one_by_one":
             for model, callback in zip(models, callbacks, strict=True):
-                train(model, data, optimizer_partial(model.parameters()), settings, callback)
+                train(model, data, make_optimizer(model.parameters()), settings, callback)
         else:
-            train_seeds(models, data, optimizer_partial, settings, callbacks, exact=name == "exact")
+            train_seeds(models, data, make_optimizer, settings, callbacks, exact=name == "exact")
 
     return run
 

@@ -241,6 +241,32 @@ def load_problem(
             f"unknown problem {name!r}; valid problems: {', '.join(problem_names())}"
         )
     raw = PROBLEMS[name](split_seed, **(options or {}))
+    return prepare(
+        raw,
+        name,
+        split_seed=split_seed,
+        val_fraction=val_fraction,
+        test_fraction=test_fraction,
+        standardize=standardize,
+        standardize_target=standardize_target,
+    )
+
+
+def prepare(
+    raw: RawData,
+    name: str,
+    *,
+    split_seed: int = 0,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.2,
+    standardize: bool = True,
+    standardize_target: bool = False,
+) -> ProblemData:
+    """Split, scale and convert a builder's :class:`RawData` as :func:`load_problem` does.
+
+    Public so that a data function of the user's (a problem config's ``data._target_``) can
+    hand its arrays to the harness the way the built-in problems do.
+    """
     if raw.x_val is None or raw.x_test is None:
         x_train, y_train, x_val, y_val, x_test, y_test = _split(
             raw, split_seed, val_fraction, test_fraction

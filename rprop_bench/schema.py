@@ -109,6 +109,11 @@ TORCH_RPROP_TARGET = "torch.optim.Rprop"
 TORCH_RPROP_VARIANT = "irprop-"  # torch.optim.Rprop: no backtracking, a flip zeroes the gradient
 #: The label a report gives torch's Rprop (its optimizer config's name), beside our variants.
 TORCH_RPROP_LABEL = "torch_rprop"
+#: The harness's own key in an optimizer's config (not passed to its class, not in the run
+#: key): ``true`` where each weight's update reads only that weight's gradient, state and
+#: value (so seeds can train stacked, ``train.vectorize_seeds``), ``false`` where it couples
+#: weights (L-BFGS). Absent: decided by the class (``rprop_bench.seed_batch``).
+OPTIMIZER_ELEMENTWISE_KEY = "elementwise"
 #: The default tracking store: an embedded SQLite file in the working directory.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 

@@ -303,6 +303,7 @@ def train_seeds(
     callbacks: Sequence[EpochCallback | None] | None = None,
     *,
     exact: bool = False,
+    elementwise: bool | None = None,
 ) -> list[TrainResult]:
     """Train ``models`` (one per seed, one architecture) at once, each as ``train`` would alone.
 
@@ -318,6 +319,9 @@ def train_seeds(
         settings: as for :func:`rprop_bench.training.train`; ``batch_size`` must be full batch.
         callbacks: one per model (or ``None``), called as ``train`` calls its callback.
         exact: bit-identical to ``train`` at a lower speed-up (see the module doc).
+        elementwise: what the optimizer's config declares: ``True`` vouches for a class
+            this module does not know (an optimizer of the user's), ``False`` refuses it;
+            ``None`` goes by :data:`ELEMENTWISE_OPTIMIZERS`.
 
     Returns:
         One :class:`TrainResult` per model, in order: ``"finished"`` with the final metrics, or
@@ -332,7 +336,12 @@ def train_seeds(
     check_full_batch(settings, len(data.x_train))
     stacked = StackedModel(models, exact=exact)
     optimizer = make_optimizer([t for _, t in stacked.named_parameters()])
-    check_optimizer(optimizer)
+    if elementwise is False:
+        raise SeedBatchError(
+            f"{type(optimizer).__name__} is declared not elementwise: train its seeds one by one"
+        )
+    if elementwise is None:
+        check_optimizer(optimizer)
     for model in models:
         model.train()
     results = run_epochs(_StackedTrainee(stacked, data, optimizer), data, settings, callbacks)

@@ -15,6 +15,8 @@ from harness_helpers import compose
 from hydra.utils import instantiate
 
 from rprop_bench import schema
+from rprop_bench.cli.build import optimizer_partial
+from rprop_bench.cli.compose import group_options
 from rprop_bench.seed_batch import SeedBatchError, StackedModel, seeded_models, train_seeds
 from rprop_bench.training import TrainResult, TrainSettings, train
 
@@ -22,8 +24,20 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SEEDS = range(3)
 EPOCHS = 30
-RPROP_FAMILY = ["rprop_plus", "rprop_minus", "irprop_plus", "irprop_minus", "torch_rprop"]
-BASELINES = ["sgd", "momentum", "adam", "adamw", "rmsprop"]
+# Every optimizer whose config declares it elementwise, from conf/ (a new one is covered as
+# soon as its config exists): the Rprop family (ours and torch's), and the baselines.
+ELEMENTWISE = [
+    name
+    for name in group_options("optimizer")
+    if compose(f"optimizer={name}").optimizer.get(schema.OPTIMIZER_ELEMENTWISE_KEY)
+]
+RPROP_FAMILY = [
+    name
+    for name in ELEMENTWISE
+    if compose(f"optimizer={name}").optimizer._target_
+    in (schema.RPROP_TARGET, schema.TORCH_RPROP_TARGET)
+]
+BASELINES = [name for name in ELEMENTWISE if name not in RPROP_FAMILY]
 PROBLEMS = ["iris", "diabetes"]  # classification (cross-entropy), regression (MSE)
 #: Seconds differ between the two ways by construction; everything else is compared.
 TIMES = {schema.WALL_TIME, schema.TRAIN_SECONDS, schema.SECONDS_TO_TARGET}
@@ -37,7 +51,7 @@ def _setup(optimizer: str, problem: str):
     model = instantiate(cfg.model, _convert_="all")
     settings = TrainSettings(epochs=EPOCHS, log_every=5, target_loss=cfg.train.target_loss)
     build = functools.partial(model, n_inputs=data.n_inputs, n_outputs=data.n_outputs)
-    return data, build, instantiate(cfg.optimizer, _convert_="all"), settings
+    return data, build, optimizer_partial(cfg), settings
 
 
 def _recorder(logs: list):
@@ -205,7 +219,7 @@ def test_a_diverging_seed_is_reported_and_leaves_the_others_untouched(exact):
 def test_l_bfgs_is_refused_with_the_reason():
     data, build, _, settings = _setup("irprop_minus", "iris")
     cfg = compose("optimizer=lbfgs", "problem=iris")
-    lbfgs = instantiate(cfg.optimizer, _convert_="all")
+    lbfgs = optimizer_partial(cfg)
     with pytest.raises(SeedBatchError, match="LBFGS cannot train seeds stacked: L-BFGS couples"):
         train_seeds(seeded_models(build, SEEDS), data, lbfgs, settings)
 
@@ -282,7 +296,7 @@ def test_alone_and_stacked_agree_on_divergence_and_target(optimizer, lr, log_eve
     build = functools.partial(
         instantiate(cfg.model, _convert_="all"), n_inputs=data.n_inputs, n_outputs=data.n_outputs
     )
-    make_optimizer = instantiate(cfg.optimizer, _convert_="all")
+    make_optimizer = optimizer_partial(cfg)
     settings = TrainSettings(epochs=120, log_every=log_every, target_loss=target)
     alone = [
         train(m, data, make_optimizer(m.parameters()), settings)

@@ -11,6 +11,7 @@ from harness_helpers import compose
 from hydra.utils import instantiate
 
 from rprop_bench import schema
+from rprop_bench.cli.build import optimizer_partial
 from rprop_bench.cli.compose import group_options
 from rprop_bench.diagnostics import HISTOGRAM_EDGES, StepSizeMonitor, histogram_counts
 from rprop_bench.models import build_model
@@ -43,7 +44,7 @@ def test_every_optimizer_config_trains_through_a_closure(optimizer_name):
     data = instantiate(cfg.problem.data)
     torch.manual_seed(0)
     model = instantiate(cfg.model)(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
-    optimizer = instantiate(cfg.optimizer, _convert_="all")(model.parameters())
+    optimizer = optimizer_partial(cfg)(model.parameters())
     losses: list[float] = []
     result = train(
         model, data, optimizer, TrainSettings(epochs=15),

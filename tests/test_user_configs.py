@@ -98,3 +98,74 @@ def test_a_joblib_sweep_with_a_users_optimizer_from_config_dir(tmp_path, user_co
     runs = runs_of_kind(store_uri)
     lrs = {r.data.tags[schema.TAG_OPTIMIZER]: r.data.params["optimizer.lr"] for r in runs}
     assert lrs == {NAME: "0.05", "sgd": "0.1"}
+
+
+THROWAWAY_CODE = '''
+"""A user's own code: an optimizer class and a data function the harness has never seen."""
+import numpy as np
+import torch
+
+from rprop_bench.problems import CLASSIFICATION, RawData, prepare
+
+
+class SignDescent(torch.optim.SGD):
+    """SGD under a name of its own: not in any list of the harness."""
+
+
+def xor_data(name, split_seed, val_fraction, test_fraction, standardize, standardize_target,
+             options):
+    rng = np.random.default_rng(split_seed)
+    x = rng.normal(size=(int(options["n_samples"]), 2))
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+    return prepare(RawData(x, y, CLASSIFICATION), name, split_seed=split_seed,
+                   val_fraction=val_fraction, test_fraction=test_fraction,
+                   standardize=standardize, standardize_target=standardize_target)
+'''
+# One file per new optimizer and per new problem, as the README's "how to add" says.
+THROWAWAY_OPTIMIZER = """_target_: throwaway.SignDescent
+_partial_: true
+lr: 0.1
+elementwise: true  # so its seeds may train stacked
+"""
+THROWAWAY_PROBLEM = """defaults:
+  - /base/problem@_here_
+  - _self_
+data:
+  _target_: throwaway.xor_data
+  name: xor
+  options: {n_samples: 200}
+target_loss: 0.3
+"""
+
+
+@pytest.mark.slow
+def test_a_throwaway_optimizer_and_problem_sweep_stack_and_report(tmp_path, store_uri):
+    """A new optimizer and a new problem are one config file each (plus the code they name):
+    they run in a sweep, stack their seeds (declared elementwise), and appear in the report."""
+    code, conf, work = tmp_path / "code", tmp_path / "myconf", tmp_path / "work"
+    for folder in (code, conf / "optimizer", conf / "problem", work):
+        folder.mkdir(parents=True)
+    (code / "throwaway.py").write_text(THROWAWAY_CODE)
+    (conf / "optimizer" / "sign_descent.yaml").write_text(THROWAWAY_OPTIMIZER)
+    (conf / "problem" / "xor.yaml").write_text(THROWAWAY_PROBLEM)
+    env = {"PYTHONPATH": str(code)}
+    out = run_cli(
+        "sweep", "--config-dir", str(conf), "optimizer=sign_descent,adam", "problem=xor,iris",
+        "train.seed=0,1", "train.epochs=5", "train.vectorize_seeds=true",
+        f"tracking.uri={store_uri}", cwd=work, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "sweep done: 8 FINISHED" in out.stdout
+    runs = runs_of_kind(store_uri)
+    assert len(runs) == 8
+    ours = [r for r in runs if r.data.tags[schema.TAG_OPTIMIZER] == "sign_descent"]
+    assert {r.data.tags[schema.TAG_PROBLEM] for r in ours} == {"xor", "iris"}
+    assert {r.data.tags.get(schema.TAG_VECTORIZED) for r in ours} == {"2"}  # stacked in pairs
+    report = run_cli(
+        "report", f"tracking.uri={store_uri}", "report.formats=[png]", "report.progress=false",
+        cwd=work, env=env,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    text = (work / "reports" / "rprop-bench" / "report.md").read_text()
+    assert "sign_descent" in text
+    assert "xor" in text

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from rprop_bench import schema
 from rprop_bench.cli.validate import ConfigError
 
 if TYPE_CHECKING:
@@ -69,6 +70,21 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
     )
 
 
+def optimizer_partial(cfg: DictConfig) -> Callable[..., torch.optim.Optimizer]:
+    """The optimizer's class with its hyperparameters bound, without the harness's own keys
+    (:data:`~rprop_bench.schema.OPTIMIZER_ELEMENTWISE_KEY`): call it with the parameters."""
+    node = OmegaConf.masked_copy(
+        cfg.optimizer, [k for k in cfg.optimizer if k != schema.OPTIMIZER_ELEMENTWISE_KEY]
+    )
+    return hydra_instantiate(node)
+
+
+def declared_elementwise(cfg: DictConfig) -> bool | None:
+    """Whether the optimizer's config declares it elementwise (``None``: it does not say)."""
+    value = cfg.optimizer.get(schema.OPTIMIZER_ELEMENTWISE_KEY)
+    return None if value is None else bool(value)
+
+
 def build(cfg: DictConfig) -> Built:
     """Build the problem data, the model (seeded by ``train.seed``), the optimizer and settings."""
     import torch
@@ -76,7 +92,7 @@ def build(cfg: DictConfig) -> Built:
     data = build_data(cfg)
     torch.manual_seed(int(cfg.train.seed))
     model = model_builder(cfg, data)()
-    optimizer = hydra_instantiate(cfg.optimizer)(model.parameters())
+    optimizer = optimizer_partial(cfg)(model.parameters())
     return Built(data, model, optimizer, train_settings(cfg))
 
 

@@ -17,8 +17,9 @@ from rprop_bench import schema
 from rprop_bench.cli.build import (
     Built,
     build_data,
-    hydra_instantiate,
+    declared_elementwise,
     model_builder,
+    optimizer_partial,
     train_settings,
 )
 from rprop_bench.cli.identity import SWEEP_SIZE_ENV, RunNames, run_key, run_names, run_tags
@@ -96,7 +97,7 @@ def run_seed_group(
 
         torch.manual_seed(int(cfg.train.seed))
         model = model_builder(cfg, data)()
-        optimizer = hydra_instantiate(cfg.optimizer)(model.parameters())
+        optimizer = optimizer_partial(cfg)(model.parameters())
         built = Built(data, model, optimizer, train_settings(cfg))
         return train_and_record(built, entries[0], uri, multirun=True)
     return train_stacked(cfg, data, entries, own_key, uri)
@@ -114,8 +115,8 @@ def train_stacked(
         for entry in entries:
             log_inputs(entry, data)
         return train_seeds(
-            models, data, hydra_instantiate(cfg.optimizer), train_settings(cfg),
-            [e.recorder.on_epoch for e in entries],
+            models, data, optimizer_partial(cfg), train_settings(cfg),
+            [e.recorder.on_epoch for e in entries], elementwise=declared_elementwise(cfg),
         )  # fmt: skip
 
     from rprop_bench.retry import StoreUnavailable

@@ -124,6 +124,9 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     assert isinstance(plain, dict)
     for name in NOT_IN_RUN_KEY:
         plain.pop(name, None)
+    optimizer = plain.get("optimizer")
+    if isinstance(optimizer, dict):  # a trait of the optimizer, not a hyperparameter
+        optimizer.pop(schema.OPTIMIZER_ELEMENTWISE_KEY, None)
     train = plain.get("train")
     if isinstance(train, dict):
         if not train.get("vectorize_seeds", False):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from rprop_bench import schema
 from rprop_bench.cli.identity import run_key
 
 #: The plan file of the running sweep (JSON), set by the CLI for every job (hydra.job.env_set).
@@ -67,7 +68,15 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
             f"train.batch_size={cfg.train.batch_size}: stacked seeds train full batch only "
             "(mini-batches are shuffled per seed)"
         )
-    return optimizer_blocker(get_class(str(cfg.optimizer._target_)))
+    kind = get_class(str(cfg.optimizer._target_))
+    declared = cfg.optimizer.get(schema.OPTIMIZER_ELEMENTWISE_KEY)
+    if declared is None:
+        return optimizer_blocker(kind)
+    if declared:
+        return None
+    return optimizer_blocker(kind) or (
+        f"{kind.__name__} is declared `{schema.OPTIMIZER_ELEMENTWISE_KEY}: false` in its config"
+    )
 
 
 def plan(jobs: Sequence[Sequence[str]], configs: Sequence[DictConfig]) -> tuple[dict, list[str]]:

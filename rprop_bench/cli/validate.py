@@ -104,6 +104,9 @@ def validate_optimizer(opt: Mapping[str, Any], batch_size: int | None) -> None:
         )
         if target == RPROP_TARGET:
             _check("optimizer.lr", opt["lr"], lambda v: low <= v <= high, f"in [{low}, {high}]")
+    if schema.OPTIMIZER_ELEMENTWISE_KEY in opt:
+        key = schema.OPTIMIZER_ELEMENTWISE_KEY
+        _of_type(f"optimizer.{key}", opt[key], lambda v: isinstance(v, bool), "true or false")
     if "variant" in opt:
         _check(
             "optimizer.variant", opt["variant"], lambda v: v in RPROP_VARIANTS, str(RPROP_VARIANTS)
