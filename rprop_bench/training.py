@@ -268,40 +268,70 @@ def run_epochs(
         carried = 0.0
 
         for k in _active(members):
-            loss = step_losses[k]
-            if not math.isfinite(loss):
-                members[k].diverge(epoch, seconds, diverged_in(loss, epoch))
-        check_now = log_now or settings.target_loss is not None
+            if not math.isfinite(step_losses[k]):
+                members[k].diverge(epoch, seconds, diverged_in(step_losses[k], epoch))
         losses = step_losses
-        if check_now and _active(members):
+        if (log_now or settings.target_loss is not None) and _active(members):
             started = time.perf_counter()
             ahead = trainee.train_losses(_active(members), for_next_step=epoch < settings.epochs)
             if ahead is not None:
                 losses, carried = ahead, time.perf_counter() - started
             else:
                 losses = trainee.train_losses(_active(members), for_next_step=False) or losses
-            for k in _active(members):
-                if not math.isfinite(losses[k]):
-                    members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
-                else:
-                    members[k].target.update(epoch, seconds, losses[k])
+            _check_train_losses(members, losses, epoch, seconds)
         if not _active(members):
             break
-
-        logging = [k for k in _active(members) if members[k].callback is not None]
-        if log_now and logging:
-            steps = monitor.end_epoch_members(
-                epoch, with_histograms=is_histogram_epoch(epoch, settings)
-            )
-            val = trainee.metrics(data.x_val, data.y_val, logging)
-            grads = trainee.grad_norms()
-            for k in logging:
-                step_metrics, rows = steps[k]
-                metrics = epoch_metrics(losses[k], val[k], grads[k], seconds, step_metrics)
-                members[k].callback(epoch, metrics, rows)  # type: ignore[misc]
+        if log_now:
+            _log_epoch(trainee, data, settings, members, epoch, losses, seconds)
         else:
             monitor.skip_epoch()
+    return _finish(trainee, data, settings, members, seconds)
 
+
+def _check_train_losses(
+    members: Sequence[_Member], losses: Sequence[float], epoch: int, seconds: float
+) -> None:
+    """A non-finite full training loss stops its member; a finite one may stop the target clock."""
+    for k in _active(members):
+        if not math.isfinite(losses[k]):
+            members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
+        else:
+            members[k].target.update(epoch, seconds, losses[k])
+
+
+def _log_epoch(
+    trainee: Trainee,
+    data: ProblemData,
+    settings: TrainSettings,
+    members: Sequence[_Member],
+    epoch: int,
+    losses: Sequence[float],
+    seconds: float,
+) -> None:
+    """Report a logged epoch's metrics and step-size diagnostics to each member's callback."""
+    logging = [k for k in _active(members) if members[k].callback is not None]
+    if not logging:
+        trainee.monitor.skip_epoch()
+        return
+    steps = trainee.monitor.end_epoch_members(
+        epoch, with_histograms=is_histogram_epoch(epoch, settings)
+    )
+    val = trainee.metrics(data.x_val, data.y_val, logging)
+    grads = trainee.grad_norms()
+    for k in logging:
+        step_metrics, rows = steps[k]
+        metrics = epoch_metrics(losses[k], val[k], grads[k], seconds, step_metrics)
+        members[k].callback(epoch, metrics, rows)  # type: ignore[misc]
+
+
+def _finish(
+    trainee: Trainee,
+    data: ProblemData,
+    settings: TrainSettings,
+    members: Sequence[_Member],
+    seconds: float,
+) -> list[TrainResult]:
+    """The final metrics of every member still training; one result per member."""
     finished = _active(members)
     if finished:
         final_train = trainee.train_losses(finished, for_next_step=False) or []
