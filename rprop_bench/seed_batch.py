@@ -55,6 +55,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from rprop_bench.diagnostics import StepSizeMonitor
+from rprop_bench.metrics import grad_norm, loss_function, output_metrics
 from rprop_bench.models import ACTIVATIONS
 from rprop_bench.optim import Rprop
 from rprop_bench.problems import ProblemData
@@ -62,9 +63,6 @@ from rprop_bench.training import (
     EpochCallback,
     TrainResult,
     TrainSettings,
-    grad_norm,
-    loss_function,
-    output_metrics,
     run_epochs,
     step_with_closure,
 )

@@ -14,16 +14,25 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 import torch
 from torch import nn
 
-from rprop_bench import schema
 from rprop_bench.diagnostics import HistogramRow, StepSizeMonitor
-from rprop_bench.problems import CLASSIFICATION, ProblemData
+from rprop_bench.metrics import (
+    TargetClock,
+    epoch_metrics,
+    evaluate,
+    final_metrics,
+    grad_norm,
+    loss_function,
+)
+from rprop_bench.problems import ProblemData
+
+__all__ = ["EpochCallback", "TrainResult", "TrainSettings", "Trainee", "run_epochs", "train"]
 
 EpochCallback = Callable[[int, dict[str, float], Sequence[HistogramRow]], None]
 """``callback(epoch, metrics, histogram_rows)``, called once per logged epoch (1-based)."""
@@ -73,46 +82,6 @@ class TrainResult:
         return self.status == "diverged"
 
 
-def loss_function(task: str) -> nn.Module:
-    """Cross-entropy for classification, mean squared error for regression."""
-    return nn.CrossEntropyLoss() if task == CLASSIFICATION else nn.MSELoss()
-
-
-def output_metrics(
-    out: torch.Tensor, y: torch.Tensor, task: str, loss_fn: nn.Module
-) -> dict[str, float]:
-    """Loss and accuracy (classification) or R² (regression) of the outputs ``out`` for ``y``.
-
-    Keys are ``loss`` and ``accuracy`` or ``r2``. Split from :func:`evaluate` so that a
-    stacked model (:mod:`rprop_bench.seed_batch`) scores each member's outputs the same way.
-    """
-    result = {"loss": float(loss_fn(out, y))}
-    if task == CLASSIFICATION:
-        result["accuracy"] = float((out.argmax(dim=1) == y).float().mean())
-    else:
-        total = float(((y - y.mean()) ** 2).sum())
-        residual = float(((y - out) ** 2).sum())
-        result["r2"] = 1.0 - residual / total if total > 0 else float("nan")
-    return result
-
-
-@torch.no_grad()
-def evaluate(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, task: str, loss_fn: nn.Module
-) -> dict[str, float]:
-    """Loss and accuracy (classification) or R² (regression) of ``model`` on ``(x, y)``.
-
-    Keys are ``loss`` and ``accuracy`` or ``r2``.
-    """
-    return output_metrics(model(x), y, task, loss_fn)
-
-
-def grad_norm(grads: Iterable[torch.Tensor | None]) -> float:
-    """The global L2 norm of ``grads`` (``None`` entries skipped; 0 if there are none)."""
-    norms = [g.detach().norm() for g in grads if g is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
-
-
 def is_log_epoch(epoch: int, settings: TrainSettings) -> bool:
     """Whether ``epoch`` (1-based) is reported: every ``log_every``-th, and the last."""
     return epoch % settings.log_every == 0 or epoch == settings.epochs
@@ -122,68 +91,6 @@ def is_histogram_epoch(epoch: int, settings: TrainSettings) -> bool:
     """Whether a reported ``epoch`` carries step-size histograms (``histogram_every``)."""
     every = settings.histogram_every
     return every > 0 and (epoch % every == 0 or epoch == settings.epochs)
-
-
-def epoch_metrics(
-    train_loss: float,
-    val: dict[str, float],
-    first_grad_norm: float,
-    seconds: float,
-    step_metrics: dict[str, float],
-) -> dict[str, float]:
-    """One logged epoch's metrics under the schema's names (``val`` from :func:`evaluate`)."""
-    metrics = {
-        schema.TRAIN_LOSS: train_loss,
-        schema.VAL_LOSS: val["loss"],
-        schema.GRAD_NORM: first_grad_norm,
-        schema.WALL_TIME: seconds,
-        **step_metrics,
-    }
-    if "accuracy" in val:
-        metrics[schema.VAL_ACCURACY] = val["accuracy"]
-    else:
-        metrics[schema.VAL_R2] = val["r2"]
-    return metrics
-
-
-@dataclass
-class TargetClock:
-    """When a run first reached ``target_loss``: the epoch and the training seconds by then."""
-
-    target_loss: float | None
-    epoch: int | None = None
-    seconds: float | None = None
-
-    def update(self, epoch: int, seconds: float, train_loss: float) -> None:
-        """Note ``epoch`` if its training loss is the first at or below the target."""
-        if self.target_loss is not None and self.epoch is None and train_loss <= self.target_loss:
-            self.epoch, self.seconds = epoch, seconds
-
-
-def final_metrics(
-    train_loss: float,
-    test: dict[str, float],
-    epochs: int,
-    seconds: float,
-    target: TargetClock,
-) -> dict[str, float]:
-    """The final metrics under the schema's names (``test`` from :func:`evaluate`)."""
-    final = {
-        schema.FINAL_TRAIN_LOSS: train_loss,
-        schema.TEST_LOSS: test["loss"],
-        schema.EPOCHS_RUN: float(epochs),
-        schema.TRAIN_SECONDS: seconds,
-    }
-    if "accuracy" in test:
-        final[schema.TEST_ACCURACY] = test["accuracy"]
-    else:
-        final[schema.TEST_R2] = test["r2"]
-    if target.target_loss is not None:
-        final[schema.REACHED_TARGET] = float(target.epoch is not None)
-        if target.epoch is not None and target.seconds is not None:
-            final[schema.EPOCHS_TO_TARGET] = float(target.epoch)
-            final[schema.SECONDS_TO_TARGET] = target.seconds
-    return final
 
 
 class Trainee(Protocol):
