@@ -20,7 +20,7 @@ from rprop_bench import optim, schema
 from rprop_bench.cli import split_arguments
 from rprop_bench.cli.build import optimizer_partial
 from rprop_bench.cli.compose import CONF_DIR, GROUPS, group_options, job_overrides, preflight
-from rprop_bench.cli.validate import RPROP_VARIANTS, ConfigError, validate
+from rprop_bench.cli.validate import ConfigError, validate
 from rprop_bench.diagnostics import HistogramRow
 from rprop_bench.params import flatten
 from rprop_bench.problems import problem_names
@@ -132,8 +132,12 @@ def test_tracking_uri_follows_the_environment(monkeypatch):
     assert compose("tracking.uri=sqlite:///x.db").tracking.uri == "sqlite:///x.db"
 
 
-def test_validation_knows_the_optimizers_variants():
-    assert tuple(RPROP_VARIANTS) == tuple(optim.VARIANTS)
+def test_validation_accepts_exactly_the_optimizers_variants():
+    for variant in optim.VARIANTS:
+        validate(compose(f"optimizer.variant={variant}"))
+        optim.Rprop([torch.zeros(1, requires_grad=True)], variant=variant)
+    with pytest.raises(ConfigError, match=r"optimizer\.variant='rprop' is out of range"):
+        validate(compose("optimizer.variant=rprop"))
 
 
 BAD_VALUES = [

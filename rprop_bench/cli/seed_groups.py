@@ -11,7 +11,8 @@ directory (so two joblib workers never train one group twice); the other jobs of
 later find their run done by this sweep and skip (see :mod:`rprop_bench.cli.group_job`).
 
 Groups are formed only from jobs that can train stacked: full batch (``train.batch_size``
-null) and an elementwise optimizer (:data:`rprop_bench.seed_batch.ELEMENTWISE_OPTIMIZERS`).
+null) and an elementwise optimizer (its config's ``elementwise: true``, or else a class in
+:data:`rprop_bench.seed_batch.ELEMENTWISE_OPTIMIZERS`).
 The rest train one by one, and the CLI prints one line saying how many and why.
 
 The plan and the lock files live on the submitting machine, so groups form only where the

@@ -10,6 +10,7 @@ This module imports only OmegaConf (no torch), so bad input is reported within a
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -18,10 +19,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from rprop_bench import schema
 
-#: The Rprop variants of ``rprop_bench.optim.Rprop`` (kept equal to ``rprop_bench.optim.VARIANTS``
-#: by a test; repeated here so that validation does not import torch).
-RPROP_VARIANTS = schema.RPROP_VARIANTS
-RPROP_TARGET = schema.RPROP_TARGET
 MODEL_KINDS = ("linear", "mlp")
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
 LINE_SEARCHES = (None, "strong_wolfe")
@@ -102,14 +99,17 @@ def validate_optimizer(opt: Mapping[str, Any], batch_size: int | None) -> None:
             lambda _: 0 <= low <= high and math.isfinite(high),
             "[step_min, step_max] with 0 <= step_min <= step_max < inf",
         )
-        if target == RPROP_TARGET:
+        if target == schema.RPROP_TARGET:
             _check("optimizer.lr", opt["lr"], lambda v: low <= v <= high, f"in [{low}, {high}]")
     if schema.OPTIMIZER_ELEMENTWISE_KEY in opt:
         key = schema.OPTIMIZER_ELEMENTWISE_KEY
         _of_type(f"optimizer.{key}", opt[key], lambda v: isinstance(v, bool), "true or false")
     if "variant" in opt:
         _check(
-            "optimizer.variant", opt["variant"], lambda v: v in RPROP_VARIANTS, str(RPROP_VARIANTS)
+            "optimizer.variant",
+            opt["variant"],
+            lambda v: v in schema.RPROP_VARIANTS,
+            str(schema.RPROP_VARIANTS),
         )
     if "momentum" in opt:
         _unit_interval("optimizer.momentum", opt["momentum"])
@@ -170,15 +170,21 @@ def validate_train(train: Mapping[str, Any]) -> None:
 PROBLEM_LOADER = "rprop_bench.problems.load_problem"
 
 
+@functools.cache
+def _problem_config_names() -> frozenset[str]:
+    """The package's problem configs (listed once: the check runs for every job of a sweep)."""
+    from rprop_bench.cli.compose import group_options
+
+    return frozenset(group_options("problem"))
+
+
 def _check_problem_name(name: Any) -> None:
     """A name of the problem registry (:data:`rprop_bench.problems.PROBLEMS`).
 
     The name of a problem config in conf/problem/ is its data's name, so that is accepted
     without importing the problems (torch and scikit-learn, seconds in the CLI's process).
     """
-    from rprop_bench.cli.compose import group_options
-
-    if isinstance(name, str) and name in group_options("problem"):
+    if isinstance(name, str) and name in _problem_config_names():
         return
     from rprop_bench.problems import problem_names
 
