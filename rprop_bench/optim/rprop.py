@@ -375,12 +375,13 @@ class Rprop(Optimizer):
                     f"Rprop does not support sparse gradients (parameter {index} of its group); "
                     "use dense gradients, e.g. torch.nn.Embedding(..., sparse=False)"
                 )
-            if group["fused"]:
-                _check_fusable([p])  # before any state exists, so a refused step leaves none
+            if group["fused"] and not self.state.get(p):
+                # Once, before the state exists, so that a refused step leaves none.
+                _check_fusable([p])
+            state = self.state[p]
             has_complex |= torch.is_complex(p)
             params.append(p)
             grads.append(p.grad)
-            state = self.state[p]
             if len(state) == 0:
                 # Same dtypes and devices as torch.optim.Rprop, so state dicts interchange.
                 # capturable: the step count lives beside the param, as torch keeps it.
@@ -571,8 +572,7 @@ def rprop(
             and fused_kernel_available()
         )
     if fused:
-        _check_fusable(params)
-        implementation = _fused_rprop
+        implementation = _fused_rprop  # params checked by _check_fusable when their state began
     else:
         if foreach is None:
             foreach = _default_foreach(params)
@@ -792,6 +792,15 @@ def _fused_rprop(
     kernel = None if compiling else load_fused_kernel()
     available = fused_kernel_available() if compiling else kernel is not None
     backtracking = hyper.variant in BACKTRACKING_VARIANTS
+    hyperparameters: dict[str, Any] = {  # the same for every tensor: built once
+        "eta_minus": hyper.eta_minus,
+        "eta_plus": hyper.eta_plus,
+        "step_size_min": hyper.step_size_min,
+        "step_size_max": hyper.step_size_max,
+        "variant": hyper.variant,
+        "maximize": hyper.maximize,
+        "undo_on_flip": hyper.variant == "rprop+",
+    }
     for i, param in enumerate(params):
         tensors = [param, grads[i], prevs[i], step_sizes[i]]
         if backtracking:
@@ -821,15 +830,6 @@ def _fused_rprop(
             undo_per_member = loss.gt(prev_losses[i]).reshape(-1).to("cpu")
             prev_losses[i].copy_(loss)
         weight_change = tensors[4] if backtracking else None
-        hyperparameters: dict[str, Any] = {
-            "eta_minus": hyper.eta_minus,
-            "eta_plus": hyper.eta_plus,
-            "step_size_min": hyper.step_size_min,
-            "step_size_max": hyper.step_size_max,
-            "variant": hyper.variant,
-            "maximize": hyper.maximize,
-            "undo_on_flip": hyper.variant == "rprop+",
-        }
         if compiling:
             fused_step_op(*tensors[:4], weight_change, undo_per_member, **hyperparameters)
         else:
