@@ -165,8 +165,6 @@ BAD_VALUES = [
     (["model=mlp", "model.hidden=[0]"], "model.hidden=[0] is out of range"),
     (["model=linear", "model.hidden=[4]"], "must be [] for a linear model"),
     (["tracking.max_batch=5000"], "tracking.max_batch=5000 is out of range: must be in [1, 1000]"),
-    (["problem.data.name=foo"], "problem.data.name='foo' is not a problem; valid problems: "),
-    (["problem.data.name=../../etc/passwd"], "problem.data.name='../../etc/passwd' is not a"),
 ]
 
 
@@ -187,6 +185,8 @@ PREFLIGHT_BAD = [
     (["problem=iris", "model.hidden=[32]"], "choose model=mlp or model=linear"),
     (["optimizer.lr=0.01,-0.5"], "optimizer.lr=-0.5 is out of range"),
     (["train.epochs=="], "invalid override"),
+    (["problem.data.name=foo"], "problem.data.name='foo' is not a problem; valid problems: "),
+    (["problem.data.name=../../etc/passwd"], "problem.data.name='../../etc/passwd' is not a"),
 ]
 
 
@@ -363,3 +363,10 @@ def test_every_experiment_composes_into_valid_sweep_jobs(experiment):
         cfg = compose(*job)
         validate(cfg)
         assert cfg.tracking.experiment == experiment
+
+
+def test_a_job_run_without_the_preflight_reports_an_unknown_problem_as_a_config_error():
+    from rprop_bench.cli.build import build_data
+
+    with pytest.raises(ConfigError, match="unknown problem 'foo'; valid problems: breast_cancer"):
+        build_data(compose("problem.data.name=foo"))

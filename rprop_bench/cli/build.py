@@ -42,8 +42,16 @@ def build_data(cfg: DictConfig) -> ProblemData:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"train.device={device!r} is out of range: CUDA is not available here")
     torch.set_num_threads(int(cfg.train.num_threads))
+    from hydra.errors import InstantiationException
+
+    from rprop_bench.problems import UnknownProblemError
+
     try:
         return hydra_instantiate(cfg.problem.data).to(device)
+    except InstantiationException as exc:  # Hydra wraps what the problem's builder raised
+        if isinstance(exc.__cause__, UnknownProblemError):  # a job run without the pre-flight
+            raise ConfigError(str(exc.__cause__)) from exc
+        raise
     except OSError as exc:  # a data file that is missing or unreadable
         name = cfg.problem.data.get("name", "?")
         raise ConfigError(f"cannot load the data of problem {name!r}: {exc}") from exc

@@ -297,6 +297,35 @@ def _apply_values(cfg: DictConfig, values: list[Override]) -> DictConfig:
     return cfg
 
 
+#: The problem loader's ``_target_``: its ``name`` must be a registered problem.
+PROBLEM_LOADER = "rprop_bench.problems.load_problem"
+
+
+@functools.cache
+def _problem_config_names() -> frozenset[str]:
+    """The package's problem configs (listed once: the check runs for every job of a sweep)."""
+    return frozenset(group_options("problem"))
+
+
+def check_problem_name(cfg: DictConfig) -> None:
+    """A name of the problem registry (:data:`rprop_bench.problems.PROBLEMS`).
+
+    The name of a problem config in conf/problem/ is its data's name, so that is accepted
+    without importing the problems (torch and scikit-learn, seconds in the CLI's process).
+    """
+    data = cfg.problem.data
+    name = data.get("name")
+    if data.get("_target_") != PROBLEM_LOADER or name in _problem_config_names():
+        return
+    from rprop_bench.problems import problem_names
+
+    valid = problem_names()
+    if name not in valid:
+        raise ConfigError(
+            f"problem.data.name={name!r} is not a problem; valid problems: {', '.join(valid)}"
+        )
+
+
 def preflight(
     overrides: list[str], *, sweep: bool, extra_dirs: Sequence[str] = ()
 ) -> tuple[list[list[str]], list[DictConfig]]:
@@ -331,5 +360,6 @@ def preflight(
                     raise ConfigError(f"invalid configuration: {_one_line(exc)}") from exc
             cfg = _apply_values(composed[selecting], [o for o in parsed if not _selects_files(o)])
             validate(cfg)
+            check_problem_name(cfg)
             configs.append(cfg)
     return jobs, configs

@@ -10,7 +10,6 @@ This module imports only OmegaConf (no torch), so bad input is reported within a
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -166,40 +165,9 @@ def validate_train(train: Mapping[str, Any]) -> None:
     _check("train.device", device, lambda v: v.split(":")[0] in DEVICES, f"one of {DEVICES}")
 
 
-#: The problem loader's ``_target_``: its ``name`` must be a registered problem.
-PROBLEM_LOADER = "rprop_bench.problems.load_problem"
-
-
-@functools.cache
-def _problem_config_names() -> frozenset[str]:
-    """The package's problem configs (listed once: the check runs for every job of a sweep)."""
-    from rprop_bench.cli.compose import group_options
-
-    return frozenset(group_options("problem"))
-
-
-def _check_problem_name(name: Any) -> None:
-    """A name of the problem registry (:data:`rprop_bench.problems.PROBLEMS`).
-
-    The name of a problem config in conf/problem/ is its data's name, so that is accepted
-    without importing the problems (torch and scikit-learn, seconds in the CLI's process).
-    """
-    if isinstance(name, str) and name in _problem_config_names():
-        return
-    from rprop_bench.problems import problem_names
-
-    valid = problem_names()
-    if name not in valid:
-        raise ConfigError(
-            f"problem.data.name={name!r} is not a problem; valid problems: {', '.join(valid)}"
-        )
-
-
 def validate_problem(problem: Mapping[str, Any]) -> None:
-    """Check the problem group's name and split settings."""
+    """Check the problem group's split settings (its name is checked by the pre-flight)."""
     data = problem["data"]
-    if data.get("_target_") == PROBLEM_LOADER:
-        _check_problem_name(data.get("name"))
     _int_at_least("problem.data.split_seed", data["split_seed"], 0)
     for key in ("val_fraction", "test_fraction"):
         _of_type(f"problem.data.{key}", data[key], _number, "a number in (0, 1)")
