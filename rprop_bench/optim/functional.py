@@ -1,0 +1,383 @@
+"""The maths of one Rprop step: the functional :func:`rprop` and its three implementations.
+
+:func:`rprop` picks an implementation; :func:`_single_tensor_rprop` (a loop over tensors),
+:func:`_multi_tensor_rprop` (``torch._foreach_*``) and :func:`_fused_rprop` (one pass of the C
+kernel per tensor, :mod:`rprop_bench.optim.fused`) give the same bits. The class
+:class:`rprop_bench.optim.Rprop` does the bookkeeping around them (param groups, state,
+``state_dict``), as in ``torch.optim``. The rules, with their papers, are in its docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+import torch
+from torch import Tensor
+from torch.optim.optimizer import Optimizer
+
+from rprop_bench.optim.fused import (
+    fused_kernel_available,
+    fused_step,
+    fused_step_op,
+    kernel_covers,
+    load_fused_kernel,
+)
+
+__all__ = ["BACKTRACKING_VARIANTS", "LOSS_VARIANTS", "RpropHyperparams", "Variant", "rprop"]
+
+Variant = Literal["rprop+", "rprop-", "irprop+", "irprop-"]
+#: Variants with weight backtracking, which remember the last weight change.
+BACKTRACKING_VARIANTS: frozenset[str] = frozenset({"rprop+", "irprop+"})
+#: Variants that need the loss E(t) at every step (passed through ``step(closure)``).
+LOSS_VARIANTS: frozenset[str] = frozenset({"irprop+"})
+
+
+@dataclass(frozen=True)
+class RpropHyperparams:
+    """The hyperparameters of one param group, validated.
+
+    Attributes:
+        eta_minus: factor η- applied to Δ where the gradient sign flipped (0 < η- < 1).
+        eta_plus: factor η+ applied to Δ where the gradient kept its sign (η+ > 1).
+        step_size_min: floor Δmin of every step size.
+        step_size_max: ceiling Δmax of every step size.
+        variant: one of :data:`VARIANTS`.
+        maximize: ascend instead of descend (the gradient is negated first).
+        differentiable: record the step in autograd (single-tensor path only).
+        capturable: keep the step free of host syncs, with its state on the param's device
+            (accelerators only, as in torch).
+    """
+
+    eta_minus: float
+    eta_plus: float
+    step_size_min: float
+    step_size_max: float
+    variant: Variant
+    maximize: bool
+    differentiable: bool = False
+    capturable: bool = False
+
+
+def _loss_rose(loss: Tensor, prev_loss: Tensor, like: Tensor) -> Tensor:
+    """E(t) > E(t−1) as a bool mask that broadcasts against ``like`` (per member if 1-D)."""
+    rose = loss.to(prev_loss.device).gt(prev_loss)
+    return rose.reshape(-1, *([1] * (like.dim() - 1))) if rose.dim() == 1 else rose
+
+
+def _default_foreach(params: Sequence[Tensor]) -> bool:
+    """torch's rule: the multi-tensor path on accelerators, the single-tensor path on CPU."""
+    from torch.optim.optimizer import _default_to_fused_or_foreach
+
+    _, foreach = _default_to_fused_or_foreach(list(params), differentiable=False, use_fused=False)
+    return foreach
+
+
+def rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    *,
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    foreach: bool | None = None,
+    fused: bool | None = None,
+    has_complex: bool = False,
+) -> None:
+    """Functional Rprop step over lists of tensors; see :class:`Rprop` for the rules.
+
+    ``weight_changes`` is used by the backtracking variants (else empty), ``prev_losses`` and
+    ``loss`` by ``irprop+`` (else empty and ``None``). Updates every tensor in place.
+    """
+    # Under torch.compile dynamo marks every group capturable itself, as for torch's optimizers.
+    if hyper.capturable and not torch.compiler.is_compiling():
+        _check_capturable(params, state_steps)
+    if hyper.differentiable:
+        fused, foreach = False, False  # only the single-tensor path records autograd
+    if fused is None and foreach is None:
+        # Under torch.compile the default is torch's rule: the traced ops compile, and every
+        # path gives the same bits. fused=True compiles too, as an opaque custom op.
+        fused = (
+            not torch.compiler.is_compiling()
+            and all(p.device.type == "cpu" for p in params)
+            and fused_kernel_available()
+        )
+    if fused:
+        implementation = _fused_rprop  # params checked by check_fusable when their state began
+    else:
+        if foreach is None:
+            foreach = _default_foreach(params)
+        implementation = _multi_tensor_rprop if foreach else _single_tensor_rprop
+    implementation(
+        params,
+        grads,
+        prevs,
+        step_sizes,
+        state_steps,
+        weight_changes,
+        prev_losses,
+        loss,
+        hyper,
+        has_complex,
+    )
+
+
+#: Devices whose steps can be captured in a graph (CUDA graphs and their likes), as in torch.
+CAPTURABLE_DEVICES: tuple[str, ...] = ("cuda", "xpu", "hpu", "mtia")
+
+
+def _check_capturable(params: list[Tensor], state_steps: list[Tensor]) -> None:
+    """capturable=True needs params and step counts together on a capturable device."""
+    for index, (param, step) in enumerate(zip(params, state_steps, strict=True)):
+        if param.device.type not in CAPTURABLE_DEVICES or step.device != param.device:
+            raise RuntimeError(
+                "If capturable=True, params and state_steps must be on supported devices: "
+                f"{list(CAPTURABLE_DEVICES)}; parameter {index} is on {param.device} and its "
+                f"step on {step.device}"
+            )
+
+
+def check_fusable(params: list[Tensor]) -> None:
+    """fused=True needs floating-point tensors with real storage (as torch's fused optimizers)."""
+    for index, param in enumerate(params):
+        if not (param.is_floating_point() or param.is_complex()) or param.device.type == "meta":
+            raise RuntimeError(
+                "`fused=True` requires all the params to be floating point Tensors of "
+                f"supported devices (any but meta); parameter {index} is {param.dtype} on "
+                f"{param.device}"
+            )
+
+
+def _step_size_factors(signs: Tensor, hyper: RpropHyperparams) -> Tensor:
+    """Turn sign(g·p) into Δ's factor in place: η+ where > 0, η- where < 0, 1 where 0.
+
+    The same masked writes as torch.optim.Rprop, in the parameter's dtype, so Δ·factor rounds
+    exactly as torch's does (bfloat16 included). η± > 0, so the order of writes is safe.
+    """
+    signs.masked_fill_(signs.gt(0), hyper.eta_plus)
+    signs.masked_fill_(signs.lt(0), hyper.eta_minus)
+    signs.masked_fill_(signs.eq(0), 1)
+    return signs
+
+
+def _single_tensor_rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    has_complex: bool,
+) -> None:
+    backtracking = hyper.variant in BACKTRACKING_VARIANTS
+    for i, param in enumerate(params):
+        grad = grads[i]
+        prev = prevs[i]
+        step_size = step_sizes[i]
+        weight_change = weight_changes[i] if backtracking else None
+        state_steps[i] += 1
+        if torch.is_complex(param):
+            param = torch.view_as_real(param)
+            grad = torch.view_as_real(grad)
+            prev = torch.view_as_real(prev)
+            step_size = torch.view_as_real(step_size)
+            if weight_change is not None:
+                weight_change = torch.view_as_real(weight_change)
+        if hyper.maximize:
+            grad = grad.neg()
+
+        # differentiable: prev is overwritten below, so the product must not save it itself.
+        signs = grad.mul(prev.clone() if hyper.differentiable else prev).sign_()
+        flipped = signs.lt(0)
+        step_size.mul_(_step_size_factors(signs, hyper)).clamp_(
+            hyper.step_size_min, hyper.step_size_max
+        )
+
+        if hyper.variant == "rprop-":
+            param.addcmul_(grad.sign(), step_size, value=-1)
+            prev.copy_(grad)
+            continue
+
+        grad = grad.masked_fill(flipped, 0)
+        if hyper.variant == "irprop-":
+            param.addcmul_(grad.sign(), step_size, value=-1)
+            prev.copy_(grad)
+            continue
+
+        assert weight_change is not None
+        change = grad.sign().mul_(step_size).neg_()
+        if hyper.variant == "rprop+":
+            undo = flipped
+        else:
+            assert loss is not None
+            # Not in place: `grad.masked_fill(flipped, 0)` saved the mask for autograd.
+            undo = flipped.logical_and(_loss_rose(loss, prev_losses[i], flipped))
+            prev_losses[i].copy_(loss)
+        # Where we undo, the change applied this step is −Δw(t−1); elsewhere on a flip it is 0.
+        param.add_(torch.where(undo, weight_change.neg(), change))
+        weight_change.copy_(change)
+        prev.copy_(grad)
+
+
+def _multi_tensor_rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    has_complex: bool,
+) -> None:
+    backtracking = hyper.variant in BACKTRACKING_VARIANTS
+    tensor_lists: list[list[Tensor]] = [params, grads, prevs, step_sizes, state_steps]
+    if backtracking:
+        tensor_lists.append(weight_changes)
+    if hyper.variant in LOSS_VARIANTS:
+        tensor_lists.append(prev_losses)
+    grouped = Optimizer._group_tensors_by_device_and_dtype(tensor_lists)  # type: ignore[arg-type]
+    for group_lists, _ in grouped.values():
+        group_params, group_grads, group_prevs, group_sizes, group_steps = (
+            cast(list[Tensor], t) for t in group_lists[:5]
+        )
+        group_changes = cast(list[Tensor], group_lists[5]) if backtracking else []
+        group_prev_losses = cast(list[Tensor], group_lists[-1]) if loss is not None else []
+
+        if group_steps[0].is_cpu:
+            # Wrap the 1 once; a Python scalar would be wrapped per tensor on CPU.
+            torch._foreach_add_(group_steps, torch.tensor(1.0), alpha=1.0)
+        else:
+            torch._foreach_add_(group_steps, 1)
+
+        if has_complex:
+            group_params, group_grads, group_prevs, group_sizes, group_changes = (
+                [torch.view_as_real(t) if torch.is_complex(t) else t for t in tensors]
+                for tensors in (group_params, group_grads, group_prevs, group_sizes, group_changes)
+            )
+        if hyper.maximize:
+            group_grads = list(torch._foreach_neg(group_grads))
+
+        signs = torch._foreach_mul(group_grads, group_prevs)
+        torch._foreach_sign_(signs)
+        flipped = [s.lt(0) for s in signs]
+        for s in signs:
+            _step_size_factors(s, hyper)
+        torch._foreach_mul_(group_sizes, signs)
+        torch._foreach_clamp_min_(group_sizes, hyper.step_size_min)
+        torch._foreach_clamp_max_(group_sizes, hyper.step_size_max)
+        del signs
+
+        if hyper.variant != "rprop-":
+            group_grads = [g.masked_fill(f, 0) for g, f in zip(group_grads, flipped, strict=True)]
+        grad_signs = torch._foreach_sign(group_grads)
+
+        if not backtracking:
+            torch._foreach_addcmul_(group_params, grad_signs, group_sizes, value=-1)
+            torch._foreach_copy_(group_prevs, group_grads)
+            continue
+
+        changes = torch._foreach_mul(grad_signs, group_sizes)
+        torch._foreach_neg_(changes)
+        if hyper.variant == "rprop+":
+            undo = flipped
+        else:
+            assert loss is not None
+            undo = [
+                f.logical_and_(_loss_rose(loss, prev_loss, f))
+                for f, prev_loss in zip(flipped, group_prev_losses, strict=True)
+            ]
+            for prev_loss in group_prev_losses:
+                prev_loss.copy_(loss)
+        applied = [
+            torch.where(u, last.neg(), change)
+            for u, last, change in zip(undo, group_changes, changes, strict=True)
+        ]
+        torch._foreach_add_(group_params, applied)
+        torch._foreach_copy_(group_changes, changes)
+        torch._foreach_copy_(group_prevs, group_grads)
+
+
+def _fused_rprop(
+    params: list[Tensor],
+    grads: list[Tensor],
+    prevs: list[Tensor],
+    step_sizes: list[Tensor],
+    state_steps: list[Tensor],
+    weight_changes: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+    has_complex: bool,
+) -> None:
+    """One kernel call per tensor; tensors the kernel does not cover take the single path.
+
+    Under torch.compile the kernel is called through the custom op ``rprop_bench::fused_step``
+    (opaque to the compiler, in place), so a compiled step needs no graph break for it.
+    """
+    compiling = torch.compiler.is_compiling()
+    kernel = None if compiling else load_fused_kernel()
+    available = fused_kernel_available() if compiling else kernel is not None
+    backtracking = hyper.variant in BACKTRACKING_VARIANTS
+    hyperparameters: dict[str, Any] = {  # the same for every tensor: built once
+        "eta_minus": hyper.eta_minus,
+        "eta_plus": hyper.eta_plus,
+        "step_size_min": hyper.step_size_min,
+        "step_size_max": hyper.step_size_max,
+        "variant": hyper.variant,
+        "maximize": hyper.maximize,
+        "undo_on_flip": hyper.variant == "rprop+",
+    }
+    for i, param in enumerate(params):
+        tensors = [param, grads[i], prevs[i], step_sizes[i]]
+        if backtracking:
+            tensors.append(weight_changes[i])
+        if torch.is_complex(param):
+            tensors = [torch.view_as_real(t) for t in tensors]
+        if not available or not kernel_covers(*tensors):
+            _single_tensor_rprop(
+                [param],
+                [grads[i]],
+                [prevs[i]],
+                [step_sizes[i]],
+                [state_steps[i]],
+                [weight_changes[i]] if backtracking else [],
+                [prev_losses[i]] if loss is not None else [],
+                loss,
+                hyper,
+                has_complex,
+            )
+            continue
+        state_steps[i] += 1
+        undo_per_member = None
+        if hyper.variant == "irprop+":
+            assert loss is not None
+            # One flag per member (a 1-D loss), read by the kernel from the bool tensor itself:
+            # one call for every member, and no host sync. A 0-dim loss is one member.
+            undo_per_member = loss.gt(prev_losses[i]).reshape(-1).to("cpu")
+            prev_losses[i].copy_(loss)
+        weight_change = tensors[4] if backtracking else None
+        if compiling:
+            fused_step_op(*tensors[:4], weight_change, undo_per_member, **hyperparameters)
+        else:
+            assert kernel is not None
+            param_, grad_, prev_, step_size_ = tensors[:4]
+            fused_step(
+                kernel,
+                param_,
+                grad_,
+                prev_,
+                step_size_,
+                weight_change,
+                undo_per_member=undo_per_member,
+                **hyperparameters,
+            )
