@@ -929,3 +929,33 @@ def test_capturable_on_cpu_is_refused_at_step_naming_the_devices():
     w.grad = torch.ones(2)
     with pytest.raises(RuntimeError, match=r"If capturable=True, params and state_steps must"):
         opt.step()
+
+
+def test_fused_path_without_the_kernel_source_warns_once_and_falls_back(tmp_path):
+    """An install that lacks _fused_rprop.c: one warning line, and the single-tensor bits."""
+    script = """
+import warnings, pathlib, torch
+import rprop_bench.optim.fused as fused
+from rprop_bench.optim import Rprop
+fused._SOURCE = pathlib.Path("/nonexistent/_fused_rprop.c")
+w = torch.linspace(-2, 2, 101, dtype=torch.float64, requires_grad=True)
+ref = w.detach().clone().requires_grad_()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    ours, single = Rprop([w], fused=True), Rprop([ref], foreach=False, fused=False)
+    for _ in range(40):
+        for p, opt in ((w, ours), (ref, single)):
+            opt.zero_grad(); (torch.sin(3 * p) * p**2).sum().backward(); opt.step()
+messages = [str(c.message) for c in caught]
+assert len(messages) == 1, messages
+assert "could not build the fused Rprop kernel" in messages[0], messages
+assert len(messages[0].splitlines()) == 1, messages
+assert torch.equal(w, ref)
+print("fallback ok")
+"""
+    env = {**os.environ, "RPROP_BENCH_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "fallback ok" in result.stdout
