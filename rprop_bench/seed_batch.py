@@ -275,13 +275,14 @@ class _StackedTrainee:
     def grad_norms(self) -> list[float]:
         return self._grad_norms
 
-    def train_losses(self, members: Sequence[int], *, for_next_step: bool) -> list[float] | None:
-        if for_next_step:
-            with torch.enable_grad():  # the closure's own forward pass, graph and all
-                self._ahead = self._losses()
-            return self._ahead.detach().tolist()
+    def train_losses(self, members: Sequence[int]) -> list[float]:
         with torch.no_grad():
             return self._losses().tolist()
+
+    def train_losses_for_next_step(self, members: Sequence[int]) -> list[float] | None:
+        with torch.enable_grad():  # the closure's own forward pass, graph and all
+            self._ahead = self._losses()
+        return self._ahead.detach().tolist()
 
     def metrics(
         self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]

@@ -109,14 +109,15 @@ class Trainee(Protocol):
         """Train one epoch; per member, the loss of its last step (non-finite: diverged)."""
         ...
 
-    def train_losses(self, members: Sequence[int], *, for_next_step: bool) -> list[float] | None:
-        """Each member's full training loss, now (NaN for members not listed).
+    def train_losses(self, members: Sequence[int]) -> list[float]:
+        """Each member's full training loss, now (NaN for members not listed)."""
+        ...
 
-        With ``for_next_step`` and a full-batch epoch, the forward pass is kept, with its
-        graph, for the next epoch's first closure call, which would compute exactly it (the
-        same weights, the same operations): the check then costs no forward pass of its own.
-        Returns ``None`` where the trainee cannot do that (mini-batches); the loop then asks
-        again without ``for_next_step`` and counts the pass as evaluation.
+    def train_losses_for_next_step(self, members: Sequence[int]) -> list[float] | None:
+        """:meth:`train_losses`, with the forward pass kept, graph and all, for the next
+        epoch's first closure call, which would compute exactly it (the same weights, the same
+        operations): the check then costs no forward pass of its own. ``None`` where the
+        trainee cannot do that (mini-batches): the loop then calls :meth:`train_losses`.
         """
         ...
 
@@ -159,8 +160,9 @@ def run_epochs(
     The training loss is evaluated after the epoch, not read from the next epoch's step
     (the loss of its first closure call), so no step is taken from weights whose loss is
     already non-finite (L-BFGS's line search raises there). In full batch that forward pass
-    is the next step's own (:meth:`Trainee.train_losses`), so its seconds count as training
-    in the next epoch, and evaluation, diagnostics and callbacks stay out of the clock.
+    is the next step's own (:meth:`Trainee.train_losses_for_next_step`), so its seconds
+    count as training in the next epoch; evaluation, diagnostics and callbacks stay out of
+    the clock.
     """
     members = [_Member(callback, settings.target_loss) for callback in callbacks]
     monitor = trainee.monitor
@@ -180,11 +182,15 @@ def run_epochs(
         losses = step_losses
         if (log_now or settings.target_loss is not None) and _active(members):
             started = time.perf_counter()
-            ahead = trainee.train_losses(_active(members), for_next_step=epoch < settings.epochs)
+            ahead = (
+                trainee.train_losses_for_next_step(_active(members))
+                if epoch < settings.epochs
+                else None
+            )
             if ahead is not None:
                 losses, carried = ahead, time.perf_counter() - started
             else:
-                losses = trainee.train_losses(_active(members), for_next_step=False) or losses
+                losses = trainee.train_losses(_active(members))
             _check_train_losses(members, losses, epoch, seconds)
         if not _active(members):
             break
@@ -241,7 +247,7 @@ def _finish(
     """The final metrics of every member still training; one result per member."""
     finished = _active(members)
     if finished:
-        final_train = trainee.train_losses(finished, for_next_step=False) or []
+        final_train = trainee.train_losses(finished)
         test = trainee.metrics(data.x_test, data.y_test, finished)
         for k in finished:
             final = final_metrics(
@@ -306,14 +312,16 @@ class _SingleModel:
     def grad_norms(self) -> list[float]:
         return [self._grad_norm]
 
-    def train_losses(self, members: Sequence[int], *, for_next_step: bool) -> list[float] | None:
+    def train_losses(self, members: Sequence[int]) -> list[float]:
         if not members:
             return [math.nan]
         x, y = self.data.x_train, self.data.y_train
-        if not for_next_step:
-            return [evaluate(self.model, x, y, self.data.task, self.loss_fn)["loss"]]
-        if not self._full_batch:
+        return [evaluate(self.model, x, y, self.data.task, self.loss_fn)["loss"]]
+
+    def train_losses_for_next_step(self, members: Sequence[int]) -> list[float] | None:
+        if not members or not self._full_batch:
             return None
+        x, y = self.data.x_train, self.data.y_train
         with torch.enable_grad():  # the closure's own forward pass, graph and all
             self._ahead = self.loss_fn(self.model(x[torch.arange(len(x))]), y)
         return [float(self._ahead.detach())]

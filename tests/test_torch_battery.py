@@ -756,8 +756,8 @@ def test_optimizer_can_be_printed(variant, impl):
         assert f"variant: {variant}" in text, text
 
 
-@pytest.mark.parametrize(("variant", "impl"), variant_impl_cases())
-def test_deepcopy_copies_all_public_attrs(variant, impl):
+def stepped_optimizers(variant: str, impl: str) -> Iterator[tuple[Any, list[Tensor], Rprop]]:
+    """For each optim input: two params with fixed grads and an optimizer stepped 3 times."""
     params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
     for p in params:
         p.grad = torch.rand_like(p)
@@ -765,6 +765,12 @@ def test_deepcopy_copies_all_public_attrs(variant, impl):
         optimizer = Rprop(params, **optim_input.kwargs)
         for _ in range(3):
             optimizer.step(constant_loss())
+        yield optim_input, params, optimizer
+
+
+@pytest.mark.parametrize(("variant", "impl"), variant_impl_cases())
+def test_deepcopy_copies_all_public_attrs(variant, impl):
+    for optim_input, _, optimizer in stepped_optimizers(variant, impl):
 
         def public(obj: object) -> set[str]:
             return {k for k in vars(obj) if not k.startswith("_")}
@@ -933,13 +939,7 @@ def test_can_load_older_state_dict(variant, impl):
 def test_load_nontensor_step(variant, impl):
     """A state dict whose step counts are Python numbers (old checkpoints) loads; the counts
     become tensors again, as torch.optim.Rprop's __setstate__ makes them, and keep counting."""
-    params = [Parameter(torch.randn(2, 3)) for _ in range(2)]
-    for p in params:
-        p.grad = torch.rand_like(p)
-    for optim_input in optim_inputs(variant, impl):
-        optimizer = Rprop(params, **optim_input.kwargs)
-        for _ in range(3):
-            optimizer.step(constant_loss())
+    for optim_input, params, optimizer in stepped_optimizers(variant, impl):
         state_dict = copy.deepcopy(optimizer.state_dict())
         for p_state in state_dict["state"].values():
             p_state["step"] = p_state["step"].item()

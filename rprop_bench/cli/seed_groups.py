@@ -34,6 +34,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from rprop_bench import schema
+from rprop_bench.cli.build import declared_elementwise
 from rprop_bench.cli.identity import run_key
 
 #: The plan file of the running sweep (JSON), set by the CLI for every job (hydra.job.env_set).
@@ -70,7 +71,7 @@ def why_not_stacked(cfg: DictConfig) -> str | None:
             "(mini-batches are shuffled per seed)"
         )
     kind = get_class(str(cfg.optimizer._target_))
-    declared = cfg.optimizer.get(schema.OPTIMIZER_ELEMENTWISE_KEY)
+    declared = declared_elementwise(cfg)
     if declared is None:
         return optimizer_blocker(kind)
     if declared:
