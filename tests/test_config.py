@@ -6,6 +6,7 @@ stores in temporary directories.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from pathlib import Path
@@ -15,12 +16,14 @@ import torch
 from harness_helpers import compose, new_store
 from hydra.utils import instantiate
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 
 from rprop_bench import optim, schema
-from rprop_bench.cli import split_arguments
+from rprop_bench.cli import split_arguments, structured
 from rprop_bench.cli.build import optimizer_partial
 from rprop_bench.cli.compose import CONF_DIR, GROUPS, group_options, job_overrides, preflight
-from rprop_bench.cli.validate import ConfigError, validate
+from rprop_bench.cli.identity import run_key
+from rprop_bench.cli.validate import RULE, ConfigError, validate
 from rprop_bench.diagnostics import HistogramRow
 from rprop_bench.params import flatten
 from rprop_bench.problems import problem_names
@@ -174,6 +177,59 @@ def test_out_of_range_values_name_the_field_and_range(overrides, message):
         validate(compose(*overrides))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+# Every field of the structured configs that has a rule, at its dotted path, derived from the
+# schema: a new field is covered without a new line here.
+SCHEMA_NODES = {
+    "train": structured.TrainConfig,
+    "problem.data": structured.DataConfig,
+    "problem": structured.ProblemConfig,
+    "tracking": structured.TrackingConfig,
+    "sweep": structured.SweepConfig,
+}
+RULED_FIELDS = [
+    (f"{path}.{field.name}", field.metadata[RULE])
+    for path, node_type in SCHEMA_NODES.items()
+    for field in dataclasses.fields(node_type)
+    if RULE in field.metadata and field.type != "str"  # any text is a str
+]
+
+
+@pytest.mark.parametrize(("key", "rule"), RULED_FIELDS, ids=[key for key, _ in RULED_FIELDS])
+def test_a_value_of_the_wrong_type_names_the_field_and_what_it_must_be(key, rule):
+    """Typed fields fail when OmegaConf converts the override; ``Any`` fields at the rule."""
+    with pytest.raises(ConfigError) as info:
+        preflight([f"{key}=abc"], sweep=False)
+    assert str(info.value) == f"{key}='abc' has the wrong type: must be {rule.expected}"
+
+
+def test_every_schema_field_has_its_value_in_the_packages_yaml():
+    """The YAML files hold the defaults (the schema's fields are MISSING): none is left out."""
+    for problem in group_options("problem"):
+        cfg = compose(f"problem={problem}", shrink=False)
+        assert OmegaConf.missing_keys(cfg) == set(), problem
+        for path, node_type in SCHEMA_NODES.items():
+            assert OmegaConf.get_type(OmegaConf.select(cfg, path)) is node_type, path
+
+
+def test_numbers_of_the_run_key_keep_the_type_they_were_given():
+    """``Any`` rather than ``float`` for these fields: an integer stays an integer, so the run
+    key of a run made with ``train.target_loss=1`` is the key it had before the schema."""
+    cfg = compose("train.target_loss=1", "problem.data.val_fraction=0.25")
+    assert type(cfg.train.target_loss) is int
+    assert type(cfg.problem.data.val_fraction) is float
+    assert run_key(cfg) != run_key(compose("train.target_loss=1.0"))
+
+
+def test_a_users_train_config_that_misses_a_field_is_one_line(tmp_path):
+    """A train option of the user's own must give every field (the schema has no defaults)."""
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "short.yaml").write_text("epochs: 3\n")
+    with pytest.raises(ConfigError) as info:
+        preflight(["train=short"], sweep=False, extra_dirs=[str(tmp_path)])
+    assert "\n" not in str(info.value)
+    assert "train.batch_size" in str(info.value)
 
 
 PREFLIGHT_BAD = [

@@ -47,7 +47,7 @@ JOBS = {
     "forced value": ["problem=iris", "++train.epochs=7"],
     "value then forced value": ["train.epochs=5", "++train.epochs=7"],  # Hydra's order: 7
     "forced value then value": ["++train.epochs=7", "train.epochs=5"],  # Hydra's order: 5
-    "deleted key": ["problem=moons", "~train.target_loss"],
+    "deleted key": ["problem=moons", "~optimizer.maximize"],  # train is a schema: no deletes
     "hydra override": ["problem=iris", "hydra.job.chdir=true", "train.seed=2"],
     "quoted values": ["problem=iris", "train.target_loss='0.5'", 'tracking.experiment="a b"'],
     "list value": ["problem=iris", "optimizer.etas=[0.4,1.3]"],

@@ -22,8 +22,12 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ValidationError
 
-from rprop_bench.cli.validate import ConfigError, validate
+from rprop_bench.cli.structured import register_schema
+from rprop_bench.cli.validate import ConfigError, validate, wrong_type
+
+register_schema()  # conf/config.yaml's defaults name it: before anything composes
 
 #: The package that holds the configs: ``conf/`` at the repository root, installed as
 #: ``rprop_bench.conf`` (pyproject.toml's package-dir), in a wheel as in an editable install.
@@ -290,6 +294,8 @@ def _apply_values(cfg: DictConfig, values: list[Override]) -> DictConfig:
     for override in values:
         try:
             OmegaConf.update(cfg, override.key_or_group, override.value(), merge=True)
+        except ValidationError as exc:  # a value a structured field cannot hold
+            raise wrong_type(exc, override.value()) from exc
         except Exception as exc:
             raise ConfigError(
                 _with_hint(f"Could not override '{override.key_or_group}': {_one_line(exc)}")
