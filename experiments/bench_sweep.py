@@ -21,6 +21,18 @@ code in ``DIR`` (e.g. ``git archive`` of the previous commit) first on ``PYTHONP
 before/after within one run. ``--vectorize`` adds ``train.vectorize_seeds=true`` with the basic
 launcher.
 
+``--plumbing`` asks, one piece at a time, what the sweep plumbing on Hydra's and loky's
+private APIs buys, for the first sweep with the basic and 2-worker launchers (written to
+``reports/bench/plumbing*.csv`` and ``plumbing.png`` instead):
+
+* ``no-cache``: ``hydra.sweeper.compose_once=false``, every job composes its config from the
+  files (the preflighted sweeper still skips Hydra's second check);
+* ``no-forksrv``: ``RPROP_BENCH_FORK_SERVER=0``, loky's workers start as fresh interpreters
+  (2 workers only);
+* ``none``: all of it off: Hydra's basic sweeper, no fork server.
+
+Each is compared with ``after`` (everything on) in the column ``runs_per_s_vs_all``.
+
 For each command it records (``reports/bench/sweep.csv``, one row per command):
 
 * ``wall_s`` and ``runs_per_s`` (runs / wall time, start-up included);
@@ -40,7 +52,7 @@ the ratios: 2 workers / 1 worker (steady and wall runs/s) and after / before. Th
 (``reports/bench/sweep.png``) shows steady runs/s per case.
 
 Usage: ``python experiments/bench_sweep.py [--sweeps default,seeds6] [--repeat 3]
-[--baseline DIR] [--vectorize]``
+[--baseline DIR] [--vectorize] [--plumbing]``
 """
 
 from __future__ import annotations
@@ -63,9 +75,7 @@ from mlflow import MlflowClient
 from rprop_bench import schema
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "reports" / "bench" / "sweep.csv"
-SUMMARY = OUT.with_name("sweep_summary.csv")
-FIGURE = OUT.with_suffix(".png")
+BENCH = ROOT / "reports" / "bench"
 SWEEPS = {
     "default": ["optimizer=rprop"],
     "seeds6": ["optimizer=rprop", "train.seed=" + ",".join(map(str, range(6)))],
@@ -75,6 +85,13 @@ LAUNCHERS = {
     "basic": [],
     "joblib1": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=1"],
     "joblib2": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+}
+NO_FORK_SERVER = {"RPROP_BENCH_FORK_SERVER": "0"}  # rprop_bench.cli.workers.FORK_SERVER_ENV
+#: --plumbing: code label -> (extra overrides, extra environment, launchers it applies to)
+PLUMBING_OFF = {
+    "no-cache": (["hydra.sweeper.compose_once=false"], {}, ("basic", "joblib2")),
+    "no-forksrv": ([], NO_FORK_SERVER, ("joblib2",)),
+    "none": (["hydra/sweeper=basic"], NO_FORK_SERVER, ("basic", "joblib2")),
 }
 
 
@@ -130,16 +147,23 @@ def _reap_adopted(timeout: float = 30.0) -> None:
 
 
 def time_sweep(
-    args: list[str], uri: str, work: Path, code: str | None = None, experiment: str = "rprop-bench"
+    args: list[str],
+    uri: str,
+    work: Path,
+    code: str | None = None,
+    experiment: str = "rprop-bench",
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[dict[str, float], list]:
     """Run ``python -m rprop_bench sweep *args tracking.uri=uri`` in ``work``.
 
     Returns its times and the runs' sums (the columns described above, plus ``run_s``: the
     runs' summed own durations), and its FINISHED training runs, read from ``experiment``.
     ``code`` goes first on ``PYTHONPATH`` (the "before" of a before/after). Also used by
-    ``bench_server.py`` for its sweeps into a tracking server.
+    ``bench_server.py`` for its sweeps into a tracking server. ``extra_env`` is added to the
+    command's environment.
     """
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env.update(extra_env or {})
     if code:
         env["PYTHONPATH"] = code
     command = [sys.executable, "-m", "rprop_bench", "sweep", *args, f"tracking.uri={uri}"]
@@ -176,11 +200,14 @@ def time_sweep(
     }, finished
 
 
-def measure(args: list[str], work: Path, template: Path, code: str | None) -> dict[str, float]:
+def measure(
+    args: list[str], work: Path, template: Path, code: str | None, env: dict[str, str]
+) -> dict[str, float]:
     """Run one sweep command into a fresh store (a copy of ``template``): :func:`time_sweep`."""
     work.mkdir(parents=True)
     shutil.copy(template, work / "mlflow.db")
-    return time_sweep(args, f"sqlite:///{work / 'mlflow.db'}", work, code)[0]
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    return time_sweep(args, uri, work, code, extra_env=env)[0]
 
 
 def _derived(row: dict) -> None:
@@ -220,10 +247,14 @@ def summarise(rows: list[dict]) -> list[dict]:
         before = find(entry["sweep"], entry["launcher"], "before")
         if entry["code"] == "after" and before:
             entry["runs_per_s_vs_before"] = entry["runs_per_s"] / before["runs_per_s"]
+        everything = find(entry["sweep"], entry["launcher"], "after")
+        if entry["code"] in PLUMBING_OFF and everything:
+            entry["runs_per_s_vs_all"] = entry["runs_per_s"] / everything["runs_per_s"]
+            entry["cpu_per_run_vs_all"] = entry["cpu_s_per_run"] / everything["cpu_s_per_run"]
     return summary
 
 
-def _figure(summary: list[dict], rows: list[dict]) -> None:
+def _figure(summary: list[dict], rows: list[dict], figure: Path) -> None:
     """Median steady and wall runs/s per case as bars; every repeat as a dot (the spread)."""
     from matplotlib.figure import Figure
 
@@ -244,7 +275,7 @@ def _figure(summary: list[dict], rows: list[dict]) -> None:
     ax.set_ylabel("runs / s (bars: median; dots: repeats)")
     ax.set_title("rprop-bench sweeps: throughput per launcher (2 shared cores)", fontsize=9)
     ax.legend(fontsize=7)
-    fig.savefig(FIGURE, dpi=110)
+    fig.savefig(figure, dpi=110)
 
 
 def main() -> None:
@@ -253,27 +284,37 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--baseline", default=None, help="code directory of the 'before'")
     parser.add_argument("--vectorize", action="store_true", help="add vectorize_seeds=true")
+    parser.add_argument("--plumbing", action="store_true", help="each piece of plumbing off")
     options = parser.parse_args()
-    cases = []
+    stem = "plumbing" if options.plumbing else "sweep"
+    out, figure = BENCH / f"{stem}.csv", BENCH / f"{stem}.png"
+    summary_csv = BENCH / f"{stem}_summary.csv"
+    # (sweep, launcher, code label, extra overrides, code directory, extra environment)
+    cases: list[tuple[str, str, str, list[str], str | None, dict[str, str]]] = []
     for i, sweep in enumerate(options.sweeps.split(",")):
         # the first sweep gets every case; the others only what the joblib ratio needs
         launchers = list(LAUNCHERS) if i == 0 else ["joblib1", "joblib2"]
+        if options.plumbing:
+            launchers = ["basic", "joblib2"] if i == 0 else []
         if options.baseline and i == 0:
             for launcher in ("basic", "joblib2"):
-                cases.append((sweep, launcher, "before", LAUNCHERS[launcher], options.baseline))
+                cases.append((sweep, launcher, "before", LAUNCHERS[launcher], options.baseline, {}))
         for launcher in launchers:
-            cases.append((sweep, launcher, "after", LAUNCHERS[launcher], None))
+            cases.append((sweep, launcher, "after", LAUNCHERS[launcher], None, {}))
+            for label, (args, env, applies) in PLUMBING_OFF.items():
+                if options.plumbing and launcher in applies:
+                    cases.append((sweep, launcher, label, [*LAUNCHERS[launcher], *args], None, env))
         if options.vectorize:
-            cases.append((sweep, "basic", "vectorized", ["train.vectorize_seeds=true"], None))
+            cases.append((sweep, "basic", "vectorized", ["train.vectorize_seeds=true"], None, {}))
     if not _adopt_descendants():
         print("warning: cpu_s leaves out joblib's fork server and its workers (no subreaper)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_sweep_") as tmp:
         template = _template(Path(tmp))
         for repeat in range(options.repeat):
-            for sweep, launcher, code, args, path in cases:
+            for sweep, launcher, code, args, path, env in cases:
                 work = Path(tmp) / str(len(rows))
-                result = measure([*SWEEPS[sweep], *args], work, template, path)
+                result = measure([*SWEEPS[sweep], *args], work, template, path, env)
                 row = {"repeat": repeat, "sweep": sweep, "launcher": launcher, "code": code,
                        **result}  # fmt: skip
                 _derived(row)
@@ -285,25 +326,27 @@ def main() -> None:
                       f"start-up {row['startup_s']:5.1f} s CPU {row['cpu_s_per_run']:5.2f} s/run "
                       f"MLflow {row['mlflow_fraction']:5.1%} train {row['train_fraction']:5.1%} "
                       f"load {row['load1']:4.1f}", flush=True)  # fmt: skip
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    with OUT.open("w", newline="") as f:
+    BENCH.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
     summary = summarise(rows)
     fields = list(dict.fromkeys(k for s in summary for k in s))
-    with SUMMARY.open("w", newline="") as f:
+    with summary_csv.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         writer.writerows(summary)
     print("\nmedians over repeats:")
     for s in summary:
-        ratios = " ".join(f"{k} {s[k]:.2f}" for k in s if k.endswith(("_worker", "_before")))
+        ratios = " ".join(
+            f"{k} {s[k]:.2f}" for k in s if k.endswith(("_worker", "_before", "_all"))
+        )
         print(f"{s['sweep']:7s} {s['launcher']:7s} {s['code']:10s} {s['runs_per_s']:5.2f} runs/s "
               f"steady {s['steady_runs_per_s']:5.2f} CPU {s['cpu_s_per_run']:5.2f} s/run "
               f"MLflow {s['mlflow_fraction']:5.1%} {ratios}")  # fmt: skip
-    _figure(summary, rows)
-    print(f"wrote {OUT}, {SUMMARY}, {FIGURE}")
+    _figure(summary, rows, figure)
+    print(f"wrote {out}, {summary_csv}, {figure}")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,9 @@ class PreflightedSweeperConf:
     _target_: str = "hydra_plugins.rprop_bench_sweeper.preflighted_sweeper.PreflightedSweeper"
     max_batch_size: Optional[int] = None  # noqa: UP045
     params: Optional[Dict[str, str]] = None  # noqa: UP006, UP045
+    # false: every job composes its config from the files, as with Hydra's basic sweeper
+    # (the second check is still skipped); for measuring what the shared composition saves
+    compose_once: bool = True
 
 
 ConfigStore.instance().store(
@@ -51,15 +54,29 @@ ConfigStore.instance().store(
 class PreflightedSweeper(BasicSweeper):
     """Hydra's basic sweeper for configs that were composed and validated before Hydra ran."""
 
+    def __init__(
+        self,
+        max_batch_size: Optional[int],  # noqa: UP045
+        params: Optional[Dict[str, str]] = None,  # noqa: UP006, UP045
+        compose_once: bool = True,
+    ) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self._compose_once = compose_once
+        self._loader: Optional[CachingConfigLoader] = None  # noqa: UP045
+
     def setup(
         self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
     ) -> None:
-        """Set up as the basic sweeper, with a :class:`CachingConfigLoader` for the launcher."""
+        """Set up as the basic sweeper, with a :class:`CachingConfigLoader` for the launcher
+        (unless ``compose_once`` is false)."""
         from rprop_bench.cli.compose import GROUPS
 
-        self._loader = CachingConfigLoader(hydra_context.config_loader, GROUPS)
-        context = HydraContext(config_loader=self._loader, callbacks=hydra_context.callbacks)
-        super().setup(hydra_context=context, task_function=task_function, config=config)
+        if self._compose_once:
+            self._loader = CachingConfigLoader(hydra_context.config_loader, GROUPS)
+            hydra_context = HydraContext(
+                config_loader=self._loader, callbacks=hydra_context.callbacks
+            )
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         # joblib's workers are processes of this machine: they read the compositions made here
         self._share = "JoblibLauncher" in str(config.hydra.launcher.get("_target_", ""))
 
@@ -68,7 +85,8 @@ class PreflightedSweeper(BasicSweeper):
         try:
             return super().sweep(arguments)
         finally:
-            self._loader.forget_shared()
+            if self._loader is not None:
+                self._loader.forget_shared()
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """No check: the CLI composed and validated every job before Hydra started.
@@ -76,5 +94,5 @@ class PreflightedSweeper(BasicSweeper):
         Called just before the batch is launched, in this process: under joblib, the batch's
         config sets are composed here, once, for the workers (:meth:`CachingConfigLoader.share`).
         """
-        if self._share:
+        if self._share and self._loader is not None:
             self._loader.share(self.config, batch, Path(str(self.config.hydra.sweep.dir)))

@@ -26,6 +26,10 @@ from typing import Any
 
 #: The module the fork server imports before it forks any worker.
 PRELOAD = "rprop_bench.cli.worker_imports"
+#: Set to ``0`` to leave loky's start method alone (each worker a fresh interpreter that
+#: imports what a job needs itself): for measuring what the fork server saves, or where
+#: forking is unwelcome.
+FORK_SERVER_ENV = "RPROP_BENCH_FORK_SERVER"
 #: Variables that size the thread pools of OpenMP, BLAS and friends. Loky sets them in each
 #: worker it spawns (cores / workers, unless the environment sets them); a forked worker
 #: inherits the server's pools, so the server must start with them.
@@ -70,10 +74,13 @@ def start_worker_server(launcher: Mapping[str, Any]) -> bool:
     """Start the fork server of joblib's workers for the launcher's settings, if it has any.
 
     Returns whether loky's workers will be forked from it. Where a fork server cannot start
-    (no Unix sockets), loky keeps its own start method and nothing else changes.
+    (no Unix sockets), or :data:`FORK_SERVER_ENV` is ``0``, loky keeps its own start method
+    and nothing else changes.
     """
     workers = worker_count(launcher)
     if not workers or "forkserver" not in multiprocessing.get_all_start_methods():
+        return False
+    if os.environ.get(FORK_SERVER_ENV, "1") == "0":
         return False
     from joblib.externals.loky.backend.context import set_start_method
 
