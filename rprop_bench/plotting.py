@@ -1,31 +1,34 @@
 """Publication figures drawn from the results of :mod:`rprop_bench.analysis`.
 
 Each function takes arrays or frames and returns a :class:`matplotlib.figure.Figure`; none
-reads or writes files (the report saves them) and none touches pyplot's global state.
-
-Style:
-
-- sizes for a one-column (:data:`ONE_COLUMN` = 3.25 in) and a two-column (:data:`TWO_COLUMN`
-  = 6.75 in) paper, fonts of 7–8 pt that stay readable at that size;
-- one fixed colour (and line style: solid for the Rprop family, dashed for baselines) per
-  optimizer in every figure, from Paul Tol's colour-blind-safe "muted" scheme plus black and
-  Okabe–Ito orange (:func:`method_color`);
-- vector PDF with embedded TrueType fonts and no LaTeX (:data:`RC`, used when saving).
+reads or writes files (the report saves them) and none touches pyplot's global state. The
+look they share (sizes, fonts, one colour and line style per optimizer) is
+:mod:`rprop_bench.plot_style`; the step-size figure is :mod:`rprop_bench.plot_steps`. Both
+are re-exported here, so ``plotting`` is the one name a report section needs.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import matplotlib as mpl
 import numpy as np
 import pandas as pd
-from matplotlib.colors import LinearSegmentedColormap
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from rprop_bench import schema
+from rprop_bench.plot_steps import step_size_panels
+from rprop_bench.plot_style import (
+    ONE_COLUMN,
+    RC,
+    RPROP_VARIANTS,
+    TWO_COLUMN,
+    is_rprop,
+    legend_below,
+    method_color,
+    method_linestyle,
+    new_figure,
+)
 
 __all__ = [
     "ONE_COLUMN",
@@ -42,96 +45,6 @@ __all__ = [
     "performance_profiles",
     "step_size_panels",
 ]
-
-ONE_COLUMN = 3.25  # inches, one column of a two-column paper
-TWO_COLUMN = 6.75  # inches, full text width
-
-#: Matplotlib settings every figure is drawn and saved under.
-RC: dict[Any, Any] = {  # Any keys: matplotlib types rcParams keys as a Literal
-    "font.size": 8,
-    "axes.titlesize": 8,
-    "axes.labelsize": 8,
-    "xtick.labelsize": 7,
-    "ytick.labelsize": 7,
-    "legend.fontsize": 7,
-    "legend.frameon": False,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "grid.alpha": 0.3,
-    "grid.linewidth": 0.5,
-    "lines.linewidth": 1.2,
-    "pdf.fonttype": 42,  # TrueType: text stays text in the PDF
-    "ps.fonttype": 42,
-    "svg.fonttype": "none",
-    "text.usetex": False,
-    "savefig.dpi": 150,
-    "savefig.bbox": "standard",  # constrained layout already fits; "tight" costs a redraw
-}
-
-RPROP_VARIANTS = schema.RPROP_VARIANTS
-
-
-def is_rprop(method: str) -> bool:
-    """Whether a method label belongs to the Rprop family (ours or torch's)."""
-    return schema.is_rprop_family(method)
-
-
-def method_color(method: str) -> str:
-    """The colour of a method, the same in every figure and every report.
-
-    Known optimizers have a fixed colour; any other name gets one from the same palette by a
-    stable hash of its name (so it too never changes between figures).
-    """
-    if method in schema.OPTIMIZER_COLORS:
-        return schema.OPTIMIZER_COLORS[method]
-    base = method.split(" ", 1)[0]  # "irprop- batch_size=8" keeps irprop-'s colour
-    if base in schema.OPTIMIZER_COLORS:
-        return schema.OPTIMIZER_COLORS[base]
-    return schema.FALLBACK_COLORS[zlib.crc32(method.encode()) % len(schema.FALLBACK_COLORS)]
-
-
-_SUFFIX_STYLES = ("-", "--", ":", "-.")
-
-
-def method_linestyle(method: str) -> str:
-    """Solid for the Rprop family, dashed for baselines (tells them apart in greyscale).
-
-    A label with a suffix (``"irprop- batch_size=8"``, see the report's ``label_params``) gets
-    a line style from its suffix instead, so the variants of one optimizer differ.
-    """
-    if " " in method:
-        suffix = method.split(" ", 1)[1]
-        if suffix.endswith("=full"):
-            return "-"
-        return _SUFFIX_STYLES[1 + zlib.crc32(suffix.encode()) % (len(_SUFFIX_STYLES) - 1)]
-    return "-" if is_rprop(method) else "--"
-
-
-def _figure(width: float, height: float) -> Figure:
-    with mpl.rc_context(RC):
-        return Figure(figsize=(width, height), layout="constrained")
-
-
-def _legend_below(fig: Figure, axes, methods: Sequence[str]) -> None:
-    handles = [
-        mpl.lines.Line2D([], [], color=method_color(m), linestyle=method_linestyle(m), label=m)  # type: ignore[arg-type]
-        for m in methods
-    ]
-    if handles:
-        # As many columns as fit the figure's width: long labels (e.g. "irprop+
-        # batch_size=32") would otherwise run off the page. An entry is about 0.45 in of
-        # line and padding plus 0.6 em per character of its label.
-        em = RC["legend.fontsize"] / 72
-        entry = 0.45 + 0.6 * em * max(len(m) for m in methods)
-        fitting = max(1, int(fig.get_figwidth() // entry))
-        fig.legend(
-            handles=handles,
-            loc="outside lower center",
-            ncols=min(len(handles), 6, fitting),
-            fontsize=RC["legend.fontsize"],
-            frameon=False,
-        )
 
 
 def loss_curves(
@@ -154,7 +67,7 @@ def loss_curves(
         y-axis where all values are positive.
     """
     with mpl.rc_context(RC):
-        fig = _figure(width, 1.7 * len(bands) + 0.5)
+        fig = new_figure(width, 1.7 * len(bands) + 0.5)
         axes = fig.subplots(len(bands), 2, squeeze=False)
         methods: list[str] = []
         for row, (label, band) in enumerate(bands.items()):
@@ -174,106 +87,7 @@ def loss_curves(
                     ax.set_yscale("log")
                 ax.set_xlabel("epoch" if x == "step" else "wall time [s]")
                 ax.set_ylabel(label)
-        _legend_below(fig, axes, sorted(methods))
-        if title:
-            fig.suptitle(title)
-        return fig
-
-
-def step_size_panels(
-    heatmaps: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]],
-    fans: Mapping[str, pd.DataFrame],
-    *,
-    title: str = "",
-    width: float = TWO_COLUMN,
-) -> Figure:
-    """Step-size heatmap (epoch × log10 step) next to a quantile fan chart, one row per method.
-
-    Args:
-        heatmaps: ``(method, epochs, log10_edges, counts)`` per row, as returned by
-            :func:`rprop_bench.analysis.histogram_grid` (shapes ``(E,)``, ``(B+1,)``,
-            ``(E, B)``). A method without a histogram may pass empty arrays.
-        fans: method -> frame with column ``step`` and the step quantile columns
-            ``step_p05``, ``step_p25``, ``step_median``, ``step_p75``, ``step_p95`` (and
-            optionally ``step_min``/``step_max``), values in step units (not log).
-        title: figure title.
-        width: figure width in inches.
-
-    Returns:
-        ``len(heatmaps) × 2`` grid; left column heatmaps (colour = log10(1 + count)), right
-        column fans on a log axis: 5–95 % and 25–75 % bands, the median line and min/max
-        dotted. Rows share the y range so variants compare at a glance.
-    """
-    with mpl.rc_context(RC):
-        n = max(1, len(heatmaps))
-        fig = _figure(width, 1.35 * n + 0.4)
-        axes = fig.subplots(n, 2, squeeze=False)
-        cmap = LinearSegmentedColormap.from_list("steps", ["#FFFFFF", "#88CCEE", "#332288"])
-        for row, (method, epochs, edges, counts) in enumerate(heatmaps):
-            ax_h, ax_f = axes[row]
-            color = method_color(method)
-            what = "Δ" if is_rprop(method) else "|Δθ|"
-            if np.size(counts) and np.size(epochs):
-                e = np.asarray(epochs, dtype=float)
-                e_edges = np.concatenate([[e[0] - 0.5], (e[:-1] + e[1:]) / 2, [e[-1] + 0.5]])
-                mesh = ax_h.pcolormesh(
-                    e_edges,
-                    edges,
-                    np.log10(1.0 + np.asarray(counts, dtype=float)).T,
-                    cmap=cmap,
-                    shading="flat",
-                    rasterized=True,
-                )
-                fig.colorbar(mesh, ax=ax_h, label="log10(1+count)", pad=0.01)
-            else:
-                ax_h.text(
-                    0.5, 0.5, "no histogram", ha="center", va="center", transform=ax_h.transAxes
-                )
-            ax_h.set_ylabel(f"log10 {what}")
-            ax_h.set_title(f"{method}: histogram of {what}", loc="left")
-            fan = fans.get(method)
-            if fan is not None and len(fan):
-                f = fan.sort_values("step")
-                x = f["step"].to_numpy(float)
-                for lo, hi, alpha in (("step_p05", "step_p95", 0.2), ("step_p25", "step_p75", 0.4)):
-                    if lo in f and hi in f:
-                        ax_f.fill_between(
-                            x,
-                            f[lo],
-                            f[hi],
-                            color=color,
-                            alpha=alpha,
-                            linewidth=0,
-                            label=f"{int(lo[-2:])}–{int(hi[-2:])} %",
-                        )
-                if "step_median" in f:
-                    ax_f.plot(x, f["step_median"], color=color, label="median")
-                for extreme in ("step_min", "step_max"):
-                    if extreme in f:
-                        ax_f.plot(x, f[extreme], color=color, linestyle=":", linewidth=0.8)
-                vals = f.filter(like="step_").to_numpy(float)
-                if vals.size and np.nanmax(vals) > 0:
-                    ax_f.set_yscale("log")
-                if not fig.legends:  # one key for the bands, below the figure
-                    handles, labels = ax_f.get_legend_handles_labels()
-                    handles.append(
-                        mpl.lines.Line2D([], [], color="#666666", linestyle=":", linewidth=0.8)
-                    )
-                    labels.append("min / max")
-                    fig.legend(handles, labels, loc="outside lower center", ncols=4, frameon=False)
-            ax_f.set_ylabel(what)
-            ax_f.set_title(f"{method}: quantiles of {what}", loc="left")
-        # one y range per column, so that variants and the baseline compare at a glance
-        lows = [e[0] for _, ep, e, c in heatmaps if np.size(c) and np.size(ep)]
-        highs = [e[-1] for _, ep, e, c in heatmaps if np.size(c) and np.size(ep)]
-        if lows:
-            for ax in axes[:, 0]:
-                ax.set_ylim(min(lows), max(highs))
-        fan_axes = [axes[i, 1] for i, (m, *_) in enumerate(heatmaps) if m in fans]
-        for ax in fan_axes[1:]:
-            ax.sharey(fan_axes[0])
-        for ax in axes[-1]:
-            ax.set_xlabel("epoch")
+        legend_below(fig, axes, sorted(methods))
         if title:
             fig.suptitle(title)
         return fig
@@ -298,7 +112,7 @@ def performance_profiles(
     """
     with mpl.rc_context(RC):
         n = max(1, len(profiles))
-        fig = _figure(width, 2.3)
+        fig = new_figure(width, 2.3)
         axes = fig.subplots(1, n, squeeze=False)[0]
         for ax, (name, (taus, rho)) in zip(axes, profiles.items(), strict=False):
             ax.set_xscale("log", base=2)  # before drawing: autoscaling a linear axis first
@@ -316,7 +130,7 @@ def performance_profiles(
             ax.set_xlabel("performance ratio τ")
             ax.set_title(name, loc="left")
         axes[0].set_ylabel("fraction of problems ρ(τ)")  # shared: once, not over the neighbours
-        _legend_below(fig, axes, list(methods))
+        legend_below(fig, axes, list(methods))
         return fig
 
 
@@ -342,77 +156,59 @@ def cd_diagram(
     """
     r = np.asarray(avg_ranks, dtype=float)
     k = len(r)
-    order = np.argsort(r, kind="stable")
-    half = (k + 1) // 2
-    rows = max(half, k - half)
+    rows = max((k + 1) // 2, k - (k + 1) // 2)
     with mpl.rc_context(RC):
-        bars_h = 0.12 * len(cliques)
         title_h = 0.22 if title else 0.0
-        height = 0.6 + bars_h + 0.17 * rows
+        height = 0.6 + 0.12 * len(cliques) + 0.17 * rows
         fig = Figure(figsize=(width, height + title_h))
         # the rank axis spans the middle of the figure; labels go in the side margins
         ax = fig.add_axes(
             (0.3, 0.02 * height / (height + title_h), 0.4, 0.96 * height / (height + title_h))
         )
-        top, step = 0.0, 0.17 / height  # one label row, in axes units per inch of height
         ax.set_xlim(1, max(k, 2))
         ax.set_ylim(0, 1)
         ax.axis("off")
-        y_axis = 1 - 0.42 / height
-        ax.plot([1, k], [y_axis, y_axis], color="black", linewidth=0.8, clip_on=False)
-        for t in range(1, k + 1):
-            ax.plot(
-                [t, t],
-                [y_axis, y_axis + 0.05 / height],
-                color="black",
-                linewidth=0.8,
-                clip_on=False,
-            )
-            ax.text(t, y_axis + 0.07 / height, str(t), ha="center", va="bottom")
-        # the critical difference, above the axis at its left end
-        y_cd = 1 - 0.08 / height
-        ax.plot([1, 1 + cd], [y_cd, y_cd], color="black", linewidth=1.0, clip_on=False)
-        ax.text(
-            1 + cd / 2, y_cd - 0.03 / height, f"CD = {cd:.2f}", ha="center", va="top", fontsize=6
-        )
-        # cliques: thick bars just below the axis
+        y_axis = 1 - 0.42 / height  # y positions in axes units, distances in inches / height
+        _draw_rank_axis(ax, k, cd, y_axis, height)
         y = y_axis - 0.1 / height
-        for clique in cliques:
+        for clique in cliques:  # thick bars just below the axis
             lo, hi = r[list(clique)].min(), r[list(clique)].max()
-            ax.plot(
-                [lo - 0.03, hi + 0.03],
-                [y, y],
-                color="#444444",
-                linewidth=2.5,
-                solid_capstyle="round",
-                clip_on=False,
-            )
+            ax.plot([lo - 0.03, hi + 0.03], [y, y], color="#444444", linewidth=2.5,
+                    solid_capstyle="round", clip_on=False)  # fmt: skip
             y -= 0.12 / height
-        top = y - 0.05 / height
-        for i, m in enumerate(order):
-            left = i < half
-            depth = i if left else k - 1 - i
-            y_label = top - depth * step
-            x_end = 1 - 0.05 * (k - 1) if left else k + 0.05 * (k - 1)
-            color = method_color(methods[m])
-            ax.plot(
-                [r[m], r[m], x_end],
-                [y_axis, y_label, y_label],
-                color=color,
-                linewidth=0.9,
-                clip_on=False,
-            )
-            ax.text(
-                x_end,
-                y_label,
-                f"{methods[m]} ({r[m]:.2f})",
-                ha="right" if left else "left",
-                va="center",
-                fontsize=RC["legend.fontsize"],
-            )
+        _draw_rank_labels(ax, r, methods, y_axis, top=y - 0.05 / height, step=0.17 / height)
         if title:
             fig.suptitle(title, x=0.02, y=0.99, ha="left", va="top", fontsize=RC["axes.titlesize"])
         return fig
+
+
+def _draw_rank_axis(ax: Axes, k: int, cd: float, y_axis: float, height: float) -> None:
+    """The rank axis 1..k with its ticks, and the critical difference above its left end."""
+    ax.plot([1, k], [y_axis, y_axis], color="black", linewidth=0.8, clip_on=False)
+    for t in range(1, k + 1):
+        tick = [y_axis, y_axis + 0.05 / height]
+        ax.plot([t, t], tick, color="black", linewidth=0.8, clip_on=False)
+        ax.text(t, y_axis + 0.07 / height, str(t), ha="center", va="bottom")
+    y_cd = 1 - 0.08 / height
+    ax.plot([1, 1 + cd], [y_cd, y_cd], color="black", linewidth=1.0, clip_on=False)
+    ax.text(1 + cd / 2, y_cd - 0.03 / height, f"CD = {cd:.2f}", ha="center", va="top", fontsize=6)
+
+
+def _draw_rank_labels(
+    ax: Axes, r: np.ndarray, methods: Sequence[str], y_axis: float, top: float, step: float
+) -> None:
+    """Each method's name and average rank, joined to its rank on the axis: the better half
+    on the left, the worse half on the right, outermost first."""
+    k = len(r)
+    half = (k + 1) // 2
+    for i, m in enumerate(np.argsort(r, kind="stable")):
+        left = i < half
+        y_label = top - (i if left else k - 1 - i) * step
+        x_end = 1 - 0.05 * (k - 1) if left else k + 0.05 * (k - 1)
+        ax.plot([r[m], r[m], x_end], [y_axis, y_label, y_label], color=method_color(methods[m]),
+                linewidth=0.9, clip_on=False)  # fmt: skip
+        ax.text(x_end, y_label, f"{methods[m]} ({r[m]:.2f})", ha="right" if left else "left",
+                va="center", fontsize=RC["legend.fontsize"])  # fmt: skip
 
 
 def improvement_heatmap(
@@ -428,7 +224,7 @@ def improvement_heatmap(
     names = list(matrix.index)
     k = len(names)
     with mpl.rc_context(RC):
-        fig = _figure(width, max(1.8, 0.32 * k + 1.0))
+        fig = new_figure(width, max(1.8, 0.32 * k + 1.0))
         ax = fig.add_subplot()
         cmap = mpl.colormaps["RdBu"]
         im = ax.imshow(matrix.to_numpy(float), vmin=0, vmax=1, cmap=cmap)
@@ -477,7 +273,7 @@ def line_example(
         learned ``(w, b)`` with the truth marked.
     """
     with mpl.rc_context(RC):
-        fig = _figure(width, 2.5)
+        fig = new_figure(width, 2.5)
         ax_d, ax_p = fig.subplots(1, 2)
         ok = fits.dropna(subset=["w", "b"])
         if data is not None and len(data):
