@@ -150,7 +150,7 @@ def cd_diagram(
         methods: the k method names.
         cd: Nemenyi critical difference, drawn as a bar above the axis.
         cliques: groups of method indices not significantly different
-            (:func:`rprop_bench.analysis.cd_cliques`), joined by thick bars.
+            (:func:`rprop_bench.comparison.cd_cliques`), joined by thick bars.
         title: figure title.
         width: figure width in inches.
     """
@@ -217,7 +217,7 @@ def improvement_heatmap(
     """P(row beats column) as an annotated matrix (colour: blue > 0.5 > red).
 
     Args:
-        matrix: square frame from :func:`rprop_bench.analysis.improvement_matrix`.
+        matrix: square frame from :func:`rprop_bench.comparison.improvement_matrix`.
         title: figure title.
         width: figure width in inches.
     """

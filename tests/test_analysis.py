@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 from rprop_bench import analysis as A
+from rprop_bench import comparison as C
 
 INF = math.inf
 NAN = math.nan
@@ -151,13 +152,13 @@ def test_profile_taus_stop_at_the_cap_when_the_best_cost_is_nearly_zero():
 def test_rank_matrix_with_ties_and_nan():
     scores = np.array([[1.0, 2.0, 3.0], [3.0, 2.0, 1.0], [1.0, 1.0, 2.0], [NAN, 0.5, 0.7]])
     expected = np.array([[1, 2, 3], [3, 2, 1], [1.5, 1.5, 3], [3, 1, 2]])
-    np.testing.assert_array_equal(A.rank_matrix(scores), expected)
-    np.testing.assert_allclose(A.average_ranks(scores), [8.5 / 4, 6.5 / 4, 9 / 4])
+    np.testing.assert_array_equal(C.rank_matrix(scores), expected)
+    np.testing.assert_allclose(C.average_ranks(scores), [8.5 / 4, 6.5 / 4, 9 / 4])
 
 
 def test_rank_matrix_higher_is_better():
     np.testing.assert_array_equal(
-        A.rank_matrix(np.array([[0.9, 0.8, NAN]]), lower_is_better=False), [[1, 2, 3]]
+        C.rank_matrix(np.array([[0.9, 0.8, NAN]]), lower_is_better=False), [[1, 2, 3]]
     )
 
 
@@ -165,7 +166,7 @@ def test_friedman_hand_case():
     # Four data sets, every one ranking the methods 1, 2, 3: R = (1, 2, 3),
     # chi2 = 12*4/(3*4) * (1 + 4 + 9 - 3*16/4) = 8, and with 2 dof p = exp(-8/2).
     scores = np.array([[0.1, 0.2, 0.3], [1, 5, 9], [2, 3, 4], [0, 1, 2]], dtype=float)
-    res = A.friedman_test(scores)
+    res = C.friedman_test(scores)
     assert res.statistic == pytest.approx(8.0)
     assert res.pvalue == pytest.approx(math.exp(-4.0))
     np.testing.assert_allclose(res.average_ranks, [1, 2, 3])
@@ -174,15 +175,15 @@ def test_friedman_hand_case():
 
 def test_friedman_matches_scipy_with_ties():
     scores = np.array([[1, 2, 2, 4], [3, 1, 2, 2], [1, 1, 1, 2], [4, 3, 2, 1], [2, 2, 3, 1]])
-    ours = A.friedman_test(scores.astype(float))
+    ours = C.friedman_test(scores.astype(float))
     ref = stats.friedmanchisquare(*scores.T)
     assert ours.statistic == pytest.approx(ref.statistic)
     assert ours.pvalue == pytest.approx(ref.pvalue)
 
 
 def test_friedman_degenerate_cases_are_nan():
-    assert math.isnan(A.friedman_test(np.array([[1.0, 2.0]])).pvalue)  # one data set
-    assert math.isnan(A.friedman_test(np.array([[1.0, 1.0], [2.0, 2.0]])).pvalue)  # all ties
+    assert math.isnan(C.friedman_test(np.array([[1.0, 2.0]])).pvalue)  # one data set
+    assert math.isnan(C.friedman_test(np.array([[1.0, 1.0], [2.0, 2.0]])).pvalue)  # all ties
 
 
 @pytest.mark.parametrize(
@@ -194,7 +195,7 @@ def test_friedman_degenerate_cases_are_nan():
     ],
 )
 def test_nemenyi_critical_difference_matches_demsar_table(k, n, expected):
-    assert A.nemenyi_critical_difference(k, n) == pytest.approx(expected, abs=2e-3)
+    assert C.nemenyi_critical_difference(k, n) == pytest.approx(expected, abs=2e-3)
 
 
 @pytest.mark.parametrize(
@@ -207,7 +208,7 @@ def test_nemenyi_critical_difference_matches_demsar_table(k, n, expected):
     ],
 )
 def test_cd_cliques(ranks, cd, expected):
-    assert A.cd_cliques(ranks, cd) == expected
+    assert C.cd_cliques(ranks, cd) == expected
 
 
 # ----------------------------------------------------------------- improvement
@@ -226,7 +227,7 @@ def test_cd_cliques(ranks, cd, expected):
     ],
 )
 def test_probability_of_improvement(x, y, lower, expected):
-    assert A.probability_of_improvement(x, y, lower_is_better=lower) == pytest.approx(expected)
+    assert C.probability_of_improvement(x, y, lower_is_better=lower) == pytest.approx(expected)
 
 
 def test_improvement_matrix_averages_over_tasks():
@@ -237,7 +238,7 @@ def test_improvement_matrix_averages_over_tasks():
             "value": [1.0, 2.0, 2.0, 3.0, 5.0, 4.0, 1.0],
         }
     )
-    m = A.improvement_matrix(frame)
+    m = C.improvement_matrix(frame)
     assert list(m.index) == ["A", "B", "C"]
     assert m.loc["A", "B"] == pytest.approx((0.875 + 0.0) / 2)
     assert m.loc["B", "A"] == pytest.approx((0.125 + 1.0) / 2)

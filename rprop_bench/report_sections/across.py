@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from rprop_bench import analysis, plotting, schema
+from rprop_bench import analysis, comparison, plotting, schema
 from rprop_bench.document import DocumentWriter
 from rprop_bench.report_sections.common import column, fmt
 from rprop_bench.report_sections.context import ReportContext, Section
@@ -83,7 +83,7 @@ def performance_profiles(ctx: ReportContext, w: DocumentWriter) -> None:
 
 def _cd_figure(
     w: DocumentWriter,
-    fr: analysis.FriedmanResult,
+    fr: comparison.FriedmanResult,
     methods: list[str],
     cd: float,
     criterion: tuple[str, str],
@@ -95,7 +95,7 @@ def _cd_figure(
             fr.average_ranks,
             methods,
             cd,
-            analysis.cd_cliques(fr.average_ranks, cd),
+            comparison.cd_cliques(fr.average_ranks, cd),
             title=f"average rank: {label}",
         ),
         f"cd_diagram_{key}",
@@ -109,7 +109,7 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
     """Average ranks per criterion, the Friedman test and the Nemenyi critical difference."""
     runs, problems, methods = ctx.runs, ctx.problems, ctx.methods
     w.heading(3, "Ranks, Friedman test and critical difference")
-    cd = analysis.nemenyi_critical_difference(len(methods), len(problems))
+    cd = comparison.nemenyi_critical_difference(len(methods), len(problems))
     w.para(
         f"Average ranks over {len(problems)} problems (1 = best) of each optimizer's median over "
         "seeds, for three criteria; a failed or never-reaching run counts as ∞. The Friedman "
@@ -122,7 +122,7 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
     for label, key, values in criteria(runs):
         if values.isna().all():
             continue
-        fr = analysis.friedman_test(median_costs(runs, values, problems, methods))
+        fr = comparison.friedman_test(median_costs(runs, values, problems, methods))
         tests.append(f"{label}: χ² = {fmt(fr.statistic)}, p = {fmt(fr.pvalue)}")
         rank_rows += [
             {
@@ -155,7 +155,7 @@ def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
     for label, key, values in criteria(runs)[1:]:
         frame = runs[["problem", "method"]].copy()
         frame["value"] = np.where(runs["failed"], np.nan, values)
-        matrix = analysis.improvement_matrix(frame, methods=methods)
+        matrix = comparison.improvement_matrix(frame, methods=methods)
         suffix = "" if key == "test_loss" else f"_{key}"
         w.figure(
             plotting.improvement_heatmap(matrix, title=label),

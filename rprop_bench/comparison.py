@@ -1,0 +1,215 @@
+"""Comparisons of methods across problems: ranks, the Friedman test, Nemenyi's critical
+difference, and the probability of improvement.
+
+Pure functions of NumPy arrays and pandas frames, as :mod:`rprop_bench.analysis` (whose
+conventions hold here: lower is better unless ``lower_is_better=False``, a failed run costs
+``inf``, ``NaN`` counts as ``inf`` where costs are ranked).
+
+References:
+    Demšar (2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30.
+    Agarwal et al. (2021), NeurIPS: probability of improvement, stratified over tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rprop_bench.analysis import as_costs
+
+__all__ = [
+    "FriedmanResult",
+    "average_ranks",
+    "cd_cliques",
+    "friedman_test",
+    "improvement_matrix",
+    "nemenyi_critical_difference",
+    "probability_of_improvement",
+    "rank_matrix",
+]
+
+
+# --------------------------------------------------------------------------- ranks
+
+
+def rank_matrix(scores: np.ndarray, *, lower_is_better: bool = True) -> np.ndarray:
+    """Rank methods within each data set; ties share the average rank (Demšar 2006, §3.2.2).
+
+    Args:
+        scores: shape ``(n_datasets, n_methods)``; NaN counts as the worst score.
+        lower_is_better: rank 1 goes to the lowest score (else the highest).
+
+    Returns:
+        shape ``(n_datasets, n_methods)``, ranks in ``1..n_methods``.
+    """
+    s = np.asarray(scores, dtype=float)
+    s = np.where(np.isnan(s), np.inf if lower_is_better else -np.inf, s)
+    if not lower_is_better:
+        s = -s
+    return stats.rankdata(s, axis=1)
+
+
+def average_ranks(scores: np.ndarray, *, lower_is_better: bool = True) -> np.ndarray:
+    """Mean over data sets of :func:`rank_matrix`; shape ``(n_methods,)``."""
+    return rank_matrix(scores, lower_is_better=lower_is_better).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class FriedmanResult:
+    """Friedman test on ``n`` data sets and ``k`` methods (Demšar 2006, §3.2.2)."""
+
+    statistic: float
+    pvalue: float
+    average_ranks: np.ndarray
+    n_datasets: int
+    n_methods: int
+
+
+def friedman_test(scores: np.ndarray, *, lower_is_better: bool = True) -> FriedmanResult:
+    """Friedman's rank test that all methods perform alike.
+
+    ``chi2_F = 12 N / (k (k+1)) * (sum_j R_j^2 - k (k+1)^2 / 4)`` with ``R_j`` the average
+    ranks, divided by the tie correction ``1 - sum(t^3 - t) / (N k (k^2 - 1))`` as in
+    ``scipy.stats.friedmanchisquare``; ``p = P(chi2_{k-1} >= chi2_F)``.
+
+    Args:
+        scores: shape ``(n_datasets, n_methods)``; NaN counts as the worst score.
+        lower_is_better: see :func:`rank_matrix`.
+
+    Returns:
+        :class:`FriedmanResult`; statistic and p-value are NaN with fewer than 2 methods or
+        data sets, or when every data set is a complete tie.
+    """
+    ranks = rank_matrix(scores, lower_is_better=lower_is_better)
+    n, k = ranks.shape
+    avg = ranks.mean(axis=0)
+    if n < 2 or k < 2:
+        return FriedmanResult(np.nan, np.nan, avg, n, k)
+    chi2 = 12.0 * n / (k * (k + 1)) * (np.sum(avg**2) - k * (k + 1) ** 2 / 4.0)
+    ties = 0.0
+    for row in ranks:
+        _, counts = np.unique(row, return_counts=True)
+        ties += float(np.sum(counts**3 - counts))
+    correction = 1.0 - ties / (n * k * (k * k - 1))
+    if correction <= 0:
+        return FriedmanResult(np.nan, np.nan, avg, n, k)
+    chi2 /= correction
+    return FriedmanResult(float(chi2), float(stats.chi2.sf(chi2, k - 1)), avg, n, k)
+
+
+def nemenyi_critical_difference(n_methods: int, n_datasets: int, alpha: float = 0.05) -> float:
+    """Critical difference of average ranks for the Nemenyi test (Demšar 2006, §3.2.2).
+
+    ``CD = q_alpha * sqrt(k (k+1) / (6 N))`` with ``q_alpha`` the studentized range quantile
+    ``q(1 - alpha; k, inf) / sqrt(2)`` (2.343 for k=3, 2.569 for k=4 at alpha=0.05).
+    """
+    if n_methods < 2 or n_datasets < 1:
+        raise ValueError("need at least 2 methods and 1 data set")
+    q = stats.studentized_range.ppf(1.0 - alpha, n_methods, np.inf) / np.sqrt(2.0)
+    return float(q * np.sqrt(n_methods * (n_methods + 1) / (6.0 * n_datasets)))
+
+
+def cd_cliques(avg_ranks: np.ndarray | Sequence[float], cd: float) -> list[tuple[int, ...]]:
+    """Groups of methods whose average ranks lie within ``cd`` of each other.
+
+    These are the bars of a critical-difference diagram: maximal runs of methods, in rank
+    order, whose best and worst average rank differ by less than ``cd`` (Demšar 2006, Fig. 1).
+    Single methods are not returned.
+
+    Args:
+        avg_ranks: shape ``(n_methods,)``.
+        cd: the critical difference.
+
+    Returns:
+        Tuples of method indices (into ``avg_ranks``), each sorted by rank.
+    """
+    r = np.asarray(avg_ranks, dtype=float)
+    order = np.argsort(r, kind="stable")
+    cliques: list[tuple[int, ...]] = []
+    last_end = -1
+    for i in range(len(order)):
+        j = i
+        while j + 1 < len(order) and r[order[j + 1]] - r[order[i]] < cd:
+            j += 1
+        if j > i and j > last_end:
+            cliques.append(tuple(int(m) for m in order[i : j + 1]))
+            last_end = j
+    return cliques
+
+
+# --------------------------------------------------------------------------- improvement
+
+
+def probability_of_improvement(
+    x: np.ndarray | Sequence[float],
+    y: np.ndarray | Sequence[float],
+    *,
+    lower_is_better: bool = True,
+) -> float:
+    """P(X beats Y): the chance a random run of X is better than a random run of Y.
+
+    ``P = mean over pairs (i, j) of [x_i better than y_j] + 0.5 [x_i == y_j]``, the
+    Mann–Whitney U statistic over ``n_x * n_y`` (Agarwal et al. 2021). NaN counts as the worst
+    value, so a failed run loses to every finished one and ties with another failed one.
+
+    Args:
+        x: shape ``(n_x,)``.
+        y: shape ``(n_y,)``.
+        lower_is_better: "better" means lower.
+
+    Returns:
+        A probability in [0, 1]; NaN if either sample is empty.
+    """
+    sign = 1.0 if lower_is_better else -1.0
+    a = as_costs(sign * np.asarray(x, dtype=float))  # as costs: lower is better, NaN -> inf
+    b = as_costs(sign * np.asarray(y, dtype=float))
+    if a.size == 0 or b.size == 0:
+        return float("nan")
+    better = a[:, None] < b[None, :]
+    equal = a[:, None] == b[None, :]
+    return float(np.mean(better + 0.5 * equal))
+
+
+def improvement_matrix(
+    frame: pd.DataFrame,
+    *,
+    method: str = "method",
+    value: str = "value",
+    task: str = "problem",
+    lower_is_better: bool = True,
+    methods: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """P(row method beats column method), averaged over tasks (Agarwal et al. 2021, §4.3).
+
+    Args:
+        frame: one row per run, with the ``method``, ``task`` and ``value`` columns.
+        method, value, task: column names.
+        lower_is_better: see :func:`probability_of_improvement`.
+        methods: row/column order (default: sorted method names).
+
+    Returns:
+        Square frame ``(n_methods, n_methods)``; entry ``[a, b]`` is the mean over tasks where
+        both ran of ``P(a beats b)``; the diagonal is 0.5; NaN if they share no task.
+    """
+    names = list(methods) if methods is not None else sorted(frame[method].unique())
+    out = pd.DataFrame(np.nan, index=names, columns=names, dtype=float)
+    groups = {
+        (t, m): g[value].to_numpy(float) for (t, m), g in frame.groupby([task, method], sort=False)
+    }
+    tasks = frame[task].unique()
+    for a in names:
+        for b in names:
+            ps = [
+                probability_of_improvement(
+                    groups[(t, a)], groups[(t, b)], lower_is_better=lower_is_better
+                )
+                for t in tasks
+                if (t, a) in groups and (t, b) in groups
+            ]
+            if ps:
+                out.loc[a, b] = float(np.mean(ps))
+    return out
