@@ -22,7 +22,8 @@ before/after within one run. ``--vectorize`` adds ``train.vectorize_seeds=true``
 launcher.
 
 ``--plumbing`` asks, one piece at a time, what the sweep plumbing on Hydra's and loky's
-private APIs buys, for the first sweep with the basic and 2-worker launchers (written to
+private APIs buys, for the first sweep with the basic and 2-worker launchers (1 worker runs
+with everything on, for the 2-worker ratio; written to
 ``reports/bench/plumbing*.csv`` and ``plumbing.png`` instead):
 
 * ``no-cache``: ``hydra.sweeper.compose_once=false``, every job composes its config from the
@@ -294,8 +295,8 @@ def main() -> None:
     for i, sweep in enumerate(options.sweeps.split(",")):
         # the first sweep gets every case; the others only what the joblib ratio needs
         launchers = list(LAUNCHERS) if i == 0 else ["joblib1", "joblib2"]
-        if options.plumbing:
-            launchers = ["basic", "joblib2"] if i == 0 else []
+        if options.plumbing:  # joblib1 for the 2-worker ratio
+            launchers = ["basic", "joblib1", "joblib2"] if i == 0 else []
         if options.baseline and i == 0:
             for launcher in ("basic", "joblib2"):
                 cases.append((sweep, launcher, "before", LAUNCHERS[launcher], options.baseline, {}))

@@ -43,11 +43,22 @@ def resolve_uri(uri: str, base_dir: Path) -> str:
 
 
 def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI, else ``None``."""
-    if not uri.startswith(SQLITE_PREFIX):
+    """The database file of a ``sqlite:`` URI as SQLAlchemy (MLflow's database layer) reads
+    it, percent-escapes decoded; ``None`` for an in-memory database or another scheme.
+
+    >>> sqlite_path("sqlite:////data/my%20runs.db?timeout=5")
+    PosixPath('/data/my runs.db')
+    """
+    if not uri.startswith("sqlite:"):
         return None
-    path = uri[len(SQLITE_PREFIX) :].split("?", 1)[0]
-    return Path(path) if path and path != ":memory:" else None
+    from sqlalchemy.engine import make_url  # MLflow's dependency; imported only for SQLite
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        database = make_url(uri).database
+    except (ArgumentError, ValueError):  # not a URL SQLAlchemy reads: nor could MLflow
+        return None
+    return Path(database) if database and database != ":memory:" else None
 
 
 def artifact_root(uri: str) -> str | None:

@@ -28,7 +28,7 @@ from rprop_bench.diagnostics import HistogramRow
 from rprop_bench.params import flatten
 from rprop_bench.problems import problem_names
 from rprop_bench.step_figure import step_heatmap
-from rprop_bench.store import TrackingError, check_store, resolve_uri
+from rprop_bench.store import TrackingError, check_store, resolve_uri, sqlite_path
 from rprop_bench.tracking import Tracker, TrackingOptions
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -314,6 +314,23 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("uri", "path"),
+    [
+        ("sqlite:///mlflow.db", Path("mlflow.db")),
+        ("sqlite:////abs/x.db", Path("/abs/x.db")),
+        ("sqlite:///rel.db?timeout=5", Path("rel.db")),
+        ("sqlite:////data/my%20runs.db", Path("/data/my runs.db")),  # as SQLAlchemy decodes it
+        ("sqlite://", None),  # in memory
+        ("sqlite:///:memory:", None),
+        ("http://127.0.0.1:5000", None),
+        ("file:///tmp/mlruns", None),
+    ],
+)
+def test_the_one_sqlite_path_parser_reads_uris_as_sqlalchemy_does(uri, path):
+    assert sqlite_path(uri) == path
 
 
 def test_relative_sqlite_paths_resolve_against_the_working_directory(tmp_path):

@@ -26,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rprop_bench import schema
 from rprop_bench.cli.compose import (
@@ -39,6 +39,12 @@ from rprop_bench.cli.compose import (
     preflight,
 )
 from rprop_bench.cli.validate import ConfigError
+
+if TYPE_CHECKING:
+    from hydra.core.override_parser.types import Override
+    from omegaconf import DictConfig
+
+    from rprop_bench.cli.launchers import Launcher
 
 COMMANDS = ("run", "sweep", "ui", "report")
 #: Hydra flags that only print something: they pass straight to Hydra, without checks.
@@ -171,12 +177,6 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     except ConfigError as exc:
         return _error(str(exc))
 
-    from rprop_bench.cli.identity import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key, sweep_id_of
-    from rprop_bench.cli.launchers import (
-        job_environment,
-        launcher_overrides,
-        runs_on_this_machine,
-    )
     from rprop_bench.store import TrackingError, check_store, check_writable_dir, resolve_uri
 
     first = configs[0]
@@ -190,6 +190,21 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     if not sweep:
         return _single_run(flags, overrides, first)
     print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
+    return _sweep(flags, overrides, jobs, configs, launcher, parsed)
+
+
+def _sweep(
+    flags: list[str],
+    overrides: list[str],
+    jobs: list[list[str]],
+    configs: list[DictConfig],
+    launcher: Launcher,
+    parsed: list[Override],
+) -> int:
+    """A checked sweep: its id and size for every job, the seed plan, then Hydra's multirun."""
+    from rprop_bench.cli.identity import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key, sweep_id_of
+    from rprop_bench.cli.launchers import job_environment, launcher_overrides, runs_on_this_machine
+
     sweep_env = {
         SWEEP_ID_ENV: sweep_id_of(run_key(cfg) for cfg in configs),
         SWEEP_SIZE_ENV: str(len(jobs)),  # for the jobs' "[3/30]" progress lines
@@ -202,7 +217,7 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
         os.environ.update(sweep_env)
         try:
             extra = [*launcher_overrides(launcher, parsed), *job_environment(sweep_env)]
-            ender = _sweep_ender(first, sweep_env[SWEEP_ID_ENV])
+            ender = _sweep_ender(configs[0], sweep_env[SWEEP_ID_ENV])
             return _run_interruptible(flags, [*overrides, *extra], launcher, ender)
         finally:
             for name in sweep_env:

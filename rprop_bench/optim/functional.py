@@ -59,6 +59,18 @@ class RpropHyperparams:
     differentiable: bool = False
     capturable: bool = False
 
+    def kernel_arguments(self) -> dict[str, Any]:
+        """The keyword arguments of the fused kernel (the same for every tensor of a group)."""
+        return {
+            "eta_minus": self.eta_minus,
+            "eta_plus": self.eta_plus,
+            "step_size_min": self.step_size_min,
+            "step_size_max": self.step_size_max,
+            "variant": self.variant,
+            "maximize": self.maximize,
+            "undo_on_flip": self.variant == "rprop+",
+        }
+
 
 def _loss_rose(loss: Tensor, prev_loss: Tensor, like: Tensor) -> Tensor:
     """E(t) > E(t−1) as a bool mask that broadcasts against ``like`` (per member if 1-D)."""
@@ -267,16 +279,7 @@ def _multi_tensor_rprop(
         if hyper.maximize:
             group_grads = list(torch._foreach_neg(group_grads))
 
-        signs = torch._foreach_mul(group_grads, group_prevs)
-        torch._foreach_sign_(signs)
-        flipped = [s.lt(0) for s in signs]
-        for s in signs:
-            _step_size_factors(s, hyper)
-        torch._foreach_mul_(group_sizes, signs)
-        torch._foreach_clamp_min_(group_sizes, hyper.step_size_min)
-        torch._foreach_clamp_max_(group_sizes, hyper.step_size_max)
-        del signs
-
+        flipped = _foreach_adapt_step_sizes(group_grads, group_prevs, group_sizes, hyper)
         if hyper.variant != "rprop-":
             group_grads = [g.masked_fill(f, 0) for g, f in zip(group_grads, flipped, strict=True)]
         grad_signs = torch._foreach_sign(group_grads)
@@ -286,25 +289,59 @@ def _multi_tensor_rprop(
             torch._foreach_copy_(group_prevs, group_grads)
             continue
 
-        changes = torch._foreach_mul(grad_signs, group_sizes)
-        torch._foreach_neg_(changes)
-        if hyper.variant == "rprop+":
-            undo = flipped
-        else:
-            assert loss is not None
-            undo = [
-                f.logical_and_(_loss_rose(loss, prev_loss, f))
-                for f, prev_loss in zip(flipped, group_prev_losses, strict=True)
-            ]
-            for prev_loss in group_prev_losses:
-                prev_loss.copy_(loss)
-        applied = [
-            torch.where(u, last.neg(), change)
-            for u, last, change in zip(undo, group_changes, changes, strict=True)
-        ]
-        torch._foreach_add_(group_params, applied)
-        torch._foreach_copy_(group_changes, changes)
+        _foreach_backtracking_step(
+            group_params, grad_signs, group_sizes, group_changes, flipped,
+            group_prev_losses, loss, hyper,
+        )  # fmt: skip
         torch._foreach_copy_(group_prevs, group_grads)
+
+
+def _foreach_adapt_step_sizes(
+    grads: list[Tensor], prevs: list[Tensor], sizes: list[Tensor], hyper: RpropHyperparams
+) -> list[Tensor]:
+    """Δ ← clamp(Δ · factor(sign(g·prev)), Δmin, Δmax) for every tensor; return where the
+    gradient's sign flipped (g·prev < 0)."""
+    signs = torch._foreach_mul(grads, prevs)
+    torch._foreach_sign_(signs)
+    flipped = [s.lt(0) for s in signs]
+    for s in signs:
+        _step_size_factors(s, hyper)
+    torch._foreach_mul_(sizes, signs)
+    torch._foreach_clamp_min_(sizes, hyper.step_size_min)
+    torch._foreach_clamp_max_(sizes, hyper.step_size_max)
+    return flipped
+
+
+def _foreach_backtracking_step(
+    params: list[Tensor],
+    grad_signs: tuple[Tensor, ...],
+    sizes: list[Tensor],
+    last_changes: list[Tensor],
+    flipped: list[Tensor],
+    prev_losses: list[Tensor],
+    loss: Tensor | None,
+    hyper: RpropHyperparams,
+) -> None:
+    """Rprop+ and iRprop+: step by −sign(g)·Δ, except where the step is undone: there the
+    weight goes back by Δw(t−1) (Rprop+ on every flip; iRprop+ on a flip when E rose)."""
+    changes = torch._foreach_mul(grad_signs, sizes)
+    torch._foreach_neg_(changes)
+    if hyper.variant == "rprop+":
+        undo = flipped
+    else:
+        assert loss is not None
+        undo = [
+            f.logical_and_(_loss_rose(loss, prev_loss, f))
+            for f, prev_loss in zip(flipped, prev_losses, strict=True)
+        ]
+        for prev_loss in prev_losses:
+            prev_loss.copy_(loss)
+    applied = [
+        torch.where(u, last.neg(), change)
+        for u, last, change in zip(undo, last_changes, changes, strict=True)
+    ]
+    torch._foreach_add_(params, applied)
+    torch._foreach_copy_(last_changes, changes)
 
 
 def _fused_rprop(
@@ -328,15 +365,7 @@ def _fused_rprop(
     kernel = None if compiling else load_fused_kernel()
     available = fused_kernel_available() if compiling else kernel is not None
     backtracking = hyper.variant in BACKTRACKING_VARIANTS
-    hyperparameters: dict[str, Any] = {  # the same for every tensor: built once
-        "eta_minus": hyper.eta_minus,
-        "eta_plus": hyper.eta_plus,
-        "step_size_min": hyper.step_size_min,
-        "step_size_max": hyper.step_size_max,
-        "variant": hyper.variant,
-        "maximize": hyper.maximize,
-        "undo_on_flip": hyper.variant == "rprop+",
-    }
+    hyperparameters = hyper.kernel_arguments()  # the same for every tensor: built once
     for i, param in enumerate(params):
         tensors = [param, grads[i], prevs[i], step_sizes[i]]
         if backtracking:
@@ -344,18 +373,10 @@ def _fused_rprop(
         if torch.is_complex(param):
             tensors = [torch.view_as_real(t) for t in tensors]
         if not available or not kernel_covers(*tensors):
-            _single_tensor_rprop(
-                [param],
-                [grads[i]],
-                [prevs[i]],
-                [step_sizes[i]],
-                [state_steps[i]],
-                [weight_changes[i]] if backtracking else [],
-                [prev_losses[i]] if loss is not None else [],
-                loss,
-                hyper,
-                has_complex,
-            )
+            changes = [weight_changes[i]] if backtracking else []
+            losses = [prev_losses[i]] if loss is not None else []
+            one = ([param], [grads[i]], [prevs[i]], [step_sizes[i]], [state_steps[i]])
+            _single_tensor_rprop(*one, changes, losses, loss, hyper, has_complex)
             continue
         state_steps[i] += 1
         undo_per_member = None
@@ -370,14 +391,6 @@ def _fused_rprop(
             fused_step_op(*tensors[:4], weight_change, undo_per_member, **hyperparameters)
         else:
             assert kernel is not None
-            param_, grad_, prev_, step_size_ = tensors[:4]
-            fused_step(
-                kernel,
-                param_,
-                grad_,
-                prev_,
-                step_size_,
-                weight_change,
-                undo_per_member=undo_per_member,
-                **hyperparameters,
-            )
+            param_, grad_, prev_, size_ = tensors[:4]
+            fused_step(kernel, param_, grad_, prev_, size_, weight_change,
+                       undo_per_member=undo_per_member, **hyperparameters)  # fmt: skip

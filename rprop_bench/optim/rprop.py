@@ -27,6 +27,7 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
 from rprop_bench import schema
+from rprop_bench.optim.checks import check_members, loss_tensor, lr_value, validate_group
 from rprop_bench.optim.functional import (
     BACKTRACKING_VARIANTS,
     LOSS_VARIANTS,
@@ -57,81 +58,6 @@ def _scalar_dtype(fused: bool = False) -> torch.dtype:
     if fused or torch.get_default_dtype() != torch.float64:
         return torch.float32
     return torch.float64
-
-
-def _lr_value(lr: Any) -> float:
-    """The initial step size Δ0 as a float: a number, or a 1-element Tensor (as torch allows)."""
-    if isinstance(lr, Tensor):
-        if lr.numel() != 1:
-            raise ValueError("Tensor lr must be 1-element")
-        if not (lr.is_floating_point() or lr.dtype in (torch.int32, torch.int64)):
-            raise ValueError(f"Invalid learning rate: {lr}; expected a real number (lr)")
-        return float(lr.item()) if lr.device.type != "meta" else math.nan
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)):
-        raise ValueError(f"Invalid learning rate: {lr!r}; expected a finite float > 0 (lr)")
-    return float(lr)
-
-
-def _validate_group(group: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the argument and its allowed range.
-
-    Messages begin as torch.optim.Rprop's do ("Invalid learning rate: ...", "Invalid eta
-    values: ..."), so code written against torch's errors keeps matching, and add the field's
-    name and allowed range.
-    """
-    lr = _lr_value(group["lr"])
-    if not (math.isfinite(lr) and lr > 0.0):
-        raise ValueError(
-            f"Invalid learning rate: {group['lr']!r}; expected a finite float > 0 (lr)"
-        )
-    etas = tuple(group["etas"])
-    if len(etas) != 2 or not all(isinstance(e, (int, float)) for e in etas):
-        raise ValueError(f"Invalid etas: {group['etas']!r}; expected (eta_minus, eta_plus)")
-    eta_minus, eta_plus = etas
-    if not (0.0 < eta_minus < 1.0 < eta_plus and math.isfinite(eta_plus)):
-        raise ValueError(
-            f"Invalid eta values: {eta_minus}, {eta_plus}; expected 0 < eta_minus < 1 < "
-            "eta_plus < inf (etas)"
-        )
-    sizes = tuple(group["step_sizes"])
-    if len(sizes) != 2 or not all(isinstance(s, (int, float)) for s in sizes):
-        raise ValueError(
-            f"Invalid step_sizes: {group['step_sizes']!r}; expected (step_size_min, step_size_max)"
-        )
-    size_min, size_max = sizes
-    # Δmin = 0 is legal (torch allows it; Igel & Hüsken 2003 ran with it): a Δ that reaches 0
-    # stays 0, since only multiplications change it.
-    if not (0.0 <= size_min <= size_max and math.isfinite(size_max)):
-        raise ValueError(
-            f"Invalid step_sizes: ({size_min}, {size_max}); "
-            "expected 0 <= step_size_min <= step_size_max < inf"
-        )
-    # lr is the initial step size Δ0; outside [Δmin, Δmax] the first step would silently
-    # clamp it, so a zero gradient would change Δ.
-    if not size_min <= lr <= size_max:
-        raise ValueError(
-            f"Invalid learning rate: {group['lr']!r}; lr is the initial step size and must lie "
-            f"in step_sizes [{size_min}, {size_max}]"
-        )
-    if group["variant"] not in VARIANTS:
-        raise ValueError(
-            f"Invalid variant: {group['variant']!r}; expected one of "
-            + ", ".join(repr(v) for v in VARIANTS)
-        )
-    for flag in ("maximize", "differentiable", "capturable"):
-        if not isinstance(group[flag], bool):
-            raise ValueError(f"Invalid {flag}: {group[flag]!r}; expected True or False")
-    for flag in ("foreach", "fused"):
-        if group[flag] not in (None, True, False):
-            raise ValueError(f"Invalid {flag}: {group[flag]!r}; expected None, True or False")
-    if group["foreach"] and group["fused"]:
-        raise ValueError("Invalid foreach=True with fused=True; choose one implementation")
-    if group["differentiable"] and (group["foreach"] or group["fused"]):
-        chosen = "fused" if group["fused"] else "foreach"
-        raise ValueError(
-            f"Invalid {chosen}=True with differentiable=True; only the single-tensor path "
-            "supports autograd through the step (foreach=False, fused=False)"
-        )
 
 
 class Rprop(Optimizer):
@@ -254,7 +180,7 @@ class Rprop(Optimizer):
             "capturable": capturable,
             "differentiable": differentiable,
         }
-        _validate_group(defaults)
+        validate_group(defaults)
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -263,7 +189,7 @@ class Rprop(Optimizer):
         group = self.param_groups[-1]
         group["etas"] = tuple(group["etas"])
         group["step_sizes"] = tuple(group["step_sizes"])
-        _validate_group(group)
+        validate_group(group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A state dict saved by torch.optim.Rprop has no `variant`: it is iRprop-.
@@ -351,41 +277,7 @@ class Rprop(Optimizer):
             has_complex |= torch.is_complex(p)
             params.append(p)
             grads.append(p.grad)
-            if len(state) == 0:
-                # Same dtypes and devices as torch.optim.Rprop, so state dicts interchange.
-                # capturable: the step count lives beside the param, as torch keeps it.
-                state[STATE_STEP] = torch.zeros(
-                    (),
-                    dtype=_scalar_dtype(bool(group["fused"])),
-                    device=p.device if group["capturable"] else None,
-                )
-                state[STATE_PREV] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                lr = group["lr"]
-                if p.is_complex():
-                    lr = _lr_value(lr)
-                    fill: Any = complex(lr, lr)
-                else:  # a Tensor lr fills without a host sync, as in torch
-                    fill = lr.reshape(()) if isinstance(lr, Tensor) else lr
-                state[STATE_STEP_SIZE] = torch.full_like(
-                    p, fill, memory_format=torch.preserve_format
-                )
-            if variant in BACKTRACKING_VARIANTS and STATE_WEIGHT_CHANGE not in state:
-                state[STATE_WEIGHT_CHANGE] = torch.zeros_like(
-                    p, memory_format=torch.preserve_format
-                )
-            if variant in LOSS_VARIANTS:
-                assert loss_shape is not None  # step() made it from the closure, or raised
-                _check_members(index, p, loss_shape)
-                if STATE_PREV_LOSS not in state:
-                    state[STATE_PREV_LOSS] = torch.full(
-                        loss_shape, math.inf, dtype=torch.float64, device=p.device
-                    )
-                elif tuple(state[STATE_PREV_LOSS].shape) != loss_shape:
-                    raise RuntimeError(
-                        f"parameter {index} of its group: the closure's loss has shape "
-                        f"{loss_shape}, but earlier steps saw "
-                        f"{tuple(state[STATE_PREV_LOSS].shape)}"
-                    )
+            self._init_state(state, p, group, index, loss_shape)
             prevs.append(state[STATE_PREV])
             step_sizes.append(state[STATE_STEP_SIZE])
             state_steps.append(state[STATE_STEP])
@@ -394,6 +286,52 @@ class Rprop(Optimizer):
             if variant in LOSS_VARIANTS:
                 prev_losses.append(state[STATE_PREV_LOSS])
         return has_complex
+
+    def _init_state(
+        self,
+        state: dict[str, Any],
+        p: Tensor,
+        group: dict[str, Any],
+        index: int,
+        loss_shape: tuple[int, ...] | None,
+    ) -> None:
+        """Create the state of parameter ``p`` that its variant needs and it lacks yet.
+
+        A state dict from another variant (or from torch.optim.Rprop) gains only what is
+        missing; the E(t-1) of ``irprop+`` must match the closure's loss shape.
+        """
+        variant = group["variant"]
+        if len(state) == 0:
+            # Same dtypes and devices as torch.optim.Rprop, so state dicts interchange.
+            # capturable: the step count lives beside the param, as torch keeps it.
+            state[STATE_STEP] = torch.zeros(
+                (),
+                dtype=_scalar_dtype(bool(group["fused"])),
+                device=p.device if group["capturable"] else None,
+            )
+            state[STATE_PREV] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            lr = group["lr"]
+            if p.is_complex():
+                lr = lr_value(lr)
+                fill: Any = complex(lr, lr)
+            else:  # a Tensor lr fills without a host sync, as in torch
+                fill = lr.reshape(()) if isinstance(lr, Tensor) else lr
+            state[STATE_STEP_SIZE] = torch.full_like(p, fill, memory_format=torch.preserve_format)
+        if variant in BACKTRACKING_VARIANTS and STATE_WEIGHT_CHANGE not in state:
+            state[STATE_WEIGHT_CHANGE] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        if variant in LOSS_VARIANTS:
+            assert loss_shape is not None  # step() made it from the closure, or raised
+            check_members(index, p, loss_shape)
+            if STATE_PREV_LOSS not in state:
+                state[STATE_PREV_LOSS] = torch.full(
+                    loss_shape, math.inf, dtype=torch.float64, device=p.device
+                )
+            elif tuple(state[STATE_PREV_LOSS].shape) != loss_shape:
+                raise RuntimeError(
+                    f"parameter {index} of its group: the closure's loss has shape "
+                    f"{loss_shape}, but earlier steps saw "
+                    f"{tuple(state[STATE_PREV_LOSS].shape)}"
+                )
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimization step and return the closure's loss (or ``None``).
@@ -421,7 +359,7 @@ class Rprop(Optimizer):
             weight_changes: list[Tensor] = []
             prev_losses: list[Tensor] = []
             variant = group["variant"]
-            current_loss = _loss_tensor(loss, variant) if variant in LOSS_VARIANTS else None
+            current_loss = loss_tensor(loss, variant) if variant in LOSS_VARIANTS else None
             has_complex = self._init_group(
                 group,
                 params,
@@ -461,33 +399,3 @@ class Rprop(Optimizer):
                 has_complex=has_complex,
             )
         return loss
-
-
-def _loss_tensor(loss: Any, variant: str) -> Tensor:
-    """The loss E(t) as a float64 tensor, 0-dim or 1-D per stacked member (no host sync)."""
-    if loss is None:
-        raise RuntimeError(
-            f"Rprop variant {variant!r} needs the loss at every step: call "
-            "optimizer.step(closure) with a closure that re-evaluates the model, calls "
-            "backward() and returns the loss"
-        )
-    if isinstance(loss, Tensor):
-        if loss.numel() == 1:
-            return loss.detach().reshape(()).to(torch.float64)
-        if loss.dim() != 1:
-            raise RuntimeError(
-                f"Rprop variant {variant!r} needs a scalar loss from the closure, or a 1-D "
-                f"tensor of per-member losses for stacked params; got shape {tuple(loss.shape)}"
-            )
-        return loss.detach().to(torch.float64)
-    return torch.tensor(float(loss), dtype=torch.float64)
-
-
-def _check_members(index: int, param: Tensor, loss_shape: tuple[int, ...]) -> None:
-    """A 1-D loss of S members needs every parameter stacked along a leading dim of size S."""
-    if len(loss_shape) == 1 and (param.dim() == 0 or param.shape[0] != loss_shape[0]):
-        raise RuntimeError(
-            f"the closure returned {loss_shape[0]} per-member losses, so every parameter needs "
-            f"a leading dim of size {loss_shape[0]}; parameter {index} of its group has shape "
-            f"{tuple(param.shape)}"
-        )

@@ -1,54 +1,24 @@
-"""Read what the harness wrote to MLflow back into tidy pandas frames.
+"""Runs, their params, tags and final metrics: the report's one table (see the package).
 
-This is the one module that reads runs for reports (``tracking`` is the one that writes them);
-both follow the names in :mod:`rprop_bench.schema`. Nothing here trains or plots: the frames it
-returns are the input of the pure functions in :mod:`rprop_bench.analysis`.
-
-Reading is built for many runs:
-
-- run metadata, params, tags and final metrics come from paged ``search_runs`` calls;
-- metric histories are read **in bulk**, one query per metric for hundreds of runs at once
-  (``get_metric_history_bulk`` on SQL stores, ``get_metric_history_bulk_interval`` on a
-  tracking server), falling back to one request per run only where no bulk read exists;
-- artifacts (step-size histograms, the ``line`` data) are downloaded only for the runs a
-  report needs.
-
-Every problem with the input raises a :class:`ResultsError` subclass whose message is one line,
-so that the command line can print it as is.
+:func:`connect` opens an existing store; :func:`load_experiment` reads the training runs of an
+experiment, or of one of its sweeps, with paged ``search_runs`` calls.
 """
 
 from __future__ import annotations
 
-import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from rprop_bench import schema
-
-__all__ = [
-    "HISTORY_METRICS",
-    "ExperimentResults",
-    "MissingMetricError",
-    "NoRunsError",
-    "ResultsError",
-    "StoreNotFoundError",
-    "connect",
-    "load_experiment",
-    "load_histories",
-    "load_line_data",
-    "load_step_histograms",
-    "method_label",
-    "require_metrics",
-]
+from rprop_bench.store import sqlite_path
 
 #: Per-epoch metrics a report draws, read in bulk by default.
 HISTORY_METRICS: tuple[str, ...] = (
@@ -62,10 +32,7 @@ HISTORY_METRICS: tuple[str, ...] = (
 _NOT_FINISHED = ("FAILED", "KILLED")
 #: Optimizer configs of the Rprop family that are *ours* (their variant tag names the method).
 _TORCH_RPROP = "torch_rprop"
-_BULK_CHUNK = 200  # run ids per bulk query (well below SQLite's variable limit)
-_REST_BULK_CHUNK = 100  # run ids per request that a tracking server accepts
-_MAX_HISTORY = 1_000_000_000
-_SQL_INF = np.finfo(float).max  # what SQL stores keep for an infinite metric
+SQL_INF = np.finfo(float).max  # what SQL stores keep for an infinite metric
 
 
 class ResultsError(Exception):
@@ -112,21 +79,6 @@ class ExperimentResults:
     sweep_id: str | None
 
 
-def _sqlite_path(tracking_uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI (``None`` for other schemes or in-memory)."""
-    if not tracking_uri.startswith("sqlite:"):
-        return None
-    path = tracking_uri[len("sqlite:") :]
-    if path.startswith("///"):
-        path = path[3:]  # sqlite:///rel.db -> rel.db ; sqlite:////abs.db -> /abs.db
-    elif path.startswith("//"):
-        path = path[2:]
-    path = unquote(path.split("?", 1)[0])
-    if path in ("", ":memory:"):
-        return None
-    return Path(path)
-
-
 def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
     """Return an ``MlflowClient`` for an *existing* store.
 
@@ -139,7 +91,7 @@ def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
     """
     from mlflow import MlflowClient
 
-    db = _sqlite_path(tracking_uri)
+    db = sqlite_path(tracking_uri)
     if db is not None and not db.is_file():
         raise StoreNotFoundError(f"tracking store not found: {tracking_uri} (no file {db})")
     parsed = urlparse(tracking_uri)
@@ -150,7 +102,7 @@ def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
     client = MlflowClient(tracking_uri=tracking_uri)
     if parsed.scheme in ("http", "https"):
         try:
-            with _env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
+            with mlflow_env(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="10"):
                 client.search_experiments(max_results=1)
         except Exception as exc:  # any transport error means the same to the user
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -195,10 +147,10 @@ def _search_all(client, experiment_id: str, filter_string: str = "") -> list:
             return runs
 
 
-def _restore_inf(values: np.ndarray) -> np.ndarray:
+def restore_inf(values: np.ndarray) -> np.ndarray:
     """Undo SQL stores' encoding of ±inf as ±max float (they cannot store infinities)."""
     v = np.asarray(values, dtype=float).copy()
-    big = np.abs(v) >= _SQL_INF
+    big = np.abs(v) >= SQL_INF
     v[big] = np.sign(v[big]) * np.inf
     return v
 
@@ -235,7 +187,7 @@ def _runs_frame(runs: Sequence) -> pd.DataFrame:
             "parent_run_id": tags.get(schema.TAG_PARENT_RUN_ID, ""),
             "start_time": run.info.start_time or 0,
         }
-        row.update({k: float(_restore_inf(np.array([v]))[0]) for k, v in run.data.metrics.items()})
+        row.update({k: float(restore_inf(np.array([v]))[0]) for k, v in run.data.metrics.items()})
         row.update({f"param.{k}": v for k, v in run.data.params.items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
@@ -285,26 +237,7 @@ def load_experiment(
     ]
     if not training:
         raise NoRunsError(f"experiment {experiment_name!r} has no training runs in {tracking_uri}")
-
-    parent = None
-    if sweep == "latest":
-        with_children = [
-            p
-            for p in parents
-            if any(r.data.tags.get(schema.TAG_PARENT_RUN_ID) == p.info.run_id for r in training)
-        ]
-        if with_children:
-            parent = max(with_children, key=lambda p: p.info.start_time or 0)
-    elif sweep != "all":
-        matches = [
-            p for p in parents if sweep in (p.info.run_id, p.data.tags.get(schema.TAG_SWEEP_ID, ""))
-        ]
-        if not matches:
-            raise NoRunsError(f"experiment {experiment_name!r} has no sweep {sweep!r}")
-        parent = matches[0]
-    elif parents:
-        parent = max(parents, key=lambda p: p.info.start_time or 0)
-
+    parent = _chosen_parent(parents, training, sweep, experiment_name)
     if parent is not None and sweep != "all":
         training = [
             r for r in training if r.data.tags.get(schema.TAG_PARENT_RUN_ID) == parent.info.run_id
@@ -321,6 +254,25 @@ def load_experiment(
         parent_run_id=parent.info.run_id if parent is not None else None,
         sweep_id=parent.data.tags.get(schema.TAG_SWEEP_ID) if parent is not None else None,
     )
+
+
+def _chosen_parent(parents: list, training: list, sweep: str, experiment_name: str) -> Any:
+    """The sweep parent run that ``sweep`` names (see :func:`load_experiment`), or ``None``."""
+    if sweep == "latest":
+        with_children = [
+            p
+            for p in parents
+            if any(r.data.tags.get(schema.TAG_PARENT_RUN_ID) == p.info.run_id for r in training)
+        ]
+        return max(with_children, key=lambda p: p.info.start_time or 0, default=None)
+    if sweep != "all":
+        matches = [
+            p for p in parents if sweep in (p.info.run_id, p.data.tags.get(schema.TAG_SWEEP_ID, ""))
+        ]
+        if not matches:
+            raise NoRunsError(f"experiment {experiment_name!r} has no sweep {sweep!r}")
+        return matches[0]
+    return max(parents, key=lambda p: p.info.start_time or 0, default=None)
 
 
 def require_metrics(runs: pd.DataFrame, metrics: Iterable[str]) -> None:
@@ -342,102 +294,8 @@ def require_metrics(runs: pd.DataFrame, metrics: Iterable[str]) -> None:
             )
 
 
-def _chunks(items: Sequence[str], size: int) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), size):
-        yield items[i : i + size]
-
-
-def _history_rows_bulk(client, run_ids: Sequence[str], metric: str, max_steps: int) -> list:
-    """``(run_id, step, timestamp, value)`` rows for one metric over many runs, in bulk."""
-    store = client._tracking_client.store  # MLflow exposes the bulk reads on the store only
-    rows = []
-    if hasattr(store, "get_metric_history_bulk"):  # SQL stores: one query per chunk of runs
-        for chunk in _chunks(run_ids, _BULK_CHUNK):
-            for m in store.get_metric_history_bulk(list(chunk), metric, _MAX_HISTORY):
-                rows.append((m.run_id, m.step, m.timestamp, m.value))
-        return rows
-    if hasattr(store, "get_metric_history_bulk_interval"):  # tracking servers
-        for chunk in _chunks(run_ids, _REST_BULK_CHUNK):
-            for m in store.get_metric_history_bulk_interval(
-                list(chunk), metric, max_steps, None, None
-            ):
-                rows.append((m.run_id, m.step, m.timestamp, m.value))
-        return rows
-    return _history_rows_naive(client, run_ids, metric)
-
-
-def _history_rows_naive(client, run_ids: Sequence[str], metric: str) -> list:
-    """One ``get_metric_history`` request per run: the slow route, kept for comparison."""
-    rows = []
-    for run_id in run_ids:
-        for m in client.get_metric_history(run_id, metric):
-            rows.append((run_id, m.step, m.timestamp, m.value))
-    return rows
-
-
-def load_histories(
-    tracking_uri: str,
-    run_ids: Sequence[str],
-    metrics: Sequence[str] = HISTORY_METRICS,
-    *,
-    max_steps: int = 100_000,
-    bulk: bool = True,
-    progress: bool = True,
-) -> pd.DataFrame:
-    """Per-epoch metric histories of many runs, as one long frame.
-
-    Args:
-        tracking_uri: the store.
-        run_ids: runs to read.
-        metrics: metric keys to read (missing ones simply yield no rows).
-        max_steps: most points per run and metric a tracking server is asked for.
-        bulk: read many runs per request (``False`` reads one request per run per metric,
-            for the benchmark's comparison).
-        progress: show a tqdm bar over (metric, chunk of runs).
-
-    Returns:
-        Columns ``run_id``, ``metric``, ``step`` (int, the epoch), ``value`` (float): one row
-        per logged value, the latest value kept where a step was logged twice; sorted by
-        run, metric, step.
-    """
-    client = connect(tracking_uri)
-    ids = list(dict.fromkeys(run_ids))
-    frames = []
-    chunk = _BULK_CHUNK if bulk else 1
-    total = len(metrics) * max(1, math.ceil(len(ids) / chunk))
-    with tqdm(
-        total=total, desc="reading metric histories", unit="req", disable=not progress
-    ) as bar:
-        for metric in metrics:
-            for part in _chunks(ids, chunk):
-                if bulk:
-                    rows = _history_rows_bulk(client, part, metric, max_steps)
-                else:
-                    rows = _history_rows_naive(client, part, metric)
-                if rows:
-                    f = pd.DataFrame(rows, columns=["run_id", "step", "timestamp", "value"])
-                    f["metric"] = metric
-                    frames.append(f)
-                bar.update(1)
-    if not frames:
-        return pd.DataFrame(
-            {
-                "run_id": pd.Series(dtype=str),
-                "metric": pd.Series(dtype=str),
-                "step": pd.Series(dtype="int64"),
-                "value": pd.Series(dtype=float),
-            }
-        )
-    out = pd.concat(frames, ignore_index=True)
-    out = out.sort_values(["run_id", "metric", "step", "timestamp"], kind="stable")
-    out = out.drop_duplicates(["run_id", "metric", "step"], keep="last")
-    out["step"] = out["step"].astype("int64")
-    out["value"] = _restore_inf(out["value"].to_numpy(float))
-    return out[["run_id", "metric", "step", "value"]].reset_index(drop=True)
-
-
 @contextmanager
-def _env(**values: str) -> Iterator[None]:
+def mlflow_env(**values: str) -> Iterator[None]:
     """Set MLflow environment variables for the duration of a block, then restore them."""
     before = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
@@ -449,61 +307,3 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-def _quiet_artifact_downloads():
-    """Silence MLflow's per-file download bar (ours counts runs instead)."""
-    return _env(MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR="false")
-
-
-def _download_csv(client, run_id: str, path: str) -> pd.DataFrame | None:
-    with tempfile.TemporaryDirectory() as tmp, _quiet_artifact_downloads():
-        try:
-            local = client.download_artifacts(run_id, path, tmp)
-        except Exception:  # missing artifact: MLflow raises several types depending on store
-            return None
-        return pd.read_csv(local)
-
-
-def load_step_histograms(
-    tracking_uri: str, run_ids: Sequence[str], *, progress: bool = True
-) -> pd.DataFrame:
-    """Step-size histogram artifacts (:data:`schema.ARTIFACT_STEP_HISTOGRAMS`) of some runs.
-
-    Returns:
-        Columns ``run_id`` + :data:`schema.HISTOGRAM_COLUMNS`; runs without the artifact
-        contribute no rows.
-
-    Raises:
-        ResultsError: an artifact lacks one of the schema's columns.
-    """
-    client = connect(tracking_uri)
-    frames = []
-    for run_id in tqdm(
-        list(run_ids), desc="reading step-size histograms", disable=not progress, unit="run"
-    ):
-        f = _download_csv(client, run_id, schema.ARTIFACT_STEP_HISTOGRAMS)
-        if f is None:
-            continue
-        missing = [c for c in schema.HISTOGRAM_COLUMNS if c not in f.columns]
-        if missing:
-            raise ResultsError(
-                f"run {run_id}: {schema.ARTIFACT_STEP_HISTOGRAMS} lacks columns {missing}"
-            )
-        f = f[list(schema.HISTOGRAM_COLUMNS)].copy()
-        f.insert(0, "run_id", run_id)
-        frames.append(f)
-    if not frames:
-        return pd.DataFrame(columns=["run_id", *schema.HISTOGRAM_COLUMNS])
-    return pd.concat(frames, ignore_index=True)
-
-
-def load_line_data(tracking_uri: str, run_id: str) -> pd.DataFrame | None:
-    """The training data of a ``line`` run (:data:`schema.ARTIFACT_LINE_DATA`, columns x, y).
-
-    Returns ``None`` when the run has no such artifact.
-    """
-    f = _download_csv(connect(tracking_uri), run_id, schema.ARTIFACT_LINE_DATA)
-    if f is None or not {"x", "y"} <= set(f.columns):
-        return None
-    return f[["x", "y"]]
