@@ -55,24 +55,13 @@ def run_seed_group(
     from rprop_bench.locks import file_lock
 
     group_key, members = group
-    hydra_cfg = HydraConfig.get()
-    choice = hydra_cfg.runtime.choices.get("optimizer")
-    own_key = run_key(cfg)
+    choice = HydraConfig.get().runtime.choices.get("optimizer")
     size = os.environ.get(SWEEP_SIZE_ENV, "?")
     data = build_data(cfg)
-    todo: list[tuple[Any, DictConfig, RunNames]] = []
     with file_lock(sweep_dir / f".rprop_bench_seed_group_{group_key}.lock"):
-        for member in members:
-            member_cfg = cfg.copy()
-            member_cfg.train.seed = member.seed
-            names = run_names(member_cfg, choice)
-            label = f"  [{member.index + 1}/{size}]"
-            quiet = member.key != own_key
-            done = skip_if_done(tracker, member_cfg, names.run_name, label, quiet=quiet)
-            if done is not None and not quiet:
-                return done
-            if done is None:
-                todo.append((member, member_cfg, names))
+        todo = _members_to_do(cfg, members, tracker, choice, size)
+        if isinstance(todo, dict):  # this job's own run is done: its summary
+            return todo
         entries = []
         for member, member_cfg, names in todo:
             output_dir = member_output_dir(member.index)
@@ -83,12 +72,9 @@ def run_seed_group(
             if len(todo) > 1:
                 tags[schema.TAG_VECTORIZED] = str(len(todo))
             recorder = tracker.start_run(
-                names.run_name,
-                tags,
-                run_params(member_cfg),
-                parent_run_id,
+                names.run_name, tags, run_params(member_cfg), parent_run_id,
                 draw_heatmap=draw_step_heatmap,
-            )
+            )  # fmt: skip
             label = f"  [{member.index + 1}/{size}]"
             entries.append(Entry(member_cfg, names, recorder, label, output_dir))
     uri = tracker.options.uri
@@ -100,7 +86,28 @@ def run_seed_group(
         optimizer = optimizer_partial(cfg)(model.parameters())
         built = Built(data, model, optimizer, train_settings(cfg))
         return train_and_record(built, entries[0], uri, multirun=True)
-    return train_stacked(cfg, data, entries, own_key, uri)
+    return train_stacked(cfg, data, entries, run_key(cfg), uri)
+
+
+def _members_to_do(
+    cfg: DictConfig, members: list[Any], tracker: Any, choice: str | None, size: str
+) -> list[tuple[Any, DictConfig, RunNames]] | dict[str, Any]:
+    """The members of the group whose runs are not done (each with its config and names), or
+    this job's own summary if its own run is done (a line is printed only for that one)."""
+    own_key = run_key(cfg)
+    todo: list[tuple[Any, DictConfig, RunNames]] = []
+    for member in members:
+        member_cfg = cfg.copy()
+        member_cfg.train.seed = member.seed
+        names = run_names(member_cfg, choice)
+        quiet = member.key != own_key
+        label = f"  [{member.index + 1}/{size}]"
+        done = skip_if_done(tracker, member_cfg, names.run_name, label, quiet=quiet)
+        if done is not None and not quiet:
+            return done
+        if done is None:
+            todo.append((member, member_cfg, names))
+    return todo
 
 
 def train_stacked(
