@@ -10,12 +10,27 @@ Two measurements, each into a fresh SQLite store:
 * ``parallel``: one sweep of ``--parallel-runs`` short runs through ``hydra/launcher=joblib``
   with ``--workers`` processes writing to the one store at once.
 
-Both check the store at the end: one FINISHED run per grid point (else a run is lost, or
+* ``concurrency`` (``--only concurrency``; ``--code DIR`` runs the code in ``DIR`` instead,
+  e.g. a ``git archive`` of an older commit, for a before/after), three cases of ``--trials``
+  trials each, the counts over all trials in ``reports/reliability/concurrency.csv``:
+
+  - ``identical_fresh``: two identical sweeps started at the same moment on a store that does
+    not exist yet (its first start shared);
+  - ``overlapping``: ``problem=line,iris`` and ``problem=iris,wine`` on the same seeds,
+    started together on one store (2 shared grid points per trial);
+  - ``killed_first_start``: a single run on a new store, killed with SIGKILL at a random
+    moment of its first start, then the same command again ("broken": it fails).
+
+  For each: commands that crashed, grid points lost and duplicated, and the wall time of the
+  slower sweep of a pair against one sweep alone (what a sweep that waits or skips loses).
+
+The first two check the store at the end: one FINISHED run per grid point (else a run is lost, or
 duplicated), every FINISHED run with its full ``train_loss`` history (else metrics are lost),
 and no run left RUNNING. "retries" counts the store calls retried because SQLite was busy.
 Rows are appended to ``reports/reliability/resume.csv`` and ``reports/reliability/parallel.csv``.
 
-Usage: ``python experiments/bench_reliability.py [--kills 6] [--workers 4] [--parallel-runs 40]``
+Usage: ``python experiments/bench_reliability.py [--kills 6] [--workers 4] [--parallel-runs 40]
+[--only resume|parallel|concurrency] [--trials 4] [--code DIR]``
 """
 
 from __future__ import annotations
@@ -47,8 +62,15 @@ def _command(overrides: list[str], uri: str) -> list[str]:
             *QUIET, f"tracking.uri={uri}"]  # fmt: skip
 
 
+#: ``--code DIR``: the code that the benchmark's commands run (first on PYTHONPATH).
+CODE: list[str] = []
+
+
 def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    if CODE:
+        env["PYTHONPATH"] = CODE[0]
+    return env
 
 
 def _runs(uri: str) -> list:
@@ -183,6 +205,106 @@ def measure_parallel(work: Path, template: Path, workers: int, runs: int) -> dic
     }
 
 
+SHARED_GRID = ["train.seed=0,1", "train.epochs=3", "train.log_every=1"]
+
+
+def _finished_keys(uri: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for run in _runs(uri):
+        if run.info.status == "FINISHED":
+            key = run.data.tags[schema.TAG_RUN_KEY]
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def _together(commands: list[list[str]], cwd: Path) -> tuple[list[int], float]:
+    """Start ``commands`` at once; their exit codes and the slowest one's wall time."""
+    started = time.perf_counter()
+    with open(cwd / "log.txt", "a") as log:
+        procs = [_start(command, cwd, log) for command in commands]
+        codes = [proc.wait(timeout=600) for proc in procs]
+    return codes, time.perf_counter() - started
+
+
+def _pair_case(work: Path, template: Path | None, grids: list[list[str]], points: int,
+               trials: int) -> dict[str, object]:  # fmt: skip
+    """``trials`` times: the sweeps of ``grids`` started together on one store (a fresh file
+    when ``template`` is None); count crashes, lost and duplicated points."""
+    crashed = lost = duplicated = 0
+    walls, alone = [], []
+    for trial in range(trials):
+        directory = work / f"trial{trial}"
+        if template is None:
+            directory.mkdir(parents=True)
+            uri = f"sqlite:///{directory / 'mlflow.db'}"
+        else:
+            uri = _fresh_store(directory, template)
+        codes, wall = _together([_command(g, uri) for g in grids], directory)
+        crashed += sum(code != 0 for code in codes)
+        finished = _finished_keys(uri) if (directory / "mlflow.db").exists() else {}
+        lost += points - len(finished)
+        duplicated += sum(n - 1 for n in finished.values())
+        walls.append(wall)
+        if template is not None:  # one sweep alone on a store of its own, for the time lost
+            solo = _fresh_store(directory / "alone", template)
+            alone.append(_together([_command(grids[0], solo)], directory)[1])
+    row: dict[str, object] = {"trials": trials, "commands": trials * len(grids),
+                              "crashed": crashed, "points": trials * points, "lost": lost,
+                              "duplicated": duplicated,
+                              "pair_wall_s": round(sorted(walls)[len(walls) // 2], 1)}  # fmt: skip
+    if alone:
+        row["alone_wall_s"] = round(sorted(alone)[len(alone) // 2], 1)
+    return row
+
+
+def _killed_first_start(work: Path, trials: int) -> dict[str, object]:
+    """A single run on a new store, SIGKILLed at a random moment of its first start, then the
+    same command again: how often the store is broken for good (the second command fails)."""
+    import random
+
+    rng = random.Random(21)
+    broken = killed_mid_start = 0
+    for trial in range(trials):
+        directory = work / f"trial{trial}"
+        directory.mkdir(parents=True)
+        uri = f"sqlite:///{directory / 'mlflow.db'}"
+        command = [sys.executable, "-m", "rprop_bench", "train.epochs=2", *QUIET,
+                   f"tracking.uri={uri}"]  # fmt: skip
+        with open(directory / "log.txt", "a") as log:
+            proc = _start(command, directory, log)
+            # the store appears a few seconds in (imports, the pre-flight), then is migrated
+            deadline = time.monotonic() + 60
+            while not (directory / "mlflow.db").exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 1.5))
+            killed_mid_start += proc.poll() is None
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            again = subprocess.run(command, cwd=directory, env=_env(), stdout=log,
+                                   stderr=subprocess.STDOUT, timeout=300)  # fmt: skip
+        broken += again.returncode != 0
+    return {"trials": trials, "killed_while_running": killed_mid_start, "broken": broken}
+
+
+def measure_concurrency(work: Path, template: Path, trials: int) -> list[dict[str, object]]:
+    """The three concurrency cases of the module docstring, one row each."""
+    code = CODE[0] if CODE else "this checkout"
+    rows = []
+    for case, row in (
+        ("identical_fresh", _pair_case(work / "identical", None,
+                                       [["problem=line,iris", *SHARED_GRID]] * 2, 4, trials)),
+        ("overlapping", _pair_case(work / "overlap", template,
+                                   [["problem=line,iris", *SHARED_GRID],
+                                    ["problem=iris,wine", *SHARED_GRID]], 6, trials)),
+        ("killed_first_start", _killed_first_start(work / "killed", 2 * trials)),
+    ):  # fmt: skip
+        columns = ("trials", "commands", "crashed", "points", "lost", "duplicated",
+                   "killed_while_running", "broken", "pair_wall_s", "alone_wall_s")  # fmt: skip
+        rows.append({"case": case, "code": code, **{c: row.get(c, "") for c in columns}})
+        print(f"{case}: {row}", flush=True)
+    return rows
+
+
 def _fresh_store(directory: Path, template: Path) -> str:
     directory.mkdir(parents=True)
     shutil.copy(template, directory / "mlflow.db")
@@ -208,8 +330,12 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3", help="seeds of the resume sweep")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--parallel-runs", type=int, default=40)
-    parser.add_argument("--only", choices=["resume", "parallel"], default=None)
+    parser.add_argument("--only", choices=["resume", "parallel", "concurrency"], default=None)
+    parser.add_argument("--trials", type=int, default=4, help="trials per concurrency case")
+    parser.add_argument("--code", default=None, help="code directory the commands run")
     args = parser.parse_args()
+    if args.code:
+        CODE.append(str(Path(args.code).resolve()))
 
     work = Path(tempfile.mkdtemp(prefix="bench_reliability_"))
     template = work / "template" / "mlflow.db"
@@ -222,6 +348,10 @@ def main() -> None:
         if args.only in (None, "parallel"):
             row = measure_parallel(work, template, args.workers, args.parallel_runs)
             print(f"parallel: {row}\nappended to: {_append('parallel.csv', row)}")
+        if args.only in (None, "concurrency"):
+            for row in measure_concurrency(work / "concurrency", template, args.trials):
+                path = _append("concurrency.csv", row)
+            print(f"appended to: {path}")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

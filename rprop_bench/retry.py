@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from rprop_bench import schema
 from rprop_bench.signals import interrupts_held
 from rprop_bench.store import TrackingError
 
@@ -123,6 +125,32 @@ class RetryingClient:
     def __init__(self, client: Any, retry_seconds: float) -> None:
         self._client = client
         self.retry_seconds = retry_seconds
+
+    def create_run(
+        self, experiment_id: str, *, run_name: str | None = None, tags: dict[str, str] | None = None
+    ) -> Any:
+        """``create_run``, made idempotent: a request that reached the store but lost its reply
+        (over HTTP) has created the run, so every retry first looks for it by a random
+        :data:`~rprop_bench.schema.TAG_CREATE_ATTEMPT` tag, and creates only if it is not
+        there. A plain retry would make a second run."""
+        attempt = uuid.uuid4().hex
+        all_tags = {**(tags or {}), schema.TAG_CREATE_ATTEMPT: attempt}
+        tried = False
+
+        def once() -> Any:
+            nonlocal tried
+            if tried:
+                found = self._client.search_runs(
+                    [experiment_id],
+                    filter_string=f"tags.`{schema.TAG_CREATE_ATTEMPT}` = '{attempt}'",
+                    max_results=1,
+                )
+                if found:
+                    return found[0]
+            tried = True
+            return self._client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+
+        return call_with_retry(once, self.retry_seconds, "MlflowClient.create_run")
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):  # e.g. pickle's probes before ``_client`` exists

@@ -79,6 +79,8 @@ TAG_HEARTBEAT = "rprop_bench.heartbeat"  # Unix time of its last write, updated 
 # Set on a run trained with train.vectorize_seeds=true: how many seeds trained as one stacked
 # model with it. Its seconds (wall_time, train_seconds, seconds_to_target) are the stack's.
 TAG_VECTORIZED = "rprop_bench.vectorized"
+#: A random id per create_run call: a retry after a lost reply finds the run it already made.
+TAG_CREATE_ATTEMPT = "rprop_bench.create_attempt"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag for nested runs
 
 RUN_KIND_SWEEP = "sweep"

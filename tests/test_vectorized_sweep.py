@@ -33,7 +33,7 @@ TOLERANCE = {"rprop": 1e-6, "adam": 1e-5}
 PER_RUN_TAGS = {
     schema.TAG_PID, schema.TAG_PROCESS_START, schema.TAG_HEARTBEAT, schema.TAG_OUTPUT_DIR,
     schema.TAG_RUN_KEY, schema.TAG_SWEEP_ID, schema.TAG_PARENT_RUN_ID, schema.TAG_COMMAND,
-    schema.TAG_VECTORIZED,
+    schema.TAG_VECTORIZED, schema.TAG_CREATE_ATTEMPT,
 }  # fmt: skip
 #: Metrics that are seconds, which differ between any two runs.
 SECONDS = {schema.TRAIN_SECONDS, schema.LOGGING_SECONDS, schema.SECONDS_TO_TARGET}

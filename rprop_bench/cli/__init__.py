@@ -193,6 +193,27 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     return _sweep(flags, overrides, jobs, configs, launcher, parsed)
 
 
+def _open_store(cfg: DictConfig) -> int | None:
+    """A SQLite store's first start, or the repair of one cut short, once everything else is
+    checked and before any job: created whole, one process at a time
+    (:mod:`rprop_bench.first_start`); a line if repaired. Returns the exit status of a store
+    that cannot be used (its one line printed), else ``None``."""
+    from rprop_bench.store import TrackingError, resolve_uri, sqlite_path
+
+    uri = resolve_uri(str(cfg.tracking.uri), Path.cwd())
+    if sqlite_path(uri) is None:
+        return None  # a tracking server keeps its own store
+    from rprop_bench.first_start import open_store
+
+    try:
+        note = open_store(uri, check_schema=True, retry_seconds=float(cfg.tracking.retry_seconds))
+    except TrackingError as exc:
+        return _error(str(exc))
+    if note:
+        print(f"store: {note}", flush=True)
+    return None
+
+
 def _sweep(
     flags: list[str],
     overrides: list[str],
@@ -209,6 +230,9 @@ def _sweep(
         SWEEP_ID_ENV: sweep_id_of(run_key(cfg) for cfg in configs),
         SWEEP_SIZE_ENV: str(len(jobs)),  # for the jobs' "[3/30]" progress lines
     }
+    refused = _open_store(configs[0])
+    if refused is not None:
+        return refused
     local = runs_on_this_machine(launcher, parsed)
     with _seed_plan(jobs, configs, None if local else launcher.name) as plan_env:
         sweep_env.update(plan_env)
@@ -232,6 +256,9 @@ def _single_run(flags: list[str], overrides: list[str], cfg: Any) -> int:
         why = why_not_stacked(cfg)
         if why is not None:
             return _error(f"train.vectorize_seeds=true: {why}")
+    refused = _open_store(cfg)
+    if refused is not None:
+        return refused
     return _run_interruptible(flags, overrides)
 
 

@@ -79,10 +79,17 @@ class SweepParentCallback(Callback):
         """Mark the parent run FINISHED and print how the children ended."""
         if self._tracker is None or self._parent_run_id is None:
             return
-        counts = self._tracker.end_sweep_parent(self._parent_run_id)
-        summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "no runs"
+        ended = self._tracker.end_sweep_parent(self._parent_run_id)
+        summary = (
+            ", ".join(f"{n} {status}" for status, n in sorted(ended.counts.items())) or "no runs"
+        )
+        left = (
+            f" (left RUNNING: {ended.still_running} runs of another sweep still run into it)"
+            if ended.still_running
+            else ""
+        )
         print(
-            f"sweep done: {summary}; parent run {self._parent_run_id}\n"
+            f"sweep done: {summary}; parent run {self._parent_run_id}{left}\n"
             f"  compare the runs in the MLflow UI: python -m rprop_bench ui",
             file=sys.stdout,
             flush=True,

@@ -25,7 +25,7 @@ from rprop_bench.cli.build import (
 from rprop_bench.cli.identity import SWEEP_SIZE_ENV, RunNames, run_key, run_names, run_tags
 from rprop_bench.cli.outcome import Entry, failed_locally, guarded, record_result
 from rprop_bench.cli.recording import draw_step_heatmap, log_inputs, run_params, train_and_record
-from rprop_bench.cli.resume import skip_if_done
+from rprop_bench.cli.resume import lost_to_another_sweep, skip_if_done
 
 
 def member_output_dir(index: int) -> Path:
@@ -77,16 +77,46 @@ def run_seed_group(
             )  # fmt: skip
             label = f"  [{member.index + 1}/{size}]"
             entries.append(Entry(member_cfg, names, recorder, label, output_dir))
+        entries, own_lost = _claimed(tracker, entries, run_key(cfg))
+    if not entries:
+        assert own_lost is not None
+        return own_lost
     uri = tracker.options.uri
     if len(entries) == 1:
         import torch
 
-        torch.manual_seed(int(cfg.train.seed))
-        model = model_builder(cfg, data)()
-        optimizer = optimizer_partial(cfg)(model.parameters())
-        built = Built(data, model, optimizer, train_settings(cfg))
-        return train_and_record(built, entries[0], uri, multirun=True)
-    return train_stacked(cfg, data, entries, run_key(cfg), uri)
+        one = entries[0].cfg
+        torch.manual_seed(int(one.train.seed))
+        model = model_builder(one, data)()
+        optimizer = optimizer_partial(one)(model.parameters())
+        built = Built(data, model, optimizer, train_settings(one))
+        summary = train_and_record(built, entries[0], uri, multirun=True)
+    else:
+        summary = train_stacked(cfg, data, entries, run_key(cfg), uri)
+    return own_lost or summary
+
+
+def _claimed(
+    tracker: Any, entries: list[Entry], own_key: str
+) -> tuple[list[Entry], dict[str, Any] | None]:
+    """The entries whose runs won their claim (another sweep may have claimed a seed first),
+    and this job's own SKIPPED summary if its own seed was lost."""
+    kept, own_lost = [], None
+    for entry in entries:
+        lost = lost_to_another_sweep(
+            tracker, entry.cfg, entry.recorder.run_id, entry.names.run_name, entry.label
+        )
+        if lost is None:
+            kept.append(entry)
+        elif run_key(entry.cfg) == own_key:
+            own_lost = lost
+    if len(kept) != len(entries):  # the stack is smaller than the runs' tags say
+        for entry in kept:
+            if len(kept) > 1:
+                tracker.client.set_tag(entry.recorder.run_id, schema.TAG_VECTORIZED, str(len(kept)))
+            else:  # trains alone
+                tracker.client.delete_tag(entry.recorder.run_id, schema.TAG_VECTORIZED)
+    return kept, own_lost
 
 
 def _members_to_do(

@@ -22,7 +22,7 @@ from rprop_bench.cli.group_job import run_seed_group
 from rprop_bench.cli.identity import job_label, run_key, run_names, run_tags, sweep_id_for
 from rprop_bench.cli.outcome import Entry
 from rprop_bench.cli.recording import draw_step_heatmap, run_params, train_and_record
-from rprop_bench.cli.resume import skip_if_done
+from rprop_bench.cli.resume import lost_to_another_sweep, skip_if_done
 from rprop_bench.cli.seed_groups import group_of
 from rprop_bench.cli.validate import ConfigError, validate
 from rprop_bench.signals import install_sigterm_handler
@@ -76,5 +76,9 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
         names.run_name, tags, run_params(cfg), parent_run_id, draw_heatmap=draw_step_heatmap
     )
     label = job_label() if multirun else ""  # a single run has no job number
+    if multirun:  # two sweeps that share this grid point: one trains it
+        lost = lost_to_another_sweep(tracker, cfg, recorder.run_id, names.run_name, label)
+        if lost is not None:
+            return lost
     entry = Entry(cfg, names, recorder, label, Path(hydra_cfg.runtime.output_dir))
     return train_and_record(built, entry, options.uri, multirun=multirun)

@@ -81,7 +81,8 @@ def record_result(
         else:
             if names.problem == "line":
                 finals.update(line_weights(model))
-            recorder.finish(finals, names.run_name)
+            if not recorder.finish(finals, names.run_name):
+                return _reaped(entry, multirun=multirun)
     except StoreUnavailable as exc:
         return failed_locally(entry, str(exc), multirun=multirun)
     status = "FAILED" if result.diverged else "FINISHED"
@@ -92,6 +93,20 @@ def record_result(
     if result.diverged and not multirun:
         raise SystemExit(1)
     return {"status": status, "run_id": recorder.run_id, "final_metrics": finals}
+
+
+def _reaped(entry: Entry, *, multirun: bool) -> dict[str, Any]:
+    """The run was declared dead (KILLED) by another sweep while this process was paused."""
+    print(
+        f"{entry.label} run {entry.recorder.run_id} ({entry.names.run_name}) was marked KILLED "
+        "by another sweep while this process was stopped; its result is dropped, the redo "
+        "stands",
+        file=sys.stderr,
+        flush=True,
+    )
+    if multirun:
+        return {"status": "KILLED", "run_id": entry.recorder.run_id}
+    raise SystemExit(1)
 
 
 def failed_locally(entry: Entry, reason: str, *, multirun: bool) -> dict[str, Any]:

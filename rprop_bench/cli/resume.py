@@ -37,3 +37,18 @@ def skip_if_done(
     if not quiet:
         print(f"{label} SKIPPED {run_name}: {why} as run {done}", flush=True)
     return {"status": "SKIPPED", "run_id": done}
+
+
+def lost_to_another_sweep(
+    tracker: Any, cfg: DictConfig, run_id: str, run_name: str, label: str
+) -> dict[str, Any] | None:
+    """After this job created run ``run_id``: a SKIPPED summary if another sweep claimed the
+    run key first (the new run is then deleted, see
+    :meth:`rprop_bench.tracking.Tracker.lost_claim`), else ``None``: train it."""
+    finished_counts = bool(OmegaConf.select(cfg, "sweep.skip_finished", default=True))
+    winner = tracker.lost_claim(run_id, run_key(cfg), finished_counts=finished_counts)
+    if winner is None:
+        return None
+    print(f"{label} SKIPPED {run_name}: another sweep claimed it first, as run {winner}",
+          flush=True)  # fmt: skip
+    return {"status": "SKIPPED", "run_id": winner}

@@ -54,6 +54,16 @@ def serve(overrides: list[str]) -> int:
     db = sqlite_path(uri)
     if db is not None and not db.exists():
         raise ConfigError(f"no MLflow store at {db}; run `python -m rprop_bench` first")
+    if db is not None:  # a first start cut short is repaired before the server opens it
+        from rprop_bench.first_start import open_store
+        from rprop_bench.store import TrackingError
+
+        try:
+            note = open_store(uri, check_schema=True)
+        except TrackingError as exc:
+            raise ConfigError(str(exc)) from exc
+        if note:
+            print(f"store: {note}", flush=True)
     host, port = str(cfg.tracking.ui_host), int(cfg.tracking.ui_port)
     if not _port_free(host, port):
         raise ConfigError(

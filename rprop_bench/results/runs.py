@@ -7,6 +7,7 @@ experiment, or of one of its sweeps, with paged ``search_runs`` calls.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -99,6 +100,16 @@ def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
         local = Path(unquote(parsed.path) if parsed.scheme == "file" else tracking_uri)
         if not local.is_dir():
             raise StoreNotFoundError(f"tracking store not found: {tracking_uri}")
+    if db is not None:  # a first start cut short is repaired (no runs) before reading
+        from rprop_bench.first_start import open_store
+        from rprop_bench.store import TrackingError
+
+        try:
+            note = open_store(tracking_uri)
+        except TrackingError as exc:
+            raise StoreNotFoundError(str(exc)) from exc
+        if note:
+            print(f"store: {note}", file=sys.stderr, flush=True)
     client = MlflowClient(tracking_uri=tracking_uri)
     if parsed.scheme in ("http", "https"):
         try:

@@ -141,9 +141,24 @@ class RunRecorder:
             self.client.set_terminated(self.run_id, status=status)
         self._ended = True
 
-    def finish(self, final_metrics: Mapping[str, float], title: str = "") -> None:
-        """Write the final metrics (step 0) and the artifacts; mark the run FINISHED."""
+    def reaped(self) -> bool:
+        """Whether another process has declared this run dead (KILLED) meanwhile: its writer
+        was paused longer than ``stale_seconds``, and a later sweep has redone the run."""
+        return bool(self.client.get_run(self.run_id).info.status == "KILLED")
+
+    def finish(self, final_metrics: Mapping[str, float], title: str = "") -> bool:
+        """Write the final metrics (step 0) and the artifacts; mark the run FINISHED.
+
+        Returns ``False``, and changes nothing, if the run was reaped meanwhile
+        (:meth:`reaped`): a run declared dead stays dead, so the redo is its key's one result.
+        """
+        with self._timed():
+            if self.reaped():
+                self._buffer.clear()
+                self._ended = True
+                return False
         self._end("FINISHED", final_metrics, title)
+        return True
 
     def fail(self, reason: str, title: str = "", status: str = "FAILED") -> None:
         """Mark the run ``status`` (FAILED or KILLED) with ``reason`` as a tag; keep its data."""

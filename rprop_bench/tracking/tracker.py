@@ -3,16 +3,18 @@ KILLED, and a report logged under its sweep (see the package)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from mlflow.entities import Param, Run
 from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
+from rprop_bench.first_start import open_store
 from rprop_bench.liveness import process_tags, run_is_alive
 from rprop_bench.locks import file_lock
 from rprop_bench.store import TrackingError, artifact_root
@@ -24,6 +26,13 @@ if TYPE_CHECKING:
 
 MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
 _PARENT_LOCK = ".rprop_bench_parent.lock"
+
+
+class SweepEnd(NamedTuple):
+    """How a sweep's parent run ended (see :meth:`Tracker.end_sweep_parent`)."""
+
+    counts: dict[str, int]  # the children by status
+    still_running: int  # children RUNNING in live processes (another sweep): parent not ended
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,9 @@ class Tracker:
         self.options = options
         self._parents: dict[str, str] = {}
         try:
+            note = open_store(options.uri)  # one process at a time on a store's first start
+            if note:
+                print(note, file=sys.stderr, flush=True)
             self.client: Any = open_client(options.uri, options.retry_seconds)
             self.experiment_id = self._experiment_id()
         except MlflowException as exc:
@@ -230,17 +242,58 @@ class Tracker:
         self.client.set_terminated(parent, status="KILLED")
         return len(dead)
 
-    def end_sweep_parent(self, run_id: str, status: str = "FINISHED") -> dict[str, int]:
-        """End the parent run of a sweep and count its children by status.
+    def end_sweep_parent(self, run_id: str, status: str = "FINISHED") -> SweepEnd:
+        """End the parent run of a sweep, unless another sweep still runs into it.
+
+        Two sweeps of one grid share a parent; the first to end leaves it RUNNING while a
+        child of the other is RUNNING in a live process, and the last to end ends it.
 
         Returns:
-            ``{status: count}`` over the children (e.g. ``{"FINISHED": 28, "FAILED": 2}``).
+            The children counted by status, and how many are still RUNNING alive (the parent
+            was ended only if none is).
         """
         counts: dict[str, int] = {}
+        alive = 0
         for child in self._children(run_id):
             counts[child.info.status] = counts.get(child.info.status, 0) + 1
-        self.client.set_terminated(run_id, status=status)
-        return counts
+            if child.info.status == "RUNNING":
+                alive += run_is_alive(child, self.options.stale_seconds)
+        if not alive:
+            self.client.set_terminated(run_id, status=status)
+        return SweepEnd(counts, alive)
+
+    def lost_claim(self, run_id: str, run_key: str, *, finished_counts: bool) -> str | None:
+        """Whether the new run ``run_id`` lost its claim on ``run_key`` to another run.
+
+        Two sweeps that share a grid point both create a run for it; each then looks at all
+        the runs of the key, and both agree on one winner: a FINISHED run (if
+        ``finished_counts``, i.e. ``sweep.skip_finished``), else the earliest of the RUNNING
+        runs in live processes, by start time and then run id. The loser's run is deleted
+        (it has trained nothing) and the winner's id returned; ``None``: this run won.
+        Start times come from each writer's clock, so hosts sharing a server store need
+        clocks that agree to within the time between a create and this look-up.
+        """
+        mine = None
+        rivals = []
+        for run in self._runs_tagged(schema.TAG_RUN_KEY, run_key, schema.RUN_KIND_TRAINING, 1000):
+            if run.info.run_id == run_id:
+                mine = run
+            elif run.info.status == "FINISHED" and finished_counts:
+                return self._lose(run_id, run.info.run_id)
+            elif run.info.status == "RUNNING" and run_is_alive(run, self.options.stale_seconds):
+                rivals.append(run)
+        if mine is None:  # our own run is not listed: someone removed it; do not train
+            return self._lose(run_id, rivals[0].info.run_id if rivals else "(none)")
+
+        def order(run: Run) -> tuple[int, str]:
+            return (run.info.start_time or 0, run.info.run_id)
+
+        first = min([mine, *rivals], key=order)
+        return None if first is mine else self._lose(run_id, first.info.run_id)
+
+    def _lose(self, run_id: str, winner: str) -> str:
+        self.client.delete_run(run_id)
+        return winner
 
 
 def log_report_artifacts(
