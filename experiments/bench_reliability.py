@@ -16,8 +16,9 @@ Two measurements, each into a fresh SQLite store:
 
   - ``identical_fresh``: two identical sweeps started at the same moment on a store that does
     not exist yet (its first start shared);
-  - ``overlapping``: ``problem=line,iris`` and ``problem=iris,wine`` on the same seeds,
-    started together on one store (2 shared grid points per trial);
+  - ``overlapping``: ``problem=iris,line`` and ``problem=iris,wine`` on the same seeds (the
+    shared points first in both), started together on one store (2 shared grid points per
+    trial);
   - ``killed_first_start``: a single run on a new store, killed with SIGKILL at a random
     moment of its first start, then the same command again ("broken": it fails).
 
@@ -294,7 +295,7 @@ def measure_concurrency(work: Path, template: Path, trials: int) -> list[dict[st
         ("identical_fresh", _pair_case(work / "identical", None,
                                        [["problem=line,iris", *SHARED_GRID]] * 2, 4, trials)),
         ("overlapping", _pair_case(work / "overlap", template,
-                                   [["problem=line,iris", *SHARED_GRID],
+                                   [["problem=iris,line", *SHARED_GRID],
                                     ["problem=iris,wine", *SHARED_GRID]], 6, trials)),
         ("killed_first_start", _killed_first_start(work / "killed", 2 * trials)),
     ):  # fmt: skip

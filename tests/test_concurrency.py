@@ -163,7 +163,7 @@ def _finished_per_key(uri: str) -> Counter[str]:
 
 @pytest.mark.slow
 def test_two_overlapping_sweeps_started_together_train_each_point_once(tmp_path):
-    """5 trials: problem=line,iris and problem=iris,wine on the same seeds, started together
+    """5 trials: problem=iris,line and problem=iris,wine on the same seeds, started together
     on one store: 6 grid points, each FINISHED exactly once."""
     for trial in range(5):
         work = tmp_path / f"trial{trial}"
@@ -171,7 +171,7 @@ def test_two_overlapping_sweeps_started_together_train_each_point_once(tmp_path)
         uri = f"sqlite:///{work / 'mlflow.db'}"  # a fresh store: its first start is shared too
         sweeps = [
             start_cli("sweep", *SHARED, f"problem={problems}", f"tracking.uri={uri}", cwd=work)
-            for problems in ("line,iris", "iris,wine")
+            for problems in ("iris,line", "iris,wine")
         ]
         outputs = [sweep.communicate(timeout=300) for sweep in sweeps]
         for sweep, (_, err) in zip(sweeps, outputs, strict=True):
