@@ -6,6 +6,7 @@ A leaf below the training loop: it knows nothing of Hydra or MLflow.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -56,12 +57,41 @@ def grad_norm(grads: Iterable[torch.Tensor | None]) -> float:
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
+@dataclass
+class EvaluationCount:
+    """The evaluations an optimizer asked for, counted in training samples.
+
+    :attr:`grad_evals` and :attr:`loss_evals` give them in passes over the ``n_train``
+    training samples, the unit the schema logs (:data:`rprop_bench.schema.GRAD_EVALS`): a full
+    batch is 1, a mini-batch its fraction. Counting samples keeps the sum of an epoch's
+    mini-batches exactly 1. A closure call is one of each (its loss comes with its gradient).
+    """
+
+    n_train: int
+    grad_samples: int = 0
+    loss_samples: int = 0
+
+    def closure_call(self, batch_size: int) -> None:
+        """One forward and backward pass over ``batch_size`` samples."""
+        self.grad_samples += batch_size
+        self.loss_samples += batch_size
+
+    @property
+    def grad_evals(self) -> float:
+        return self.grad_samples / self.n_train
+
+    @property
+    def loss_evals(self) -> float:
+        return self.loss_samples / self.n_train
+
+
 def epoch_metrics(
     train_loss: float,
     val: dict[str, float],
     first_grad_norm: float,
     seconds: float,
     step_metrics: dict[str, float],
+    evals: EvaluationCount,
 ) -> dict[str, float]:
     """One logged epoch's metrics under the schema's names (``val`` from :func:`evaluate`)."""
     metrics = {
@@ -69,6 +99,8 @@ def epoch_metrics(
         schema.VAL_LOSS: val["loss"],
         schema.GRAD_NORM: first_grad_norm,
         schema.WALL_TIME: seconds,
+        schema.GRAD_EVALS: evals.grad_evals,
+        schema.LOSS_EVALS: evals.loss_evals,
         **step_metrics,
     }
     if "accuracy" in val:
@@ -80,16 +112,47 @@ def epoch_metrics(
 
 @dataclass
 class TargetClock:
-    """When a run first reached ``target_loss``: the epoch and the training seconds by then."""
+    """When a run first reached ``target_loss``: the epoch, and the training seconds and
+    gradient evaluations by then."""
 
     target_loss: float | None
     epoch: int | None = None
     seconds: float | None = None
+    grad_evals: float | None = None
 
-    def update(self, epoch: int, seconds: float, train_loss: float) -> None:
+    def update(self, epoch: int, seconds: float, train_loss: float, grad_evals: float) -> None:
         """Note ``epoch`` if its training loss is the first at or below the target."""
         if self.target_loss is not None and self.epoch is None and train_loss <= self.target_loss:
-            self.epoch, self.seconds = epoch, seconds
+            self.epoch, self.seconds, self.grad_evals = epoch, seconds, grad_evals
+
+
+@dataclass
+class BestValidation:
+    """The lowest validation loss of the logged epochs, its epoch, and the test metrics (from
+    :func:`evaluate`) of the model as it was then."""
+
+    loss: float = math.inf
+    epoch: int | None = None
+    test: dict[str, float] | None = None
+
+    def improved_by(self, val_loss: float) -> bool:
+        """Whether ``val_loss`` is lower (a NaN never is)."""
+        return val_loss < self.loss
+
+    def metrics(self) -> dict[str, float]:
+        """Its final metrics under the schema's names (none before a logged epoch)."""
+        if self.epoch is None or self.test is None:
+            return {}
+        found = {
+            schema.BEST_VAL_LOSS: self.loss,
+            schema.BEST_VAL_EPOCH: float(self.epoch),
+            schema.TEST_LOSS_AT_BEST_VAL: self.test["loss"],
+        }
+        if "accuracy" in self.test:
+            found[schema.TEST_ACCURACY_AT_BEST_VAL] = self.test["accuracy"]
+        else:
+            found[schema.TEST_R2_AT_BEST_VAL] = self.test["r2"]
+        return found
 
 
 def final_metrics(
@@ -98,6 +161,8 @@ def final_metrics(
     epochs: int,
     seconds: float,
     target: TargetClock,
+    evals: EvaluationCount,
+    best: BestValidation,
 ) -> dict[str, float]:
     """The final metrics under the schema's names (``test`` from :func:`evaluate`)."""
     final = {
@@ -105,6 +170,9 @@ def final_metrics(
         schema.TEST_LOSS: test["loss"],
         schema.EPOCHS_RUN: float(epochs),
         schema.TRAIN_SECONDS: seconds,
+        schema.GRAD_EVALS: evals.grad_evals,
+        schema.LOSS_EVALS: evals.loss_evals,
+        **best.metrics(),
     }
     if "accuracy" in test:
         final[schema.TEST_ACCURACY] = test["accuracy"]
@@ -115,4 +183,5 @@ def final_metrics(
         if target.epoch is not None and target.seconds is not None:
             final[schema.EPOCHS_TO_TARGET] = float(target.epoch)
             final[schema.SECONDS_TO_TARGET] = target.seconds
+            final[schema.GRAD_EVALS_TO_TARGET] = float(target.grad_evals or 0.0)
     return final

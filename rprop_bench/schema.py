@@ -17,6 +17,12 @@ VAL_ACCURACY = "val_accuracy"  # classification problems
 VAL_R2 = "val_r2"  # regression problems
 GRAD_NORM = "grad_norm"  # global L2 norm of the gradient at the start of the epoch
 WALL_TIME = "wall_time"  # seconds since training started, at the end of the epoch
+# The cost so far, cumulative, in passes over the training set (a mini-batch counts its
+# fraction): every call of the optimizer's closure is one gradient evaluation and one loss
+# evaluation (L-BFGS's line search included; iRprop+'s loss comes with its gradient). The
+# harness's own evaluations (logged losses, validation) are measurements, not counted.
+GRAD_EVALS = "grad_evals"
+LOSS_EVALS = "loss_evals"
 
 # Step-size diagnostics, logged for every optimizer so that all compare. "Step" is the step
 # each weight took: Δ itself for the Rprop family, |Δθ| over the epoch for the others.
@@ -50,6 +56,14 @@ TRAIN_SECONDS = "train_seconds"
 REACHED_TARGET = "reached_target"  # 1.0 or 0.0
 EPOCHS_TO_TARGET = "epochs_to_target"  # only logged when the target was reached
 SECONDS_TO_TARGET = "seconds_to_target"  # only logged when the target was reached
+GRAD_EVALS_TO_TARGET = "grad_evals_to_target"  # only logged when the target was reached
+# The generalisation track: the lowest validation loss of the logged epochs, that epoch, and
+# the test metrics the model had then (early stopping judged without retraining).
+BEST_VAL_LOSS = "best_val_loss"
+BEST_VAL_EPOCH = "best_val_epoch"
+TEST_LOSS_AT_BEST_VAL = "test_loss_at_best_val"
+TEST_ACCURACY_AT_BEST_VAL = "test_accuracy_at_best_val"  # classification problems
+TEST_R2_AT_BEST_VAL = "test_r2_at_best_val"  # regression problems
 LINE_WEIGHT = "learned_w"  # problem `line` only
 LINE_BIAS = "learned_b"  # problem `line` only
 LOGGING_SECONDS = "logging_seconds"  # seconds the run spent writing to MLflow (harness)

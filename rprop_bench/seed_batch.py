@@ -55,7 +55,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from rprop_bench.diagnostics import StepSizeMonitor
-from rprop_bench.metrics import grad_norm, loss_function, output_metrics
+from rprop_bench.metrics import EvaluationCount, grad_norm, loss_function, output_metrics
 from rprop_bench.models import ACTIVATIONS
 from rprop_bench.optim import Rprop
 from rprop_bench.problems import ProblemData
@@ -249,6 +249,7 @@ class _StackedTrainee:
         self.monitor = StepSizeMonitor(stacked.named_parameters(), optimizer, members=self.members)
         self._grad_norms = [0.0] * self.members
         self._ahead: torch.Tensor | None = None  # the next step's first losses, computed early
+        self.evals = EvaluationCount(len(data.x_train))
 
     def _losses(self) -> torch.Tensor:
         """The (S,) training losses of the members, as the closure computes them."""
@@ -257,6 +258,7 @@ class _StackedTrainee:
 
     def step_epoch(self, record_grad_norms: bool) -> list[float]:
         def closure() -> torch.Tensor:
+            self.evals.closure_call(len(self.data.x_train))  # each member's own full batch
             self.optimizer.zero_grad()
             losses, self._ahead = self._ahead, None
             if losses is None:

@@ -23,6 +23,8 @@ from torch import nn
 
 from rprop_bench.diagnostics import HistogramRow, StepSizeMonitor
 from rprop_bench.metrics import (
+    BestValidation,
+    EvaluationCount,
     TargetClock,
     epoch_metrics,
     evaluate,
@@ -104,6 +106,9 @@ class Trainee(Protocol):
     members: int
     #: The step-size diagnostics of the trainee's parameters.
     monitor: StepSizeMonitor
+    #: The evaluations its optimizer asked for so far (the same for every member: a stacked
+    #: closure call evaluates every member once).
+    evals: EvaluationCount
 
     def step_epoch(self, record_grad_norms: bool) -> list[float]:
         """Train one epoch; per member, the loss of its last step (non-finite: diverged)."""
@@ -138,6 +143,7 @@ class _Member:
     def __init__(self, callback: EpochCallback | None, target_loss: float | None) -> None:
         self.callback = callback
         self.target = TargetClock(target_loss)
+        self.best = BestValidation()
         self.result: TrainResult | None = None
 
     def diverge(self, epoch: int, seconds: float, reason: str) -> None:
@@ -191,7 +197,7 @@ def run_epochs(
                 losses, carried = ahead, time.perf_counter() - started
             else:
                 losses = trainee.train_losses(_active(members))
-            _check_train_losses(members, losses, epoch, seconds)
+            _check_train_losses(members, losses, epoch, seconds, trainee.evals.grad_evals)
         if not _active(members):
             break
         if log_now:
@@ -202,14 +208,18 @@ def run_epochs(
 
 
 def _check_train_losses(
-    members: Sequence[_Member], losses: Sequence[float], epoch: int, seconds: float
+    members: Sequence[_Member],
+    losses: Sequence[float],
+    epoch: int,
+    seconds: float,
+    grad_evals: float,
 ) -> None:
     """A non-finite full training loss stops its member; a finite one may stop the target clock."""
     for k in _active(members):
         if not math.isfinite(losses[k]):
             members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
         else:
-            members[k].target.update(epoch, seconds, losses[k])
+            members[k].target.update(epoch, seconds, losses[k], grad_evals)
 
 
 def _log_epoch(
@@ -221,19 +231,26 @@ def _log_epoch(
     losses: Sequence[float],
     seconds: float,
 ) -> None:
-    """Report a logged epoch's metrics and step-size diagnostics to each member's callback."""
-    logging = [k for k in _active(members) if members[k].callback is not None]
+    """Report a logged epoch's metrics and step-size diagnostics to each member's callback,
+    and keep each member's best validation loss, with its test metrics then."""
+    active = _active(members)
+    val = trainee.metrics(data.x_val, data.y_val, active)
+    improved = [k for k in active if members[k].best.improved_by(val[k]["loss"])]
+    if improved:
+        test = trainee.metrics(data.x_test, data.y_test, improved)
+        for k in improved:
+            members[k].best = BestValidation(val[k]["loss"], epoch, test[k])
+    logging = [k for k in active if members[k].callback is not None]
     if not logging:
         trainee.monitor.skip_epoch()
         return
     steps = trainee.monitor.end_epoch_members(
         epoch, with_histograms=is_histogram_epoch(epoch, settings)
     )
-    val = trainee.metrics(data.x_val, data.y_val, logging)
     grads = trainee.grad_norms()
     for k in logging:
         step_metrics, rows = steps[k]
-        metrics = epoch_metrics(losses[k], val[k], grads[k], seconds, step_metrics)
+        metrics = epoch_metrics(losses[k], val[k], grads[k], seconds, step_metrics, trainee.evals)
         members[k].callback(epoch, metrics, rows)  # type: ignore[misc]
 
 
@@ -250,9 +267,9 @@ def _finish(
         final_train = trainee.train_losses(finished)
         test = trainee.metrics(data.x_test, data.y_test, finished)
         for k in finished:
-            final = final_metrics(
-                final_train[k], test[k], settings.epochs, seconds, members[k].target
-            )
+            member = members[k]
+            final = final_metrics(final_train[k], test[k], settings.epochs, seconds,
+                                  member.target, trainee.evals, member.best)  # fmt: skip
             members[k].result = TrainResult(
                 "finished", settings.epochs, seconds, final_metrics=final
             )
@@ -286,6 +303,7 @@ class _SingleModel:
         self._grad_norm = 0.0
         self._full_batch = settings.batch_size is None or settings.batch_size >= len(data.x_train)
         self._ahead: torch.Tensor | None = None  # the next step's first loss, computed early
+        self.evals = EvaluationCount(len(data.x_train))
 
     def step_epoch(self, record_grad_norms: bool) -> list[float]:
         first = [record_grad_norms]  # the first closure call of the epoch records the norm
@@ -294,6 +312,7 @@ class _SingleModel:
             xb, yb = self.data.x_train[index], self.data.y_train[index]
 
             def closure(xb: torch.Tensor = xb, yb: torch.Tensor = yb) -> torch.Tensor:
+                self.evals.closure_call(len(xb))  # L-BFGS calls it several times a step
                 self.optimizer.zero_grad()
                 loss, self._ahead = self._ahead, None
                 if loss is None:

@@ -67,8 +67,8 @@ def test_logged_epochs_metrics_and_finals():
     assert [c[0] for c in calls] == [5, 10, 12]  # every 5th and the last
     expected = {
         schema.TRAIN_LOSS, schema.VAL_LOSS, schema.VAL_ACCURACY, schema.GRAD_NORM,
-        schema.WALL_TIME, schema.SIGN_FLIP_FRACTION, schema.AT_MIN_FRACTION,
-        schema.AT_MAX_FRACTION, *schema.STEP_QUANTILES,
+        schema.WALL_TIME, schema.GRAD_EVALS, schema.LOSS_EVALS, schema.SIGN_FLIP_FRACTION,
+        schema.AT_MIN_FRACTION, schema.AT_MAX_FRACTION, *schema.STEP_QUANTILES,
     }  # fmt: skip
     assert set(calls[0][1]) == expected
     assert calls[0][1][schema.WALL_TIME] <= calls[-1][1][schema.WALL_TIME]
@@ -185,3 +185,100 @@ def test_histogram_bins_are_shared_and_clip_out_of_range_steps():
     assert counts[0] == 2
     assert counts[-1] == 1
     assert len(counts) == len(HISTOGRAM_EDGES) - 1
+
+
+# --- the cost: gradient and loss evaluations ----------------------------------------------
+
+
+class CountingLBFGS(torch.optim.LBFGS):
+    """torch's L-BFGS with its closure calls counted independently of the harness."""
+
+    calls = 0
+
+    def step(self, closure):  # type: ignore[override]
+        def counted():
+            CountingLBFGS.calls += 1
+            return closure()
+
+        return super().step(counted)
+
+
+def _evals_logged(data, model, optimizer, settings) -> tuple[list[float], dict[str, float]]:
+    logged: list[float] = []
+    result = train(
+        model, data, optimizer, settings,
+        lambda epoch, m, rows: logged.append((m[schema.GRAD_EVALS], m[schema.LOSS_EVALS])),
+    )  # fmt: skip
+    assert result.status == "finished"
+    return logged, result.final_metrics
+
+
+# (optimizer, batch size): one closure call per step, so a full batch costs 1 per epoch and a
+# mini-batch its fraction; the sum over an epoch's batches is exactly 1.
+EVAL_CASES = [
+    (lambda p: Rprop(p, variant="irprop+"), None),
+    (lambda p: Rprop(p, variant="rprop-"), None),
+    (lambda p: torch.optim.SGD(p, lr=0.1), None),
+    (lambda p: torch.optim.Adam(p, lr=0.01), 32),  # 120 training samples: 32, 32, 32, 24
+    (lambda p: torch.optim.SGD(p, lr=0.1), 7),
+]
+
+
+@pytest.mark.parametrize(("make", "batch_size"), EVAL_CASES)
+def test_one_closure_call_per_step_costs_one_pass_per_epoch(make, batch_size):
+    data = load_problem("iris", split_seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", data.n_inputs, data.n_outputs, hidden=[8])
+    logged, final = _evals_logged(
+        data, model, make(model.parameters()), TrainSettings(epochs=6, batch_size=batch_size)
+    )
+    assert logged == [(float(e), float(e)) for e in range(1, 7)]
+    assert (final[schema.GRAD_EVALS], final[schema.LOSS_EVALS]) == (6.0, 6.0)
+
+
+def test_lbfgs_counts_every_closure_call_its_line_search_included():
+    data = load_problem("iris", split_seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", data.n_inputs, data.n_outputs, hidden=[8])
+    optimizer = CountingLBFGS(model.parameters(), lr=1, max_iter=20, line_search_fn="strong_wolfe")
+    CountingLBFGS.calls = 0
+    logged, final = _evals_logged(data, model, optimizer, TrainSettings(epochs=3))
+    assert CountingLBFGS.calls > 3  # more than one evaluation per epoch
+    assert final[schema.GRAD_EVALS] == float(CountingLBFGS.calls)
+    assert logged[-1][0] == float(CountingLBFGS.calls)
+
+
+def test_evaluations_to_target_are_those_spent_by_the_first_epoch_at_the_target():
+    data, model = _line_setup()
+    optimizer = Rprop(model.parameters(), lr=0.01)
+    result = train(model, data, optimizer, TrainSettings(epochs=200, target_loss=0.02))
+    final = result.final_metrics
+    assert final[schema.REACHED_TARGET] == 1.0
+    assert final[schema.GRAD_EVALS_TO_TARGET] == final[schema.EPOCHS_TO_TARGET]  # full batch
+
+
+def test_the_generalisation_track_keeps_the_best_validation_epoch_and_its_test_metrics():
+    """Hand-checked against the logged validation losses, and a run stopped at that epoch."""
+    data = load_problem("iris", split_seed=0)
+    logged: dict[int, float] = {}
+
+    def fresh():
+        torch.manual_seed(0)
+        model = build_model("mlp", data.n_inputs, data.n_outputs, hidden=[8])
+        return model, Rprop(model.parameters())  # on iris it overfits after about 60 epochs
+
+    model, optimizer = fresh()
+
+    def log(epoch: int, metrics: dict[str, float], rows: object) -> None:
+        logged[epoch] = metrics[schema.VAL_LOSS]
+
+    result = train(model, data, optimizer, TrainSettings(epochs=300, log_every=3), log)
+    final = result.final_metrics
+    best_epoch = min(logged, key=logged.__getitem__)
+    assert best_epoch < 300  # not the last: the track differs from the final metrics
+    assert final[schema.BEST_VAL_EPOCH] == best_epoch
+    assert final[schema.BEST_VAL_LOSS] == logged[best_epoch]
+    model, optimizer = fresh()  # the same run, stopped at the best epoch: its final test metrics
+    stopped = train(model, data, optimizer, TrainSettings(epochs=best_epoch)).final_metrics
+    assert final[schema.TEST_LOSS_AT_BEST_VAL] == stopped[schema.TEST_LOSS]
+    assert final[schema.TEST_ACCURACY_AT_BEST_VAL] == stopped[schema.TEST_ACCURACY]
