@@ -14,12 +14,50 @@ import torch
 from torch import nn
 
 from rprop_bench import schema
-from rprop_bench.problems import CLASSIFICATION
+from rprop_bench.problems import CLASSIFICATION, REGRESSION
 
 
-def loss_function(task: str) -> nn.Module:
-    """Cross-entropy for classification, mean squared error for regression."""
-    return nn.CrossEntropyLoss() if task == CLASSIFICATION else nn.MSELoss()
+class SigmoidMSE(nn.Module):
+    """Mean squared error of sigmoid outputs against 0/1 targets (one-hot class labels).
+
+    The error of Riedmiller & Braun (1993) and Igel & Hüsken (2003), whose networks have
+    sigmoid output units. Theirs is the sum E = ½ Σ_p Σ_o (t − o)²; this is its mean over
+    patterns and outputs, E / (P·O/2): the same minimiser and, for the sign-based Rprop
+    family, the same steps; a gradient method's learning rate scales by P·O/2.
+    """
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        targets = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
+        return nn.functional.mse_loss(torch.sigmoid(out), targets)
+
+
+#: The losses a problem may name (:data:`rprop_bench.schema.LOSS_NAMES`), and the tasks each
+#: fits.
+LOSSES: dict[str, tuple[str, ...]] = {
+    "cross_entropy": (CLASSIFICATION,),
+    "mse_sigmoid": (CLASSIFICATION,),
+    "mse": (REGRESSION,),
+}
+assert tuple(LOSSES) == schema.LOSS_NAMES
+
+
+def loss_function(task: str, name: str | None = None) -> nn.Module:
+    """The loss ``name`` (:data:`LOSSES`), or the task's default: cross-entropy for
+    classification, mean squared error for regression.
+
+    Raises:
+        ValueError: an unknown name (the valid ones listed), or one that does not fit the task.
+    """
+    if name is None:
+        name = "cross_entropy" if task == CLASSIFICATION else "mse"
+    if name not in LOSSES:
+        raise ValueError(f"problem.loss={name!r} is not a loss; valid losses: {', '.join(LOSSES)}")
+    if task not in LOSSES[name]:
+        fits = ", ".join(n for n, tasks in LOSSES.items() if task in tasks)
+        raise ValueError(f"problem.loss={name!r} does not fit a {task} problem; valid: {fits}")
+    return {"cross_entropy": nn.CrossEntropyLoss, "mse_sigmoid": SigmoidMSE, "mse": nn.MSELoss}[
+        name
+    ]()
 
 
 def output_metrics(

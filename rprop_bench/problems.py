@@ -64,10 +64,16 @@ class ProblemData:
     n_inputs: int
     n_outputs: int
 
-    def to(self, device: str | torch.device) -> ProblemData:
-        """Return a copy with every tensor on ``device``."""
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> ProblemData:
+        """Return a copy with every tensor on ``device``, and the floating ones (features,
+        regression targets) in ``dtype`` if given; class labels stay int64."""
+
+        def move(tensor: torch.Tensor) -> torch.Tensor:
+            cast = dtype if dtype is not None and tensor.is_floating_point() else None
+            return tensor.to(device=device, dtype=cast)
+
         moved = {
-            field: getattr(self, field).to(device)
+            field: move(getattr(self, field))
             for field in ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
         }
         return ProblemData(

@@ -46,6 +46,13 @@ SIGN_FLIP_FRACTION = "sign_flip_fraction"  # fraction of weights whose gradient 
 AT_MIN_FRACTION = "at_step_min_fraction"  # Rprop family: fraction of weights with Δ at Δmin
 AT_MAX_FRACTION = "at_step_max_fraction"  # Rprop family: fraction of weights with Δ at Δmax
 
+#: The losses a problem may name (``problem.loss``; null: the task's default, cross-entropy
+#: or mse). ``mse_sigmoid``: the squared error of sigmoid outputs against one-hot targets, the
+#: error of the Rprop papers' classification networks.
+LOSS_NAMES = ("cross_entropy", "mse_sigmoid", "mse")
+#: The floating-point precisions a run may train in (``train.dtype``).
+DTYPES = ("float32", "float64")
+
 # --- final metrics (step 0) ---
 TEST_LOSS = "test_loss"
 TEST_ACCURACY = "test_accuracy"

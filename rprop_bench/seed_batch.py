@@ -239,13 +239,17 @@ class _StackedTrainee:
     """S stacked members as a :class:`~rprop_bench.training.Trainee` (full batch only)."""
 
     def __init__(
-        self, stacked: StackedModel, data: ProblemData, optimizer: torch.optim.Optimizer
+        self,
+        stacked: StackedModel,
+        data: ProblemData,
+        optimizer: torch.optim.Optimizer,
+        loss: str | None = None,
     ) -> None:
         self.stacked = stacked
         self.members = stacked.members
         self.data = data
         self.optimizer = optimizer
-        self.loss_fn = loss_function(data.task)
+        self.loss_fn = loss_function(data.task, loss)
         self.monitor = StepSizeMonitor(stacked.named_parameters(), optimizer, members=self.members)
         self._grad_norms = [0.0] * self.members
         self._ahead: torch.Tensor | None = None  # the next step's first losses, computed early
@@ -345,6 +349,7 @@ def train_seeds(
         check_optimizer(optimizer)
     for model in models:
         model.train()
-    results = run_epochs(_StackedTrainee(stacked, data, optimizer), data, settings, callbacks)
+    trainee = _StackedTrainee(stacked, data, optimizer, settings.loss)
+    results = run_epochs(trainee, data, settings, callbacks)
     stacked.write_back(models)
     return results

@@ -54,6 +54,8 @@ class TrainSettings:
             epochs (a multiple of ``log_every`` makes sense; 0 turns histograms off).
         seed: seeds the mini-batch shuffling (the model's initialisation is seeded by whoever
             builds it).
+        loss: the loss's name (:data:`rprop_bench.metrics.LOSSES`); ``None``: the task's
+            default (cross-entropy or mean squared error).
     """
 
     epochs: int = 200
@@ -62,6 +64,7 @@ class TrainSettings:
     log_every: int = 1
     histogram_every: int = 1
     seed: int = 0
+    loss: str | None = None
 
 
 @dataclass
@@ -297,7 +300,7 @@ class _SingleModel:
         self.data = data
         self.optimizer = optimizer
         self.batch_size = settings.batch_size
-        self.loss_fn = loss_function(data.task)
+        self.loss_fn = loss_function(data.task, settings.loss)
         self.monitor = StepSizeMonitor(model.named_parameters(), optimizer)
         self._generator = torch.Generator().manual_seed(settings.seed)
         self._grad_norm = 0.0

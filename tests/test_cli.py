@@ -194,6 +194,20 @@ def test_bad_input_is_one_line_and_starts_nothing(tmp_path, args, message):
     assert not (tmp_path / "multirun").exists()
 
 
+def test_a_loss_that_does_not_fit_the_problem_is_one_line_before_training(tmp_path):
+    """The task is known once the data is: the job refuses it before any run is created."""
+    uri = new_store(tmp_path / "store")
+    out = run_cli("problem=diabetes", "problem.loss=mse_sigmoid", f"tracking.uri={uri}",
+                  cwd=tmp_path, timeout=120)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    lines = [line for line in out.stderr.strip().splitlines() if not line.startswith("20")]
+    assert lines == [
+        "error: problem.loss='mse_sigmoid' does not fit a regression problem; valid: mse "
+        "(problem 'diabetes')"
+    ]
+    assert runs_of_kind(uri) == []
+
+
 def test_tracking_uri_from_the_environment(tmp_path):
     uri = new_store(tmp_path / "env_store")
     out = run_cli("train.epochs=2", cwd=tmp_path, env={"MLFLOW_TRACKING_URI": uri})

@@ -168,6 +168,8 @@ BAD_VALUES = [
     (["model=mlp", "model.hidden=[0]"], "model.hidden=[0] is out of range"),
     (["model=linear", "model.hidden=[4]"], "must be [] for a linear model"),
     (["tracking.max_batch=5000"], "tracking.max_batch=5000 is out of range: must be in [1, 1000]"),
+    (["problem.loss=hinge"], "problem.loss='hinge' is out of range: must be one of ('cross_en"),
+    (["train.dtype=float16"], "train.dtype='float16' is out of range: must be one of ('float32'"),
 ]
 
 
@@ -192,7 +194,7 @@ RULED_FIELDS = [
     (f"{path}.{field.name}", field.metadata[RULE])
     for path, node_type in SCHEMA_NODES.items()
     for field in dataclasses.fields(node_type)
-    if RULE in field.metadata and field.type != "str"  # any text is a str
+    if RULE in field.metadata and field.type not in ("str", "str | None")  # any text is a str
 ]
 
 

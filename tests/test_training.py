@@ -282,3 +282,71 @@ def test_the_generalisation_track_keeps_the_best_validation_epoch_and_its_test_m
     stopped = train(model, data, optimizer, TrainSettings(epochs=best_epoch)).final_metrics
     assert final[schema.TEST_LOSS_AT_BEST_VAL] == stopped[schema.TEST_LOSS]
     assert final[schema.TEST_ACCURACY_AT_BEST_VAL] == stopped[schema.TEST_ACCURACY]
+
+
+# --- precision and loss as config ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("optimizer_name", group_options("optimizer"))
+def test_every_optimizer_trains_in_float64(optimizer_name):
+    from rprop_bench.cli.build import build
+
+    cfg = compose(f"optimizer={optimizer_name}", "problem=iris", "train.dtype=float64")
+    built = build(cfg)
+    assert built.data.x_train.dtype == torch.float64
+    assert built.data.y_train.dtype == torch.int64  # class labels stay labels
+    assert {p.dtype for p in built.model.parameters()} == {torch.float64}
+    result = train(built.model, built.data, built.optimizer, TrainSettings(epochs=3))
+    assert result.status == "finished"
+    states = [t for s in built.optimizer.state.values() for t in s.values()]
+    floating = [t for t in states if torch.is_tensor(t) and t.dim() > 0 and t.is_floating_point()]
+    assert {t.dtype for t in floating} <= {torch.float64}  # SGD without momentum keeps none
+
+
+def test_float64_starts_from_the_float32_runs_weights():
+    from rprop_bench.cli.build import build
+
+    single = build(compose("problem=iris"))
+    double = build(compose("problem=iris", "train.dtype=float64"))
+    for a, b in zip(single.model.parameters(), double.model.parameters(), strict=True):
+        assert torch.equal(a.double(), b)
+
+
+def test_mse_sigmoid_is_the_mean_squared_error_of_sigmoid_outputs_against_one_hot():
+    from rprop_bench.metrics import loss_function
+
+    out = torch.tensor([[0.0, 2.0], [-1.0, 1.0]])
+    y = torch.tensor([1, 0])
+    s = torch.sigmoid(out)
+    by_hand = (
+        (s[0, 0] - 0) ** 2 + (s[0, 1] - 1) ** 2 + (s[1, 0] - 1) ** 2 + (s[1, 1] - 0) ** 2
+    ) / 4
+    assert loss_function("classification", "mse_sigmoid")(out, y) == pytest.approx(by_hand)
+
+
+@pytest.mark.parametrize(
+    ("task", "name", "message"),
+    [
+        ("classification", "hinge", "problem.loss='hinge' is not a loss; valid losses: "),
+        ("regression", "mse_sigmoid", "does not fit a regression problem; valid: mse"),
+        ("classification", "mse", "does not fit a classification problem; valid: cross_entropy"),
+    ],
+)
+def test_a_loss_that_does_not_exist_or_fit_names_the_valid_ones(task, name, message):
+    from rprop_bench.metrics import loss_function
+
+    with pytest.raises(ValueError, match=message):
+        loss_function(task, name)
+
+
+def test_a_run_trains_with_the_problems_loss():
+    data = load_problem("iris", split_seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", data.n_inputs, data.n_outputs, hidden=[8], activation="sigmoid")
+    settings = TrainSettings(epochs=40, loss="mse_sigmoid")
+    result = train(model, data, Rprop(model.parameters()), settings)
+    from rprop_bench.metrics import SigmoidMSE
+
+    with torch.no_grad():
+        expected = float(SigmoidMSE()(model(data.x_train), data.y_train))
+    assert result.final_metrics[schema.FINAL_TRAIN_LOSS] == expected

@@ -47,7 +47,7 @@ def build_data(cfg: DictConfig) -> ProblemData:
     from rprop_bench.problems import UnknownProblemError
 
     try:
-        return hydra_instantiate(cfg.problem.data).to(device)
+        data = hydra_instantiate(cfg.problem.data).to(device, train_dtype(cfg))
     except InstantiationException as exc:  # Hydra wraps what the problem's builder raised
         if isinstance(exc.__cause__, UnknownProblemError):  # a job run without the pre-flight
             raise ConfigError(str(exc.__cause__)) from exc
@@ -55,13 +55,29 @@ def build_data(cfg: DictConfig) -> ProblemData:
     except OSError as exc:  # a data file that is missing or unreadable
         name = cfg.problem.data.get("name", "?")
         raise ConfigError(f"cannot load the data of problem {name!r}: {exc}") from exc
+    from rprop_bench.metrics import loss_function
+
+    try:  # the loss must fit the task, which is known once the data is
+        loss_function(data.task, cfg.problem.loss)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (problem {data.name!r})") from exc
+    return data
+
+
+def train_dtype(cfg: DictConfig) -> torch.dtype:
+    """``train.dtype`` as a torch dtype (float32 or float64)."""
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[str(cfg.train.dtype)]
 
 
 def model_builder(cfg: DictConfig, data: ProblemData) -> Callable[[], torch.nn.Module]:
-    """A function that builds the config's model for ``data`` (seed torch before calling it)."""
+    """A function that builds the config's model for ``data`` (seed torch before calling it),
+    in ``train.dtype``: initialised in float32, as torch does, then cast, so a float64 run
+    starts from the float32 run's weights."""
     partial = hydra_instantiate(cfg.model)
-    device = str(cfg.train.device)
-    return lambda: partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs).to(device)
+    device, dtype = str(cfg.train.device), train_dtype(cfg)
+    return lambda: partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs).to(device, dtype)
 
 
 def train_settings(cfg: DictConfig) -> TrainSettings:
@@ -75,6 +91,7 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
         log_every=int(cfg.train.log_every),
         histogram_every=int(cfg.train.histogram_every),
         seed=int(cfg.train.seed),
+        loss=cfg.problem.loss,
     )
 
 

@@ -117,13 +117,18 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     Keys are sorted before hashing, so the order of overrides does not matter.
     ``train.vectorize_seeds`` counts only when true: a stacked run agrees with a one-by-one
     run up to last-bit rounding only, so a resumed sweep must not take one for the other, and
-    the keys of runs made before the option existed stay valid. ``without_seed`` leaves out
-    ``train.seed``: the key of a seed group (:mod:`rprop_bench.cli.seed_groups`).
+    the keys of runs made before the option existed stay valid. ``train.dtype`` counts only
+    when not float32, and ``problem.loss`` only when set, for the same reason.
+    ``without_seed`` leaves out ``train.seed``: the key of a seed group
+    (:mod:`rprop_bench.cli.seed_groups`).
     """
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     for name in NOT_IN_RUN_KEY:
         plain.pop(name, None)
+    problem = plain.get("problem")
+    if isinstance(problem, dict) and problem.get("loss", "") is None:
+        problem.pop("loss")  # the task's default loss: keys from before the option stay
     optimizer = plain.get("optimizer")
     if isinstance(optimizer, dict):  # a trait of the optimizer, not a hyperparameter
         optimizer.pop(schema.OPTIMIZER_ELEMENTWISE_KEY, None)
@@ -131,6 +136,8 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     if isinstance(train, dict):
         if not train.get("vectorize_seeds", False):
             train.pop("vectorize_seeds", None)
+        if train.get("dtype") == "float32":  # the default: keys from before the option stay
+            train.pop("dtype", None)
         if without_seed:
             train.pop("seed", None)
     text = json.dumps(plain, sort_keys=True, default=str)

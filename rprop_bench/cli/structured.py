@@ -25,6 +25,7 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
+from rprop_bench import schema
 from rprop_bench.cli.validate import (
     RULE,
     Rule,
@@ -34,6 +35,7 @@ from rprop_bench.cli.validate import (
     integer_in,
     non_empty_text,
     non_negative,
+    one_of,
     open_unit_interval,
     positive,
 )
@@ -60,6 +62,7 @@ class TrainConfig:
     log_every: int = checked(at_least(1))
     histogram_every: int = checked(at_least(0))
     vectorize_seeds: bool = checked(boolean())
+    dtype: str = checked(one_of(schema.DTYPES))
 
 
 @dataclasses.dataclass
@@ -93,6 +96,7 @@ class ProblemConfig:
 
     data: DataConfig = MISSING
     target_loss: Any = checked(non_negative().or_null())
+    loss: str | None = checked(one_of(schema.LOSS_NAMES).or_null())
     default_model: Any = MISSING  # a model config (free-form, as the model group)
 
 
