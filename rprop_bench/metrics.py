@@ -164,6 +164,40 @@ class TargetClock:
             self.epoch, self.seconds, self.grad_evals = epoch, seconds, grad_evals
 
 
+def all_within(out: torch.Tensor, y: torch.Tensor, within: float) -> bool:
+    """Whether every sigmoid output of ``out`` lies within ``within`` of its 0/1 target
+    (one-hot ``y``): the encoder's "every output within 0.4 of its target" (Riedmiller & Braun
+    1993); with 0.5, every pattern is on the right side of 0.5 (Lang & Witbrock 1988)."""
+    targets = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
+    return bool(((torch.sigmoid(out) - targets).abs() < within).all())
+
+
+@dataclass
+class CriterionClock:
+    """When a run first met its problem's success criterion (see :func:`all_within`)."""
+
+    within: float | None
+    epoch: int | None = None
+    seconds: float | None = None
+    grad_evals: float | None = None
+
+    def update(self, epoch: int, seconds: float, met: bool, grad_evals: float) -> None:
+        """Note ``epoch`` if the criterion is met for the first time."""
+        if self.within is not None and self.epoch is None and met:
+            self.epoch, self.seconds, self.grad_evals = epoch, seconds, grad_evals
+
+    def metrics(self) -> dict[str, float]:
+        """Its final metrics under the schema's names (none without a criterion)."""
+        if self.within is None:
+            return {}
+        found = {schema.CRITERION_MET: float(self.epoch is not None)}
+        if self.epoch is not None:
+            found[schema.EPOCHS_TO_CRITERION] = float(self.epoch)
+            found[schema.SECONDS_TO_CRITERION] = float(self.seconds or 0.0)
+            found[schema.GRAD_EVALS_TO_CRITERION] = float(self.grad_evals or 0.0)
+        return found
+
+
 @dataclass
 class BestValidation:
     """The lowest validation loss of the logged epochs, its epoch, and the test metrics (from
@@ -201,6 +235,7 @@ def final_metrics(
     target: TargetClock,
     evals: EvaluationCount,
     best: BestValidation,
+    criterion: CriterionClock,
 ) -> dict[str, float]:
     """The final metrics under the schema's names (``test`` from :func:`evaluate`)."""
     final = {
@@ -211,6 +246,7 @@ def final_metrics(
         schema.GRAD_EVALS: evals.grad_evals,
         schema.LOSS_EVALS: evals.loss_evals,
         **best.metrics(),
+        **criterion.metrics(),
     }
     if "accuracy" in test:
         final[schema.TEST_ACCURACY] = test["accuracy"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
@@ -28,6 +29,7 @@ def build_model(
     n_outputs: int,
     hidden: Sequence[int] = (),
     activation: str = "tanh",
+    init_range: float | None = None,
 ) -> nn.Sequential:
     """Build a ``linear`` model or an ``mlp`` mapping ``n_inputs`` features to ``n_outputs``.
 
@@ -37,6 +39,9 @@ def build_model(
         n_outputs: number of outputs (classes, or 1 for regression).
         hidden: sizes of the hidden layers, input side first.
         activation: the hidden layers' nonlinearity, one of :data:`ACTIVATIONS`.
+        init_range: if given, every weight and bias starts uniform in
+            ``[-init_range, init_range]``, as in the Rprop papers' experiments; ``None``:
+            torch's default initialisation.
 
     Raises:
         ValueError: for an unknown kind or activation, a non-positive size, or hidden layers
@@ -59,4 +64,11 @@ def build_model(
         layers += [nn.Linear(width, size), ACTIVATIONS[activation]()]
         width = size
     layers.append(nn.Linear(width, n_outputs))
-    return nn.Sequential(*layers)
+    model = nn.Sequential(*layers)
+    if init_range is not None:
+        if not init_range > 0:
+            raise ValueError(f"init_range must be > 0, got {init_range}")
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.uniform_(-init_range, init_range)
+    return model

@@ -14,6 +14,7 @@ This module is a leaf: it imports only numpy, torch and scikit-learn.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +182,10 @@ PROBLEMS: dict[str, ProblemBuilder] = {
     "circles": _circles,
     "two_spirals": _two_spirals,
     "encoder": _encoder,
+    # the same patterns, under names of their own: their configs are the 1993 form (sigmoid
+    # outputs, squared error, the 0.4 criterion), so studies never mix them with `encoder`
+    "encoder_10_5_10": _encoder,
+    "encoder_8_3_8": functools.partial(_encoder, n=8),
 }
 
 

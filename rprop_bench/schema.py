@@ -64,6 +64,13 @@ REACHED_TARGET = "reached_target"  # 1.0 or 0.0
 EPOCHS_TO_TARGET = "epochs_to_target"  # only logged when the target was reached
 SECONDS_TO_TARGET = "seconds_to_target"  # only logged when the target was reached
 GRAD_EVALS_TO_TARGET = "grad_evals_to_target"  # only logged when the target was reached
+# The success criterion of a problem that has one (``problem.success_within``: every sigmoid
+# output within that distance of its 0/1 target, on every training pattern; checked every
+# epoch): whether and when it was first met.
+CRITERION_MET = "criterion_met"  # 1.0 or 0.0
+EPOCHS_TO_CRITERION = "epochs_to_criterion"  # only logged when met
+SECONDS_TO_CRITERION = "seconds_to_criterion"  # only logged when met
+GRAD_EVALS_TO_CRITERION = "grad_evals_to_criterion"  # only logged when met
 # The generalisation track: the lowest validation loss of the logged epochs, that epoch, and
 # the test metrics the model had then (early stopping judged without retraining).
 BEST_VAL_LOSS = "best_val_loss"

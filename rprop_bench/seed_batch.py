@@ -299,6 +299,13 @@ class _StackedTrainee:
             out = self.stacked.forward(x)
             return {k: output_metrics(out[k], y, self.data.task, self.loss_fn) for k in members}
 
+    @torch.no_grad()
+    def train_outputs(self, members: Sequence[int]) -> dict[int, torch.Tensor]:
+        if not members:
+            return {}
+        out = self.stacked.forward(self.data.x_train)
+        return {k: out[k] for k in members}
+
 
 def train_seeds(
     models: Sequence[nn.Module],

@@ -24,8 +24,10 @@ from torch import nn
 from rprop_bench.diagnostics import HistogramRow, StepSizeMonitor
 from rprop_bench.metrics import (
     BestValidation,
+    CriterionClock,
     EvaluationCount,
     TargetClock,
+    all_within,
     epoch_metrics,
     evaluate,
     final_metrics,
@@ -56,6 +58,9 @@ class TrainSettings:
             builds it).
         loss: the loss's name (:data:`rprop_bench.metrics.LOSSES`); ``None``: the task's
             default (cross-entropy or mean squared error).
+        success_within: the problem's success criterion, checked every epoch: every sigmoid
+            output within this distance of its 0/1 target (:func:`~rprop_bench.metrics.
+            all_within`); ``None``: the problem has none.
     """
 
     epochs: int = 200
@@ -65,6 +70,7 @@ class TrainSettings:
     histogram_every: int = 1
     seed: int = 0
     loss: str | None = None
+    success_within: float | None = None
 
 
 @dataclass
@@ -133,6 +139,10 @@ class Trainee(Protocol):
         """Per member, the gradient norm at the start of the last recorded epoch."""
         ...
 
+    def train_outputs(self, members: Sequence[int]) -> dict[int, torch.Tensor]:
+        """Each listed member's outputs on the whole training set, now (no gradients)."""
+        ...
+
     def metrics(
         self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]
     ) -> dict[int, dict[str, float]]:
@@ -143,9 +153,12 @@ class Trainee(Protocol):
 class _Member:
     """The bookkeeping of one run: its callback, clock to target and (once over) its result."""
 
-    def __init__(self, callback: EpochCallback | None, target_loss: float | None) -> None:
+    def __init__(
+        self, callback: EpochCallback | None, target_loss: float | None, within: float | None
+    ) -> None:
         self.callback = callback
         self.target = TargetClock(target_loss)
+        self.criterion = CriterionClock(within)
         self.best = BestValidation()
         self.result: TrainResult | None = None
 
@@ -173,7 +186,9 @@ def run_epochs(
     count as training in the next epoch; evaluation, diagnostics and callbacks stay out of
     the clock.
     """
-    members = [_Member(callback, settings.target_loss) for callback in callbacks]
+    members = [
+        _Member(callback, settings.target_loss, settings.success_within) for callback in callbacks
+    ]
     monitor = trainee.monitor
     seconds = 0.0
     carried = 0.0  # seconds of a forward pass done early for the next epoch's step
@@ -201,6 +216,8 @@ def run_epochs(
             else:
                 losses = trainee.train_losses(_active(members))
             _check_train_losses(members, losses, epoch, seconds, trainee.evals.grad_evals)
+        if settings.success_within is not None and _active(members):
+            _check_criterion(trainee, data, members, settings.success_within, epoch, seconds)
         if not _active(members):
             break
         if log_now:
@@ -223,6 +240,24 @@ def _check_train_losses(
             members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
         else:
             members[k].target.update(epoch, seconds, losses[k], grad_evals)
+
+
+def _check_criterion(
+    trainee: Trainee,
+    data: ProblemData,
+    members: Sequence[_Member],
+    within: float,
+    epoch: int,
+    seconds: float,
+) -> None:
+    """The first epoch at which each member's outputs meet the problem's criterion."""
+    waiting = [k for k in _active(members) if members[k].criterion.epoch is None]
+    if not waiting:
+        return
+    outputs = trainee.train_outputs(waiting)
+    for k in waiting:
+        met = all_within(outputs[k], data.y_train, within)
+        members[k].criterion.update(epoch, seconds, met, trainee.evals.grad_evals)
 
 
 def _log_epoch(
@@ -272,7 +307,8 @@ def _finish(
         for k in finished:
             member = members[k]
             final = final_metrics(final_train[k], test[k], settings.epochs, seconds,
-                                  member.target, trainee.evals, member.best)  # fmt: skip
+                                  member.target, trainee.evals, member.best,
+                                  member.criterion)  # fmt: skip
             members[k].result = TrainResult(
                 "finished", settings.epochs, seconds, final_metrics=final
             )
@@ -352,6 +388,10 @@ class _SingleModel:
         self, x: torch.Tensor, y: torch.Tensor, members: Sequence[int]
     ) -> dict[int, dict[str, float]]:
         return {0: evaluate(self.model, x, y, self.data.task, self.loss_fn)} if members else {}
+
+    @torch.no_grad()
+    def train_outputs(self, members: Sequence[int]) -> dict[int, torch.Tensor]:
+        return {0: self.model(self.data.x_train)} if members else {}
 
 
 def step_with_closure(

@@ -40,7 +40,12 @@ RPROP_FAMILY = [
 BASELINES = [name for name in ELEMENTWISE if name not in RPROP_FAMILY]
 PROBLEMS = ["iris", "diabetes"]  # classification (cross-entropy), regression (MSE)
 #: Seconds differ between the two ways by construction; everything else is compared.
-TIMES = {schema.WALL_TIME, schema.TRAIN_SECONDS, schema.SECONDS_TO_TARGET}
+TIMES = {
+    schema.WALL_TIME,
+    schema.TRAIN_SECONDS,
+    schema.SECONDS_TO_TARGET,
+    schema.SECONDS_TO_CRITERION,
+}
 
 
 @functools.cache
@@ -311,3 +316,22 @@ def test_alone_and_stacked_agree_on_divergence_and_target(optimizer, lr, log_eve
     elif target is not None:
         reached = [r.final_metrics[schema.REACHED_TARGET] for r in alone]
         assert reached == [float(target > 1e-11)] * len(alone)
+
+
+def test_stacked_and_alone_meet_the_criterion_at_the_same_epoch_with_the_same_counts():
+    """The criterion and the evaluation counts of a stacked run are each member's alone."""
+    from rprop_bench.cli.build import build, model_builder, train_settings
+
+    cfg = compose("problem=encoder_10_5_10", "optimizer=rprop_plus", "optimizer.lr=0.1",
+                  "train.epochs=60", shrink=False)  # fmt: skip
+    settings = train_settings(cfg)
+    alone = []
+    for seed in (0, 1):
+        cfg.train.seed = seed
+        built = build(cfg)
+        alone.append(train(built.model, built.data, built.optimizer, settings).final_metrics)
+    models = seeded_models(model_builder(cfg, built.data), [0, 1])
+    stacked = train_seeds(models, built.data, optimizer_partial(cfg), settings, exact=True)
+    for a, b in zip(alone, stacked, strict=True):
+        assert a[schema.CRITERION_MET] == 1.0
+        assert _without_times(a) == _without_times(b.final_metrics)

@@ -350,3 +350,60 @@ def test_a_run_trains_with_the_problems_loss():
     with torch.no_grad():
         expected = float(SigmoidMSE()(model(data.x_train), data.y_train))
     assert result.final_metrics[schema.FINAL_TRAIN_LOSS] == expected
+
+
+# --- the encoder of Riedmiller & Braun (1993): its criterion ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("logits", "within", "met"),
+    [
+        ([[2.0, -2.0], [-2.0, 2.0]], 0.4, True),  # sigmoid 0.88 / 0.12: 0.12 from each target
+        ([[2.0, -2.0], [-2.0, 0.3]], 0.4, False),  # sigmoid(0.3) = 0.57: 0.43 from its 1
+        ([[0.1, -0.1], [-0.1, 0.1]], 0.5, True),  # every pattern on the right side of 0.5
+        ([[0.1, 0.2], [-0.1, 0.1]], 0.5, False),  # sigmoid(0.2) = 0.55 where the target is 0
+    ],
+)
+def test_the_criterion_on_hand_made_outputs(logits, within, met):
+    from rprop_bench.metrics import all_within
+
+    assert all_within(torch.tensor(logits), torch.tensor([0, 1]), within) is met
+
+
+def _encoder_run(epochs: int, **overrides: str):
+    from rprop_bench.cli.build import build, train_settings
+
+    cfg = compose("problem=encoder_10_5_10", "optimizer=rprop_plus", "optimizer.lr=0.1",
+                  f"train.epochs={epochs}", *(f"{k}={v}" for k, v in overrides.items()),
+                  shrink=False)  # fmt: skip
+    built = build(cfg)
+    return built, train(built.model, built.data, built.optimizer, train_settings(cfg))
+
+
+def test_epochs_to_criterion_is_the_first_epoch_whose_outputs_meet_it():
+    from rprop_bench.metrics import all_within
+
+    _, result = _encoder_run(100)
+    final = result.final_metrics
+    assert final[schema.CRITERION_MET] == 1.0
+    first = int(final[schema.EPOCHS_TO_CRITERION])
+    assert final[schema.GRAD_EVALS_TO_CRITERION] == first  # full batch: one pass an epoch
+    for epochs, met in ((first, True), (first - 1, False)):  # the same run, stopped there
+        built, _ = _encoder_run(epochs)
+        with torch.no_grad():
+            out = built.model(built.data.x_train)
+        assert all_within(out, built.data.y_train, 0.4) is met
+
+
+def test_a_criterion_never_met_is_recorded_as_such():
+    _, result = _encoder_run(3)
+    assert result.final_metrics[schema.CRITERION_MET] == 0.0
+    assert schema.EPOCHS_TO_CRITERION not in result.final_metrics
+
+
+def test_the_initialisation_range_bounds_every_weight_and_bias():
+    torch.manual_seed(0)
+    model = build_model("mlp", 10, 10, hidden=[5], activation="sigmoid", init_range=0.3)
+    values = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert values.abs().max() <= 0.3
+    assert values.abs().max() > 0.25  # uniform over the range, not torch's default (±1/√10)

@@ -118,7 +118,8 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     ``train.vectorize_seeds`` counts only when true: a stacked run agrees with a one-by-one
     run up to last-bit rounding only, so a resumed sweep must not take one for the other, and
     the keys of runs made before the option existed stay valid. ``train.dtype`` counts only
-    when not float32, and ``problem.loss`` only when set, for the same reason.
+    when not float32, and ``problem.loss`` and ``problem.success_within`` only when set, for
+    the same reason.
     ``without_seed`` leaves out ``train.seed``: the key of a seed group
     (:mod:`rprop_bench.cli.seed_groups`).
     """
@@ -127,8 +128,10 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     for name in NOT_IN_RUN_KEY:
         plain.pop(name, None)
     problem = plain.get("problem")
-    if isinstance(problem, dict) and problem.get("loss", "") is None:
-        problem.pop("loss")  # the task's default loss: keys from before the option stay
+    if isinstance(problem, dict):  # unset, as before the options: keys from then stay
+        for option in ("loss", "success_within"):
+            if option in problem and problem[option] is None:
+                problem.pop(option)
     optimizer = plain.get("optimizer")
     if isinstance(optimizer, dict):  # a trait of the optimizer, not a hyperparameter
         optimizer.pop(schema.OPTIMIZER_ELEMENTWISE_KEY, None)

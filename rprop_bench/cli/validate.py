@@ -239,6 +239,8 @@ def validate_model(model: Mapping[str, Any]) -> None:
     ).check("model.hidden", hidden)
     if model["kind"] == "linear":
         _require("model.hidden", hidden, not hidden, "[] for a linear model")
+    if "init_range" in model:
+        positive().or_null().check("model.init_range", model["init_range"])
 
 
 def validate(cfg: DictConfig) -> None:
