@@ -27,8 +27,23 @@ class SigmoidMSE(nn.Module):
     """
 
     def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        targets = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
-        return nn.functional.mse_loss(torch.sigmoid(out), targets)
+        return nn.functional.mse_loss(torch.sigmoid(out), targets_of(out, y))
+
+
+def targets_of(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The 0/1 targets of class labels ``y`` for outputs ``out``: one-hot, or for a binary
+    problem's single output unit the label itself."""
+    if out.shape[-1] == 1:
+        return y.to(out.dtype).unsqueeze(-1)
+    return nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
+
+
+def predicted_classes(out: torch.Tensor) -> torch.Tensor:
+    """The class each output row names: the largest output, or with one output unit, 1 where
+    its sigmoid is above 0.5."""
+    if out.shape[-1] == 1:
+        return (out[..., 0] > 0).long()
+    return out.argmax(dim=-1)
 
 
 #: The losses a problem may name (:data:`rprop_bench.schema.LOSS_NAMES`), and the tasks each
@@ -70,7 +85,7 @@ def output_metrics(
     """
     result = {"loss": float(loss_fn(out, y))}
     if task == CLASSIFICATION:
-        result["accuracy"] = float((out.argmax(dim=1) == y).float().mean())
+        result["accuracy"] = float((predicted_classes(out) == y).float().mean())
     else:
         total = float(((y - y.mean()) ** 2).sum())
         residual = float(((y - out) ** 2).sum())
@@ -168,8 +183,7 @@ def all_within(out: torch.Tensor, y: torch.Tensor, within: float) -> bool:
     """Whether every sigmoid output of ``out`` lies within ``within`` of its 0/1 target
     (one-hot ``y``): the encoder's "every output within 0.4 of its target" (Riedmiller & Braun
     1993); with 0.5, every pattern is on the right side of 0.5 (Lang & Witbrock 1988)."""
-    targets = nn.functional.one_hot(y, out.shape[-1]).to(out.dtype)
-    return bool(((torch.sigmoid(out) - targets).abs() < within).all())
+    return bool(((torch.sigmoid(out) - targets_of(out, y)).abs() < within).all())
 
 
 @dataclass

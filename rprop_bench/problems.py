@@ -156,6 +156,13 @@ def _two_spirals(seed: int, points_per_spiral: int = 97, noise: float = 0.0) -> 
     return RawData(x, y, CLASSIFICATION)
 
 
+def _two_spirals_1988(seed: int, points_per_spiral: int = 97, noise: float = 0.0) -> RawData:
+    """The two spirals as Lang & Witbrock (1988) trained them: every point is a training
+    point (no split: train = validation = test, the 194 points), not standardised."""
+    raw = _two_spirals(seed, points_per_spiral, noise)
+    return RawData(raw.x, raw.y, CLASSIFICATION, raw.x, raw.y, raw.x, raw.y)
+
+
 def _encoder(seed: int, n: int = 10) -> RawData:
     """The n-m-n encoder (Riedmiller & Braun 1993): map each one-hot pattern onto itself.
 
@@ -186,6 +193,7 @@ PROBLEMS: dict[str, ProblemBuilder] = {
     # outputs, squared error, the 0.4 criterion), so studies never mix them with `encoder`
     "encoder_10_5_10": _encoder,
     "encoder_8_3_8": functools.partial(_encoder, n=8),
+    "two_spirals_1988": _two_spirals_1988,
 }
 
 

@@ -95,7 +95,8 @@ def test_every_problem_config_instantiates_data_and_default_model(compose_cfg, p
     data = instantiate(cfg.problem.data)
     assert data.name == problem
     model = instantiate(cfg.model)(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
-    assert model(data.x_val).shape == (len(data.x_val), data.n_outputs)
+    outputs = cfg.model.get("output_units") or data.n_outputs  # 1: a binary problem's one unit
+    assert model(data.x_val).shape == (len(data.x_val), outputs)
     assert cfg.model.kind == cfg.problem.default_model.kind  # model: null -> problem's default
 
 

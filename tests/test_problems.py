@@ -30,8 +30,10 @@ CASES = [
     ("encoder", CLASSIFICATION, 10, 10, 30),
     ("encoder_10_5_10", CLASSIFICATION, 10, 10, 30),
     ("encoder_8_3_8", CLASSIFICATION, 8, 8, 24),
+    ("two_spirals_1988", CLASSIFICATION, 2, 2, 3 * 194),  # train = validation = test
 ]
-SPLIT_PROBLEMS = [c[0] for c in CASES if c[0] != "line" and not c[0].startswith("encoder")]
+UNSPLIT = ("line", "encoder", "encoder_10_5_10", "encoder_8_3_8", "two_spirals_1988")
+SPLIT_PROBLEMS = [c[0] for c in CASES if c[0] not in UNSPLIT]
 
 
 def test_registry_holds_exactly_the_documented_problems():
@@ -165,3 +167,21 @@ def test_build_model(kind, hidden, activation, n_linear, act_type):
 def test_build_model_rejects(kwargs, message):
     with pytest.raises(ValueError, match=message):
         build_model(n_inputs=2, n_outputs=2, **kwargs)
+
+
+def test_the_spirals_follow_the_1988_formula():
+    """194 points: point i of the first spiral at angle iπ/16 and radius 6.5(104 − i)/104, the
+    second spiral the first mirrored through the origin (Lang & Witbrock 1988)."""
+    data = load_problem("two_spirals_1988", split_seed=0, standardize=False)
+    x, y = data.x_train.double().numpy(), data.y_train.numpy()
+    assert x.shape == (194, 2)
+    for i in (0, 1, 50, 96):
+        radius, angle = 6.5 * (104 - i) / 104, i * np.pi / 16
+        np.testing.assert_allclose(
+            x[i], [radius * np.sin(angle), radius * np.cos(angle)], rtol=1e-6
+        )
+        np.testing.assert_allclose(x[97 + i], -x[i])
+        assert (y[i], y[97 + i]) == (0, 1)
+    assert np.abs(x).max() == pytest.approx(6.5)  # radius 6.5: not standardised
+    assert torch.equal(data.x_val, data.x_train)  # no split: every point trains
+    assert torch.equal(data.x_test, data.x_train)

@@ -407,3 +407,40 @@ def test_the_initialisation_range_bounds_every_weight_and_bias():
     values = torch.cat([p.detach().flatten() for p in model.parameters()])
     assert values.abs().max() <= 0.3
     assert values.abs().max() > 0.25  # uniform over the range, not torch's default (±1/√10)
+
+
+def test_the_shortcut_network_feeds_every_layer_the_input_and_every_earlier_layer():
+    """2-5-5-5-1 (Lang & Witbrock 1988): fan-ins 2, 2+5, 2+5+5 and, at the output, 2+5+5+5."""
+    from rprop_bench.models import ShortcutNet
+
+    model = build_model("shortcut", 2, 2, hidden=[5, 5, 5], activation="sigmoid", output_units=1)
+    assert isinstance(model, ShortcutNet)
+    assert [layer.in_features for layer in model.hidden] == [2, 7, 12]
+    assert (model.output.in_features, model.output.out_features) == (17, 1)
+    x = torch.randn(4, 2)
+    with torch.no_grad():  # by hand: each layer on the concatenation of all before it
+        h1 = torch.sigmoid(model.hidden[0](x))
+        h2 = torch.sigmoid(model.hidden[1](torch.cat([x, h1], 1)))
+        h3 = torch.sigmoid(model.hidden[2](torch.cat([x, h1, h2], 1)))
+        expected = model.output(torch.cat([x, h1, h2, h3], 1))
+        assert torch.equal(model(x), expected)
+
+
+def test_one_output_unit_is_for_a_binary_problem_only():
+    with pytest.raises(ValueError, match="output_units=1 is for a binary problem"):
+        build_model("mlp", 2, 3, hidden=[4], output_units=1)
+
+
+def test_a_single_sigmoid_output_classifies_by_its_side_of_one_half():
+    from rprop_bench.metrics import SigmoidMSE, all_within, output_metrics
+
+    out = torch.tensor([[2.0], [-1.0], [0.5]])
+    y = torch.tensor([1, 0, 0])
+    assert output_metrics(out, y, "classification", SigmoidMSE())["accuracy"] == pytest.approx(
+        2 / 3
+    )
+    assert all_within(out[:2], y[:2], 0.5)
+    assert not all_within(out, y, 0.5)
+    s = torch.sigmoid(out[:, 0])
+    by_hand = ((s[0] - 1) ** 2 + s[1] ** 2 + s[2] ** 2) / 3
+    assert SigmoidMSE()(out, y) == pytest.approx(by_hand)

@@ -26,7 +26,7 @@ from omegaconf.errors import ValidationError
 
 from rprop_bench import schema
 
-MODEL_KINDS = ("linear", "mlp")
+MODEL_KINDS = ("linear", "mlp", "shortcut")
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
 LINE_SEARCHES = (None, "strong_wolfe")
 DEVICES = ("cpu", "cuda", "mps")
@@ -241,6 +241,10 @@ def validate_model(model: Mapping[str, Any]) -> None:
         _require("model.hidden", hidden, not hidden, "[] for a linear model")
     if "init_range" in model:
         positive().or_null().check("model.init_range", model["init_range"])
+    if "output_units" in model:
+        one_of((None, 1), "null or 1 (a binary problem's one output)").check(
+            "model.output_units", model["output_units"]
+        )
 
 
 def validate(cfg: DictConfig) -> None:
@@ -266,5 +270,10 @@ def validate(cfg: DictConfig) -> None:
     structured("train")
     validate_optimizer(plain["optimizer"], plain["train"]["batch_size"])
     validate_model(plain["model"])
+    if plain["model"].get("output_units") == 1 and plain["problem"].get("loss") != "mse_sigmoid":
+        raise ConfigError(
+            f"model.output_units=1 needs problem.loss='mse_sigmoid' (a single sigmoid output), "
+            f"not {plain['problem'].get('loss')!r}"
+        )
     structured("tracking")
     structured("sweep")
