@@ -92,6 +92,16 @@ class SeedBatchError(ValueError):
     """The seeds cannot train stacked (optimizer, batching or models); train them one by one."""
 
 
+def batchable(model: nn.Module) -> bool:
+    """Whether the batched forward pass (``exact=False``) can stack models like ``model``: an
+    ``nn.Sequential`` of ``nn.Linear`` and activation layers. Others stack in exact mode."""
+    try:
+        StackedModel._batched_layers(model)
+    except SeedBatchError:
+        return False
+    return True
+
+
 def seeded_models(build: Callable[[], nn.Module], seeds: Iterable[int]) -> list[nn.Module]:
     """One model per seed, each built right after ``torch.manual_seed(seed)``.
 

@@ -335,3 +335,19 @@ def test_stacked_and_alone_meet_the_criterion_at_the_same_epoch_with_the_same_co
     for a, b in zip(alone, stacked, strict=True):
         assert a[schema.CRITERION_MET] == 1.0
         assert _without_times(a) == _without_times(b.final_metrics)
+
+
+@pytest.mark.parametrize(
+    ("kind", "batched"), [("mlp", True), ("linear", True), ("shortcut", False)]
+)
+def test_batchable_says_which_models_the_batched_pass_stacks(kind, batched):
+    """The CLI's seed groups stack the others in exact mode (a shortcut network, say)."""
+    from rprop_bench.models import build_model
+    from rprop_bench.seed_batch import batchable
+
+    hidden = [] if kind == "linear" else [3, 3]
+    model = build_model(kind, 2, 2, hidden=hidden)
+    assert batchable(model) is batched
+    if not batched:
+        with pytest.raises(SeedBatchError, match="use exact=True"):
+            StackedModel(seeded_models(lambda: build_model(kind, 2, 2, hidden=hidden), SEEDS))

@@ -144,9 +144,10 @@ def train_stacked(
     cfg: DictConfig, data: Any, entries: list[Entry], own_key: str, uri: str
 ) -> dict[str, Any]:
     """Train ``entries`` (one seed each) as one stacked model; record each as its own run."""
-    from rprop_bench.seed_batch import seeded_models, train_seeds
+    from rprop_bench.seed_batch import batchable, seeded_models, train_seeds
 
     models = seeded_models(model_builder(cfg, data), [int(e.cfg.train.seed) for e in entries])
+    exact = not batchable(models[0])  # e.g. a shortcut network: each member's own operations
 
     def train_all() -> list[Any]:
         for entry in entries:
@@ -154,6 +155,7 @@ def train_stacked(
         return train_seeds(
             models, data, optimizer_partial(cfg), train_settings(cfg),
             [e.recorder.on_epoch for e in entries], elementwise=declared_elementwise(cfg),
+            exact=exact,
         )  # fmt: skip
 
     from rprop_bench.retry import StoreUnavailable
