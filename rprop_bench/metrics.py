@@ -7,7 +7,7 @@ A leaf below the training loop: it knows nothing of Hydra or MLflow.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -239,6 +239,18 @@ class BestValidation:
         else:
             found[schema.TEST_R2_AT_BEST_VAL] = self.test["r2"]
         return found
+
+
+def ladder_metrics(clocks: Sequence[TargetClock]) -> dict[str, float]:
+    """The final metrics of a target ladder, one :class:`TargetClock` per rung (schema names)."""
+    found: dict[str, float] = {}
+    for k, clock in enumerate(clocks):
+        found[schema.ladder_metric(schema.LADDER_REACHED, k)] = float(clock.epoch is not None)
+        if clock.epoch is not None:
+            found[schema.ladder_metric(schema.LADDER_EPOCHS, k)] = float(clock.epoch)
+            found[schema.ladder_metric(schema.LADDER_SECONDS, k)] = float(clock.seconds or 0.0)
+            found[schema.ladder_metric(schema.LADDER_GRAD_EVALS, k)] = float(clock.grad_evals or 0)
+    return found
 
 
 def final_metrics(

@@ -64,6 +64,20 @@ REACHED_TARGET = "reached_target"  # 1.0 or 0.0
 EPOCHS_TO_TARGET = "epochs_to_target"  # only logged when the target was reached
 SECONDS_TO_TARGET = "seconds_to_target"  # only logged when the target was reached
 GRAD_EVALS_TO_TARGET = "grad_evals_to_target"  # only logged when the target was reached
+# A problem's ladder of loss targets (``problem.targets``, hardest last), each checked every
+# epoch: ``{name}_{k}`` for target k (0-based). Never reached: reached_target_k = 0 and no
+# other metric of k (no sentinel number).
+LADDER_REACHED = "reached_target"
+LADDER_EPOCHS = "epochs_to_target"
+LADDER_SECONDS = "seconds_to_target"
+LADDER_GRAD_EVALS = "grad_evals_to_target"
+
+
+def ladder_metric(name: str, k: int) -> str:
+    """The metric of rung ``k`` of the target ladder: ``grad_evals_to_target_3``."""
+    return f"{name}_{k}"
+
+
 # The success criterion of a problem that has one (``problem.success_within``: every sigmoid
 # output within that distance of its 0/1 target, on every training pattern; checked every
 # epoch): whether and when it was first met.

@@ -32,6 +32,7 @@ from rprop_bench.metrics import (
     evaluate,
     final_metrics,
     grad_norm,
+    ladder_metrics,
     loss_function,
 )
 from rprop_bench.problems import ProblemData
@@ -58,6 +59,8 @@ class TrainSettings:
             builds it).
         loss: the loss's name (:data:`rprop_bench.metrics.LOSSES`); ``None``: the task's
             default (cross-entropy or mean squared error).
+        targets: the problem's ladder of training-loss targets, each checked every epoch
+            (when each was first reached: :func:`~rprop_bench.metrics.ladder_metrics`).
         success_within: the problem's success criterion, checked every epoch: every sigmoid
             output within this distance of its 0/1 target (:func:`~rprop_bench.metrics.
             all_within`); ``None``: the problem has none.
@@ -70,6 +73,7 @@ class TrainSettings:
     histogram_every: int = 1
     seed: int = 0
     loss: str | None = None
+    targets: tuple[float, ...] = ()
     success_within: float | None = None
 
 
@@ -153,12 +157,11 @@ class Trainee(Protocol):
 class _Member:
     """The bookkeeping of one run: its callback, clock to target and (once over) its result."""
 
-    def __init__(
-        self, callback: EpochCallback | None, target_loss: float | None, within: float | None
-    ) -> None:
+    def __init__(self, callback: EpochCallback | None, settings: TrainSettings) -> None:
         self.callback = callback
-        self.target = TargetClock(target_loss)
-        self.criterion = CriterionClock(within)
+        self.target = TargetClock(settings.target_loss)
+        self.ladder = [TargetClock(target) for target in settings.targets]
+        self.criterion = CriterionClock(settings.success_within)
         self.best = BestValidation()
         self.result: TrainResult | None = None
 
@@ -186,9 +189,8 @@ def run_epochs(
     count as training in the next epoch; evaluation, diagnostics and callbacks stay out of
     the clock.
     """
-    members = [
-        _Member(callback, settings.target_loss, settings.success_within) for callback in callbacks
-    ]
+    members = [_Member(callback, settings) for callback in callbacks]
+    every_epoch = settings.target_loss is not None or bool(settings.targets)
     monitor = trainee.monitor
     seconds = 0.0
     carried = 0.0  # seconds of a forward pass done early for the next epoch's step
@@ -204,7 +206,7 @@ def run_epochs(
             if not math.isfinite(step_losses[k]):
                 members[k].diverge(epoch, seconds, diverged_in(step_losses[k], epoch))
         losses = step_losses
-        if (log_now or settings.target_loss is not None) and _active(members):
+        if (log_now or every_epoch) and _active(members):
             started = time.perf_counter()
             ahead = (
                 trainee.train_losses_for_next_step(_active(members))
@@ -239,7 +241,8 @@ def _check_train_losses(
         if not math.isfinite(losses[k]):
             members[k].diverge(epoch, seconds, diverged_after(losses[k], epoch))
         else:
-            members[k].target.update(epoch, seconds, losses[k], grad_evals)
+            for clock in (members[k].target, *members[k].ladder):
+                clock.update(epoch, seconds, losses[k], grad_evals)
 
 
 def _check_criterion(
@@ -309,6 +312,7 @@ def _finish(
             final = final_metrics(final_train[k], test[k], settings.epochs, seconds,
                                   member.target, trainee.evals, member.best,
                                   member.criterion)  # fmt: skip
+            final.update(ladder_metrics(member.ladder))
             members[k].result = TrainResult(
                 "finished", settings.epochs, seconds, final_metrics=final
             )

@@ -171,6 +171,8 @@ BAD_VALUES = [
     (["tracking.max_batch=5000"], "tracking.max_batch=5000 is out of range: must be in [1, 1000]"),
     (["problem.loss=hinge"], "problem.loss='hinge' is out of range: must be one of ('cross_en"),
     (["train.dtype=float16"], "train.dtype='float16' is out of range: must be one of ('float32'"),
+    (["problem.targets=[0.1,0.5]"], "problem.targets=[0.1, 0.5] is out of range: must be > 0, s"),
+    (["problem.targets=[0.5,-1]"], "strictly decreasing (easiest first)"),
 ]
 
 

@@ -444,3 +444,40 @@ def test_a_single_sigmoid_output_classifies_by_its_side_of_one_half():
     s = torch.sigmoid(out[:, 0])
     by_hand = ((s[0] - 1) ** 2 + s[1] ** 2 + s[2] ** 2) / 3
     assert SigmoidMSE()(out, y) == pytest.approx(by_hand)
+
+
+# --- the ladder of targets ----------------------------------------------------------------
+
+
+def test_each_rung_of_the_ladder_is_the_first_epoch_at_or_below_it():
+    """Hand-checked against the training loss of every epoch (logged every epoch here)."""
+    data, model = _line_setup()
+    losses: dict[int, tuple[float, float]] = {}
+
+    def log(epoch: int, metrics: dict[str, float], rows: object) -> None:
+        losses[epoch] = (metrics[schema.TRAIN_LOSS], metrics[schema.GRAD_EVALS])
+
+    ladder = (1.0, 0.1, 0.02, 1e-9)  # the last is never reached
+    settings = TrainSettings(epochs=120, targets=ladder)
+    final = train(model, data, Rprop(model.parameters()), settings, log).final_metrics
+    for k, target in enumerate(ladder):
+        reached = [e for e, (loss, _) in sorted(losses.items()) if loss <= target]
+        assert final[schema.ladder_metric(schema.LADDER_REACHED, k)] == float(bool(reached))
+        if reached:
+            first = reached[0]
+            assert final[schema.ladder_metric(schema.LADDER_EPOCHS, k)] == first
+            assert final[schema.ladder_metric(schema.LADDER_GRAD_EVALS, k)] == losses[first][1]
+        else:  # never reached: no number at all, not a sentinel
+            assert schema.ladder_metric(schema.LADDER_EPOCHS, k) not in final
+            assert schema.ladder_metric(schema.LADDER_GRAD_EVALS, k) not in final
+
+
+def test_the_ladder_is_checked_every_epoch_not_only_on_logged_ones():
+    data, model = _line_setup()
+    every = train(model, data, Rprop(model.parameters()), TrainSettings(epochs=60, targets=(0.1,)))
+    data, model = _line_setup()
+    sparse = train(model, data, Rprop(model.parameters()),
+                   TrainSettings(epochs=60, targets=(0.1,), log_every=25))  # fmt: skip
+    key = schema.ladder_metric(schema.LADDER_EPOCHS, 0)
+    assert every.final_metrics[key] == sparse.final_metrics[key]
+    assert sparse.final_metrics[key] % 25 != 0  # not rounded to a logged epoch

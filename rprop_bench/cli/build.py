@@ -92,6 +92,7 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
         histogram_every=int(cfg.train.histogram_every),
         seed=int(cfg.train.seed),
         loss=cfg.problem.loss,
+        targets=tuple(float(t) for t in cfg.problem.targets or ()),
         success_within=cfg.problem.success_within,
     )
 

@@ -118,8 +118,8 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     ``train.vectorize_seeds`` counts only when true: a stacked run agrees with a one-by-one
     run up to last-bit rounding only, so a resumed sweep must not take one for the other, and
     the keys of runs made before the option existed stay valid. ``train.dtype`` counts only
-    when not float32, and ``problem.loss`` and ``problem.success_within`` only when set, for
-    the same reason.
+    when not float32, and ``problem.loss``, ``targets`` and ``success_within`` only when set,
+    for the same reason.
     ``without_seed`` leaves out ``train.seed``: the key of a seed group
     (:mod:`rprop_bench.cli.seed_groups`).
     """
@@ -129,7 +129,7 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
         plain.pop(name, None)
     problem = plain.get("problem")
     if isinstance(problem, dict):  # unset, as before the options: keys from then stay
-        for option in ("loss", "success_within"):
+        for option in ("loss", "targets", "success_within"):
             if option in problem and problem[option] is None:
                 problem.pop(option)
     optimizer = plain.get("optimizer")

@@ -31,6 +31,7 @@ from rprop_bench.cli.validate import (
     Rule,
     at_least,
     boolean,
+    descending_targets,
     device,
     integer_in,
     non_empty_text,
@@ -97,6 +98,7 @@ class ProblemConfig:
     data: DataConfig = MISSING
     target_loss: Any = checked(non_negative().or_null())
     loss: str | None = checked(one_of(schema.LOSS_NAMES).or_null())
+    targets: Any = checked(descending_targets().or_null())
     success_within: Any = checked(open_unit_interval().or_null())
     default_model: Any = MISSING  # a model config (free-form, as the model group)
 

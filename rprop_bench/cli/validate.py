@@ -17,6 +17,7 @@ This module imports only OmegaConf (no torch), so bad input is reported within a
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -120,6 +121,19 @@ def one_of(choices: Sequence[Any], shown: str | None = None) -> Rule:
 
 def non_empty_text(what: str) -> Rule:
     return Rule(f"a non-empty {what}", lambda v: isinstance(v, str) and bool(v))
+
+
+def descending_targets() -> Rule:
+    """A ladder of loss targets: numbers > 0, strictly decreasing (easiest first)."""
+
+    def numbers(v: Any) -> bool:
+        return isinstance(v, list | tuple) and len(v) > 0 and all(_number(t) for t in v)
+
+    def ok(v: Any) -> bool:
+        positive = all(math.isfinite(t) and t > 0 for t in v)
+        return positive and all(a > b for a, b in itertools.pairwise(v))
+
+    return Rule("> 0, strictly decreasing (easiest first)", ok, "a list of numbers", numbers)
 
 
 def device() -> Rule:
