@@ -163,20 +163,62 @@ def epoch_metrics(
     return metrics
 
 
-@dataclass
-class TargetClock:
-    """When a run first reached ``target_loss``: the epoch, and the training seconds and
-    gradient evaluations by then."""
+#: The final metrics of a :class:`FirstReach`: whether it was reached, then the epoch, the
+#: training seconds and the gradient evaluations by then (the last three only if reached).
+FirstReachNames = tuple[str, str, str, str]
+TARGET_NAMES: FirstReachNames = (
+    schema.REACHED_TARGET, schema.EPOCHS_TO_TARGET, schema.SECONDS_TO_TARGET,
+    schema.GRAD_EVALS_TO_TARGET,
+)  # fmt: skip
+CRITERION_NAMES: FirstReachNames = (
+    schema.CRITERION_MET, schema.EPOCHS_TO_CRITERION, schema.SECONDS_TO_CRITERION,
+    schema.GRAD_EVALS_TO_CRITERION,
+)  # fmt: skip
 
-    target_loss: float | None
+
+def ladder_names(k: int) -> FirstReachNames:
+    """The names of rung ``k`` of a target ladder (``grad_evals_to_target_3`` ...)."""
+    names = (schema.LADDER_REACHED, schema.LADDER_EPOCHS, schema.LADDER_SECONDS,
+             schema.LADDER_GRAD_EVALS)  # fmt: skip
+    reached, epochs, seconds, evals = (schema.ladder_metric(name, k) for name in names)
+    return reached, epochs, seconds, evals
+
+
+@dataclass
+class FirstReach:
+    """When a run first reached a goal (a loss target, a success criterion): the epoch, and
+    the training seconds and gradient evaluations by then. ``goal`` ``None``: there is none."""
+
+    goal: float | None
     epoch: int | None = None
     seconds: float | None = None
     grad_evals: float | None = None
 
+    def note(self, epoch: int, seconds: float, reached: bool, grad_evals: float) -> None:
+        """Note ``epoch`` if the goal is reached now and was not before."""
+        if self.goal is not None and self.epoch is None and reached:
+            self.epoch, self.seconds, self.grad_evals = epoch, seconds, grad_evals
+
+    def metrics(self, names: FirstReachNames) -> dict[str, float]:
+        """Its final metrics under ``names``; none without a goal, and only the first when
+        never reached (no sentinel number)."""
+        if self.goal is None:
+            return {}
+        reached, epochs, seconds, evals = names
+        found = {reached: float(self.epoch is not None)}
+        if self.epoch is not None:
+            found[epochs] = float(self.epoch)
+            found[seconds] = float(self.seconds or 0.0)
+            found[evals] = float(self.grad_evals or 0.0)
+        return found
+
+
+class TargetClock(FirstReach):
+    """When a run's training loss first reached ``goal`` (the target loss) or below."""
+
     def update(self, epoch: int, seconds: float, train_loss: float, grad_evals: float) -> None:
         """Note ``epoch`` if its training loss is the first at or below the target."""
-        if self.target_loss is not None and self.epoch is None and train_loss <= self.target_loss:
-            self.epoch, self.seconds, self.grad_evals = epoch, seconds, grad_evals
+        self.note(epoch, seconds, self.goal is not None and train_loss <= self.goal, grad_evals)
 
 
 def all_within(out: torch.Tensor, y: torch.Tensor, within: float) -> bool:
@@ -184,32 +226,6 @@ def all_within(out: torch.Tensor, y: torch.Tensor, within: float) -> bool:
     (one-hot ``y``): the encoder's "every output within 0.4 of its target" (Riedmiller & Braun
     1993); with 0.5, every pattern is on the right side of 0.5 (Lang & Witbrock 1988)."""
     return bool(((torch.sigmoid(out) - targets_of(out, y)).abs() < within).all())
-
-
-@dataclass
-class CriterionClock:
-    """When a run first met its problem's success criterion (see :func:`all_within`)."""
-
-    within: float | None
-    epoch: int | None = None
-    seconds: float | None = None
-    grad_evals: float | None = None
-
-    def update(self, epoch: int, seconds: float, met: bool, grad_evals: float) -> None:
-        """Note ``epoch`` if the criterion is met for the first time."""
-        if self.within is not None and self.epoch is None and met:
-            self.epoch, self.seconds, self.grad_evals = epoch, seconds, grad_evals
-
-    def metrics(self) -> dict[str, float]:
-        """Its final metrics under the schema's names (none without a criterion)."""
-        if self.within is None:
-            return {}
-        found = {schema.CRITERION_MET: float(self.epoch is not None)}
-        if self.epoch is not None:
-            found[schema.EPOCHS_TO_CRITERION] = float(self.epoch)
-            found[schema.SECONDS_TO_CRITERION] = float(self.seconds or 0.0)
-            found[schema.GRAD_EVALS_TO_CRITERION] = float(self.grad_evals or 0.0)
-        return found
 
 
 @dataclass
@@ -241,18 +257,6 @@ class BestValidation:
         return found
 
 
-def ladder_metrics(clocks: Sequence[TargetClock]) -> dict[str, float]:
-    """The final metrics of a target ladder, one :class:`TargetClock` per rung (schema names)."""
-    found: dict[str, float] = {}
-    for k, clock in enumerate(clocks):
-        found[schema.ladder_metric(schema.LADDER_REACHED, k)] = float(clock.epoch is not None)
-        if clock.epoch is not None:
-            found[schema.ladder_metric(schema.LADDER_EPOCHS, k)] = float(clock.epoch)
-            found[schema.ladder_metric(schema.LADDER_SECONDS, k)] = float(clock.seconds or 0.0)
-            found[schema.ladder_metric(schema.LADDER_GRAD_EVALS, k)] = float(clock.grad_evals or 0)
-    return found
-
-
 def final_metrics(
     train_loss: float,
     test: dict[str, float],
@@ -261,7 +265,8 @@ def final_metrics(
     target: TargetClock,
     evals: EvaluationCount,
     best: BestValidation,
-    criterion: CriterionClock,
+    criterion: FirstReach,
+    ladder: Sequence[TargetClock] = (),
 ) -> dict[str, float]:
     """The final metrics under the schema's names (``test`` from :func:`evaluate`)."""
     final = {
@@ -272,16 +277,13 @@ def final_metrics(
         schema.GRAD_EVALS: evals.grad_evals,
         schema.LOSS_EVALS: evals.loss_evals,
         **best.metrics(),
-        **criterion.metrics(),
+        **target.metrics(TARGET_NAMES),
+        **criterion.metrics(CRITERION_NAMES),
     }
+    for k, rung in enumerate(ladder):
+        final.update(rung.metrics(ladder_names(k)))
     if "accuracy" in test:
         final[schema.TEST_ACCURACY] = test["accuracy"]
     else:
         final[schema.TEST_R2] = test["r2"]
-    if target.target_loss is not None:
-        final[schema.REACHED_TARGET] = float(target.epoch is not None)
-        if target.epoch is not None and target.seconds is not None:
-            final[schema.EPOCHS_TO_TARGET] = float(target.epoch)
-            final[schema.SECONDS_TO_TARGET] = target.seconds
-            final[schema.GRAD_EVALS_TO_TARGET] = float(target.grad_evals or 0.0)
     return final

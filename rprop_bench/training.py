@@ -24,15 +24,14 @@ from torch import nn
 from rprop_bench.diagnostics import HistogramRow, StepSizeMonitor
 from rprop_bench.metrics import (
     BestValidation,
-    CriterionClock,
     EvaluationCount,
+    FirstReach,
     TargetClock,
     all_within,
     epoch_metrics,
     evaluate,
     final_metrics,
     grad_norm,
-    ladder_metrics,
     loss_function,
 )
 from rprop_bench.problems import ProblemData
@@ -60,7 +59,7 @@ class TrainSettings:
         loss: the loss's name (:data:`rprop_bench.metrics.LOSSES`); ``None``: the task's
             default (cross-entropy or mean squared error).
         targets: the problem's ladder of training-loss targets, each checked every epoch
-            (when each was first reached: :func:`~rprop_bench.metrics.ladder_metrics`).
+            (when each was first reached: :func:`~rprop_bench.metrics.ladder_names`).
         success_within: the problem's success criterion, checked every epoch: every sigmoid
             output within this distance of its 0/1 target (:func:`~rprop_bench.metrics.
             all_within`); ``None``: the problem has none.
@@ -161,7 +160,7 @@ class _Member:
         self.callback = callback
         self.target = TargetClock(settings.target_loss)
         self.ladder = [TargetClock(target) for target in settings.targets]
-        self.criterion = CriterionClock(settings.success_within)
+        self.criterion = FirstReach(settings.success_within)
         self.best = BestValidation()
         self.result: TrainResult | None = None
 
@@ -260,7 +259,7 @@ def _check_criterion(
     outputs = trainee.train_outputs(waiting)
     for k in waiting:
         met = all_within(outputs[k], data.y_train, within)
-        members[k].criterion.update(epoch, seconds, met, trainee.evals.grad_evals)
+        members[k].criterion.note(epoch, seconds, met, trainee.evals.grad_evals)
 
 
 def _log_epoch(
@@ -311,8 +310,7 @@ def _finish(
             member = members[k]
             final = final_metrics(final_train[k], test[k], settings.epochs, seconds,
                                   member.target, trainee.evals, member.best,
-                                  member.criterion)  # fmt: skip
-            final.update(ladder_metrics(member.ladder))
+                                  member.criterion, member.ladder)  # fmt: skip
             members[k].result = TrainResult(
                 "finished", settings.epochs, seconds, final_metrics=final
             )

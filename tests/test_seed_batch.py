@@ -90,7 +90,9 @@ def _stacked(optimizer: str, problem: str, *, exact: bool, edit=None):
 
 
 def _without_times(metrics: dict[str, float]) -> dict[str, float]:
-    return {k: v for k, v in metrics.items() if k not in TIMES}
+    """Every metric but the seconds (a target ladder's ``seconds_to_target_k`` included)."""
+    rungs = schema.ladder_metric(schema.LADDER_SECONDS, 0)[:-1]
+    return {k: v for k, v in metrics.items() if k not in TIMES and not k.startswith(rungs)}
 
 
 def _max_param_diff(models_a, models_b) -> float:
