@@ -176,6 +176,11 @@ def open_store(uri: str, *, check_schema: bool = False, retry_seconds: float = 3
     def touch() -> None:
         call_with_retry(lambda: _touch_mlflow(uri), retry_seconds, f"opening {db}")
 
+    if db.is_file() and not os.access(db.parent, os.W_OK):
+        # A store in a folder this user may not write (shared results): no lock file can go
+        # there, nothing can be created or repaired, and MLflow only reads a whole store.
+        touch()
+        return None
     with file_lock(_lock_path(db)):
         for stale in db.parent.glob(f".{db.name}.creating-*"):  # a creator killed mid-way
             stale.unlink(missing_ok=True)

@@ -352,3 +352,15 @@ def test_cli_sweeps_into_one_store_share_its_first_start(tmp_path):
     out = run_cli("report", f"tracking.uri={uri}", "report.sweep=all", "report.formats=[png]",
                   "report.progress=false", cwd=tmp_path)  # fmt: skip
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root may write any folder")
+def test_a_store_in_a_folder_one_may_not_write_is_opened_to_read(tmp_path):
+    """A report on shared results: no lock file can be made there, and none is needed."""
+    uri = new_store(tmp_path / "shared")
+    (tmp_path / "shared").chmod(0o555)
+    try:
+        assert open_store(uri, check_schema=True) is None
+        assert not (tmp_path / "shared" / "mlflow.db.lock").exists()
+    finally:
+        (tmp_path / "shared").chmod(0o755)
