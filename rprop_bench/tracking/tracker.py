@@ -282,8 +282,8 @@ class Tracker:
                 return self._lose(run_id, run.info.run_id)
             elif run.info.status == "RUNNING" and run_is_alive(run, self.options.stale_seconds):
                 rivals.append(run)
-        if mine is None:  # our own run is not listed: someone removed it; do not train
-            return self._lose(run_id, rivals[0].info.run_id if rivals else "(none)")
+        if mine is None:  # not listed yet (a server's search may lag its writes): read it
+            mine = self.client.get_run(run_id)
 
         def order(run: Run) -> tuple[int, str]:
             return (run.info.start_time or 0, run.info.run_id)
