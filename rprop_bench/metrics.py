@@ -30,6 +30,16 @@ class SigmoidMSE(nn.Module):
         return nn.functional.mse_loss(torch.sigmoid(out), targets_of(out, y))
 
 
+class CrossEntropy(nn.CrossEntropyLoss):
+    """Softmax cross-entropy of the logits against class labels; for a binary problem's single
+    output unit, the binary cross-entropy of its sigmoid (the same loss with logits (0, z))."""
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if out.shape[-1] == 1:
+            return nn.functional.binary_cross_entropy_with_logits(out[..., 0], y.to(out.dtype))
+        return super().forward(out, y)
+
+
 def targets_of(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The 0/1 targets of class labels ``y`` for outputs ``out``: one-hot, or for a binary
     problem's single output unit the label itself."""
@@ -70,9 +80,7 @@ def loss_function(task: str, name: str | None = None) -> nn.Module:
     if task not in LOSSES[name]:
         fits = ", ".join(n for n, tasks in LOSSES.items() if task in tasks)
         raise ValueError(f"problem.loss={name!r} does not fit a {task} problem; valid: {fits}")
-    return {"cross_entropy": nn.CrossEntropyLoss, "mse_sigmoid": SigmoidMSE, "mse": nn.MSELoss}[
-        name
-    ]()
+    return {"cross_entropy": CrossEntropy, "mse_sigmoid": SigmoidMSE, "mse": nn.MSELoss}[name]()
 
 
 def output_metrics(
@@ -104,9 +112,21 @@ def evaluate(
     return output_metrics(model(x), y, task, loss_fn)
 
 
-def grad_norm(grads: Iterable[torch.Tensor | None]) -> float:
-    """The global L2 norm of ``grads`` (``None`` entries skipped; 0 if there are none)."""
-    norms = [g.detach().norm() for g in grads if g is not None]
+def logit_margin(out: torch.Tensor, y: torch.Tensor) -> float:
+    """The mean margin of the outputs ``out`` for class labels ``y``: the true class's output
+    minus the largest other output, or for one output unit ``(2y − 1)·z``. Positive where a
+    pattern is classified right; its growth on separable data shows weights running off."""
+    if out.shape[-1] == 1:
+        return float(((2 * y.to(out.dtype) - 1) * out[..., 0]).mean())
+    true = out.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    others = out.scatter(-1, y.unsqueeze(-1), -math.inf).amax(dim=-1)
+    return float((true - others).mean())
+
+
+def global_norm(tensors: Iterable[torch.Tensor | None]) -> float:
+    """The global L2 norm of ``tensors`` (gradients, weights; ``None`` entries skipped; 0 if
+    there are none)."""
+    norms = [t.detach().norm() for t in tensors if t is not None]
     return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
 
 
@@ -145,17 +165,23 @@ def epoch_metrics(
     seconds: float,
     step_metrics: dict[str, float],
     evals: EvaluationCount,
+    weight_norm: float,
+    margin: float | None = None,
 ) -> dict[str, float]:
-    """One logged epoch's metrics under the schema's names (``val`` from :func:`evaluate`)."""
+    """One logged epoch's metrics under the schema's names (``val`` from :func:`evaluate`;
+    ``margin`` from :func:`logit_margin`, classification only)."""
     metrics = {
         schema.TRAIN_LOSS: train_loss,
         schema.VAL_LOSS: val["loss"],
         schema.GRAD_NORM: first_grad_norm,
+        schema.WEIGHT_NORM: weight_norm,
         schema.WALL_TIME: seconds,
         schema.GRAD_EVALS: evals.grad_evals,
         schema.LOSS_EVALS: evals.loss_evals,
         **step_metrics,
     }
+    if margin is not None:
+        metrics[schema.LOGIT_MARGIN] = margin
     if "accuracy" in val:
         metrics[schema.VAL_ACCURACY] = val["accuracy"]
     else:

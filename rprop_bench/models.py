@@ -1,8 +1,10 @@
-"""The models: a linear unit and a multilayer perceptron, built from plain arguments.
+"""The models, built from plain arguments by :func:`build_model`: a linear unit, a multilayer
+perceptron, a shortcut network (Lang & Witbrock 1988), and the residual MLP and the small 1-D
+CNN of MNIST-1D (Greydanus & Kobak 2024).
 
-A linear model is an MLP with no hidden layer, so both share :func:`build_model`. The config
+A linear model is an MLP with no hidden layer, so all share :func:`build_model`. The config
 group ``model`` targets it with ``_partial_: true``; the CLI supplies the sizes that the
-problem dictates. This module is a leaf: it imports only torch.
+problem dictates. This module imports only torch and :mod:`rprop_bench.schema`.
 
 >>> build_model("mlp", 4, 3, hidden=[8], activation="tanh")
 Sequential(
@@ -19,8 +21,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rprop_bench import schema
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "relu": nn.ReLU}
-MODEL_KINDS = ("linear", "mlp", "shortcut")
+assert tuple(ACTIVATIONS) == schema.ACTIVATIONS
+MODEL_KINDS = schema.MODEL_KINDS
 
 
 class ShortcutNet(nn.Module):
@@ -45,6 +50,72 @@ class ShortcutNet(nn.Module):
         return self.output(torch.cat(seen, dim=-1))
 
 
+class ResidualMLP(nn.Module):
+    """An MLP whose hidden layers after the first add their input to their output,
+    ``h ← h + act(W h + b)``: the MLP of MNIST-1D (``MLPBase`` in the notebooks of Greydanus &
+    Kobak 2024, "Scaling down deep learning with MNIST-1D", ICML; arXiv 2011.14439), there
+    40-100-100-10 with ReLU, 15,210 parameters. The hidden layers must have one width."""
+
+    def __init__(self, n_inputs: int, n_outputs: int, hidden: Sequence[int], activation: str):
+        super().__init__()
+        if not hidden or len(set(hidden)) != 1:
+            raise ValueError(f"a residual MLP needs hidden layers of one width, got {list(hidden)}")
+        width = hidden[0]
+        self.first = nn.Linear(n_inputs, width)
+        self.residual = nn.ModuleList(nn.Linear(width, width) for _ in hidden[1:])
+        self.output = nn.Linear(width, n_outputs)
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.activation(self.first(x))
+        for layer in self.residual:
+            h = h + self.activation(layer(h))
+        return self.output(h)
+
+
+class Conv1dNet(nn.Module):
+    """A small 1-D CNN over the input read as one channel of ``n_inputs`` samples: convolutions
+    of ``channels[i]`` filters of width ``kernel_sizes[i]`` (each followed by the activation),
+    then one linear layer on the flattened features.
+
+    The MNIST-1D CNN (``ConvBase`` in the notebooks of Greydanus & Kobak 2024) is three
+    convolutions of 25 channels, kernels 5, 3, 3, stride 2, padding 1, ReLU: on the 40-sample
+    signals the features are 25 × 5 = 125, and the net has 5,210 parameters.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        n_outputs: int,
+        channels: Sequence[int],
+        kernel_sizes: Sequence[int],
+        stride: int,
+        padding: int,
+        activation: str,
+    ):
+        super().__init__()
+        if not channels or len(kernel_sizes) != len(channels):
+            raise ValueError(
+                f"a 1-D CNN needs one kernel size per convolution, got channels={list(channels)}"
+                f" and kernel_sizes={list(kernel_sizes)}"
+            )
+        self.convs = nn.ModuleList()
+        length, width = n_inputs, 1
+        for size, kernel in zip(channels, kernel_sizes, strict=True):
+            self.convs.append(nn.Conv1d(width, size, kernel, stride=stride, padding=padding))
+            length, width = (length + 2 * padding - kernel) // stride + 1, size
+            if length < 1:
+                raise ValueError(f"the convolutions leave no samples of the {n_inputs} inputs")
+        self.output = nn.Linear(width * length, n_outputs)
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.unsqueeze(-2)  # (n, 1, n_inputs): one channel
+        for conv in self.convs:
+            h = self.activation(conv(h))
+        return self.output(h.flatten(start_dim=-2))
+
+
 def build_model(
     kind: str,
     n_inputs: int,
@@ -53,15 +124,21 @@ def build_model(
     activation: str = "tanh",
     init_range: float | None = None,
     output_units: int | None = None,
+    kernel_sizes: Sequence[int] = (),
+    stride: int = 1,
+    padding: int = 0,
 ) -> nn.Module:
-    """Build a ``linear`` model, an ``mlp`` or a ``shortcut`` network (:class:`ShortcutNet`)
-    mapping ``n_inputs`` features to ``n_outputs``.
+    """Build a model of one of :data:`MODEL_KINDS` mapping ``n_inputs`` features to
+    ``n_outputs``.
 
     Args:
-        kind: ``"linear"`` (one affine layer; ``hidden`` must be empty) or ``"mlp"``.
+        kind: ``"linear"`` (one affine layer; ``hidden`` must be empty), ``"mlp"``,
+            ``"shortcut"`` (:class:`ShortcutNet`), ``"residual_mlp"`` (:class:`ResidualMLP`)
+            or ``"cnn1d"`` (:class:`Conv1dNet`).
         n_inputs: number of input features.
         n_outputs: number of outputs (classes, or 1 for regression).
-        hidden: sizes of the hidden layers, input side first.
+        hidden: sizes of the hidden layers, input side first; for ``cnn1d``, the channels of
+            each convolution.
         activation: the hidden layers' nonlinearity, one of :data:`ACTIVATIONS`.
         output_units: the number of output units if not ``n_outputs``: 1 gives a binary
             problem one sigmoid output, as in the two-spirals network of Lang & Witbrock
@@ -69,6 +146,8 @@ def build_model(
         init_range: if given, every weight and bias starts uniform in
             ``[-init_range, init_range]``, as in the Rprop papers' experiments; ``None``:
             torch's default initialisation.
+        kernel_sizes, stride, padding: ``cnn1d`` only: each convolution's width, and the
+            stride and zero padding all share.
 
     Raises:
         ValueError: for an unknown kind or activation, a non-positive size, or hidden layers
@@ -93,8 +172,20 @@ def build_model(
             )
         n_outputs = output_units
     model: nn.Module
+    if kind != "cnn1d" and (kernel_sizes or stride != 1 or padding != 0):
+        raise ValueError(f"kernel_sizes, stride and padding are for kind cnn1d, not {kind!r}")
     if kind == "shortcut":
         model = ShortcutNet(n_inputs, n_outputs, sizes, activation)
+    elif kind == "residual_mlp":
+        model = ResidualMLP(n_inputs, n_outputs, sizes, activation)
+    elif kind == "cnn1d":
+        kernels = [int(k) for k in kernel_sizes]
+        if any(k < 1 for k in kernels) or stride < 1 or padding < 0:
+            raise ValueError(
+                f"kernel sizes and stride must be >= 1 and padding >= 0, got {kernels}, "
+                f"stride={stride}, padding={padding}"
+            )
+        model = Conv1dNet(n_inputs, n_outputs, sizes, kernels, stride, padding, activation)
     else:
         layers: list[nn.Module] = []
         width = n_inputs

@@ -5,7 +5,8 @@ Every problem is built by a function in :data:`PROBLEMS`, keyed by the name user
 with its own ``split_seed`` (apart from the seed that initialises the model), stratified for
 classification, and standardises the features with statistics of the training split only.
 
-This module is a leaf: it imports only numpy, torch and scikit-learn.
+This module is a leaf: it imports only numpy, torch and scikit-learn (and the ``mnist1d``
+package, which generates MNIST-1D, when that problem is built).
 
 >>> data = load_problem("iris", split_seed=0)
 >>> data.task, data.n_inputs, data.n_outputs, len(data.x_train)
@@ -15,6 +16,7 @@ This module is a leaf: it imports only numpy, torch and scikit-learn.
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +177,43 @@ def _encoder(seed: int, n: int = 10) -> RawData:
     return RawData(x, y, CLASSIFICATION, x, y, x, y)
 
 
+@functools.lru_cache(maxsize=1)
+def _mnist1d_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """MNIST-1D as its package generates it with its default arguments: 4,000 training and
+    1,000 test signals of 40 samples, 10 classes (about 1 s, so kept once per process)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    # make_dataset seeds numpy's and Python's global generators (with the package's own seed,
+    # 42); put them back, so building the data does not change any other random stream
+    numpy_state, python_state = np.random.get_state(), random.getstate()  # noqa: NPY002 (its legacy state)
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(numpy_state)  # noqa: NPY002
+        random.setstate(python_state)
+    arrays = (data["x"], data["y"], data["x_test"], data["y_test"])
+    return tuple(np.asarray(a) for a in arrays)  # type: ignore[return-value]
+
+
+def _mnist1d(seed: int, validation_share: float = 0.1) -> RawData:
+    """MNIST-1D (Greydanus & Kobak 2024, "Scaling down deep learning with MNIST-1D", ICML;
+    arXiv 2011.14439), generated offline by ``mnist1d.data.make_dataset`` with the package's
+    default arguments (no download; the same signals as the published ``mnist1d_data.pkl``).
+
+    The package's 1,000 test signals are the test set. ``validation_share`` of its 4,000
+    training signals, drawn with ``seed`` (the problem's ``split_seed``) and stratified by
+    class, are the validation set; the rest (3,600 by default) are the training set. The
+    package already centres and scales the whole set, so the problem is not standardised.
+    """
+    if not 0 < validation_share < 1:
+        raise ValueError(f"validation_share must be in (0, 1), got {validation_share}")
+    x, y, x_test, y_test = _mnist1d_arrays()
+    x_train, x_val, y_train, y_val = train_test_split(
+        x, y, test_size=validation_share, random_state=seed, stratify=y
+    )
+    return RawData(x_train, y_train, CLASSIFICATION, x_val, y_val, x_test, y_test)
+
+
 ProblemBuilder = Callable[..., RawData]
 
 #: The registry: problem name -> builder ``(seed, **options) -> RawData``.
@@ -194,6 +233,7 @@ PROBLEMS: dict[str, ProblemBuilder] = {
     "encoder_10_5_10": _encoder,
     "encoder_8_3_8": functools.partial(_encoder, n=8),
     "two_spirals_1988": _two_spirals_1988,
+    "mnist1d": _mnist1d,
 }
 
 

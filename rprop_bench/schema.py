@@ -16,6 +16,12 @@ VAL_LOSS = "val_loss"
 VAL_ACCURACY = "val_accuracy"  # classification problems
 VAL_R2 = "val_r2"  # regression problems
 GRAD_NORM = "grad_norm"  # global L2 norm of the gradient at the start of the epoch
+# Divergence diagnostics of sign methods on separable data, whose weights can grow without
+# bound while the loss underflows: the global L2 norm of the parameters at the end of the
+# epoch, and (classification) the mean logit margin over the training set, the true class's
+# output minus the largest other one (one output unit: (2y − 1)·z).
+WEIGHT_NORM = "weight_norm"
+LOGIT_MARGIN = "logit_margin"
 WALL_TIME = "wall_time"  # seconds since training started, at the end of the epoch
 # The cost so far, cumulative, in passes over the training set (a mini-batch counts its
 # fraction): every call of the optimizer's closure is one gradient evaluation and one loss
@@ -50,6 +56,10 @@ AT_MAX_FRACTION = "at_step_max_fraction"  # Rprop family: fraction of weights wi
 #: or mse). ``mse_sigmoid``: the squared error of sigmoid outputs against one-hot targets, the
 #: error of the Rprop papers' classification networks.
 LOSS_NAMES = ("cross_entropy", "mse_sigmoid", "mse")
+#: The model kinds (``model.kind``; :func:`rprop_bench.models.build_model`) and the hidden
+#: layers' activations (``model.activation``).
+MODEL_KINDS = ("linear", "mlp", "shortcut", "residual_mlp", "cnn1d")
+ACTIVATIONS = ("tanh", "sigmoid", "relu")
 #: The floating-point precisions a run may train in (``train.dtype``).
 DTYPES = ("float32", "float64")
 

@@ -55,7 +55,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from rprop_bench.diagnostics import StepSizeMonitor
-from rprop_bench.metrics import EvaluationCount, grad_norm, loss_function, output_metrics
+from rprop_bench.metrics import EvaluationCount, global_norm, loss_function, output_metrics
 from rprop_bench.models import ACTIVATIONS
 from rprop_bench.optim import Rprop
 from rprop_bench.problems import ProblemData
@@ -281,7 +281,7 @@ class _StackedTrainee:
             if record_grad_norms:  # the gradient norm at the start of the epoch, as alone
                 grads = [t.grad for _, t in self.stacked.named_parameters()]
                 self._grad_norms = [
-                    grad_norm(g[k] if g is not None else None for g in grads)
+                    global_norm(g[k] if g is not None else None for g in grads)
                     for k in range(self.members)
                 ]
             return losses
@@ -290,6 +290,10 @@ class _StackedTrainee:
 
     def grad_norms(self) -> list[float]:
         return self._grad_norms
+
+    def weight_norms(self) -> list[float]:
+        stacked = [t for _, t in self.stacked.named_parameters()]
+        return [global_norm(t[k] for t in stacked) for k in range(self.members)]
 
     def train_losses(self, members: Sequence[int]) -> list[float]:
         with torch.no_grad():

@@ -31,10 +31,11 @@ from rprop_bench.metrics import (
     epoch_metrics,
     evaluate,
     final_metrics,
-    grad_norm,
+    global_norm,
+    logit_margin,
     loss_function,
 )
-from rprop_bench.problems import ProblemData
+from rprop_bench.problems import CLASSIFICATION, ProblemData
 
 __all__ = ["EpochCallback", "TrainResult", "TrainSettings", "Trainee", "run_epochs", "train"]
 
@@ -140,6 +141,10 @@ class Trainee(Protocol):
 
     def grad_norms(self) -> list[float]:
         """Per member, the gradient norm at the start of the last recorded epoch."""
+        ...
+
+    def weight_norms(self) -> list[float]:
+        """Per member, the global L2 norm of its parameters, now."""
         ...
 
     def train_outputs(self, members: Sequence[int]) -> dict[int, torch.Tensor]:
@@ -287,10 +292,15 @@ def _log_epoch(
     steps = trainee.monitor.end_epoch_members(
         epoch, with_histograms=is_histogram_epoch(epoch, settings)
     )
-    grads = trainee.grad_norms()
+    grads, weights = trainee.grad_norms(), trainee.weight_norms()
+    margins: dict[int, float] = {}
+    if data.task == CLASSIFICATION:
+        outputs = trainee.train_outputs(logging)
+        margins = {k: logit_margin(outputs[k], data.y_train) for k in logging}
     for k in logging:
         step_metrics, rows = steps[k]
-        metrics = epoch_metrics(losses[k], val[k], grads[k], seconds, step_metrics, trainee.evals)
+        metrics = epoch_metrics(losses[k], val[k], grads[k], seconds, step_metrics, trainee.evals,
+                                weights[k], margins.get(k))  # fmt: skip
         members[k].callback(epoch, metrics, rows)  # type: ignore[misc]
 
 
@@ -361,7 +371,7 @@ class _SingleModel:
                 loss.backward()
                 if first[0]:
                     first[0] = False
-                    self._grad_norm = grad_norm(p.grad for p in self.model.parameters())
+                    self._grad_norm = global_norm(p.grad for p in self.model.parameters())
                 return loss
 
             step_loss = float(step_with_closure(self.optimizer, closure).detach())
@@ -371,6 +381,9 @@ class _SingleModel:
 
     def grad_norms(self) -> list[float]:
         return [self._grad_norm]
+
+    def weight_norms(self) -> list[float]:
+        return [global_norm(self.model.parameters())]
 
     def train_losses(self, members: Sequence[int]) -> list[float]:
         if not members:

@@ -39,7 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 EXPECTED_OPTIONS = {
     "optimizer": sorted(p.stem for p in (CONF_DIR / "optimizer").glob("*.yaml")),
     "problem": sorted(problem_names()),
-    "model": ["linear", "mlp"],
+    "model": ["linear", "mlp", "mnist1d_cnn", "mnist1d_mlp"],
 }
 
 
@@ -168,6 +168,19 @@ BAD_VALUES = [
     (["model=mlp", "model.activation=gelu"], "model.activation='gelu' is out of range"),
     (["model=mlp", "model.hidden=[0]"], "model.hidden=[0] is out of range"),
     (["model=linear", "model.hidden=[4]"], "must be [] for a linear model"),
+    (
+        ["model=mnist1d_cnn", "model.kernel_sizes=[5,3]"],
+        "model.kernel_sizes=[5, 3] is out of "
+        "range: must be 3 kernel sizes >= 1 (one per convolution of model.hidden)",
+    ),
+    (["model=mnist1d_cnn", "model.stride=0"], "model.stride=0 is out of range: must be >= 1"),
+    (["model=mnist1d_mlp", "model.hidden=[100,50]"], "hidden layers of one width"),
+    (["model=mlp", "+model.padding=1"], "model.padding=1 is out of range: must be absent unless"),
+    (
+        ["problem=two_spirals_1988", "problem.loss=null"],
+        "model.output_units=1 needs problem.loss="
+        "'mse_sigmoid' or 'cross_entropy' (a single sigmoid output), not None",
+    ),
     (["tracking.max_batch=5000"], "tracking.max_batch=5000 is out of range: must be in [1, 1000]"),
     (["problem.loss=hinge"], "problem.loss='hinge' is out of range: must be one of ('cross_en"),
     (["train.dtype=float16"], "train.dtype='float16' is out of range: must be one of ('float32'"),

@@ -31,8 +31,11 @@ CASES = [
     ("encoder_10_5_10", CLASSIFICATION, 10, 10, 30),
     ("encoder_8_3_8", CLASSIFICATION, 8, 8, 24),
     ("two_spirals_1988", CLASSIFICATION, 2, 2, 3 * 194),  # train = validation = test
+    ("mnist1d", CLASSIFICATION, 40, 10, 5000),
 ]
-UNSPLIT = ("line", "encoder", "encoder_10_5_10", "encoder_8_3_8", "two_spirals_1988")
+# problems whose builder gives the split (mnist1d: the package's test set; its validation
+# set is carved from the package's training set by split_seed)
+UNSPLIT = ("line", "encoder", "encoder_10_5_10", "encoder_8_3_8", "two_spirals_1988", "mnist1d")
 SPLIT_PROBLEMS = [c[0] for c in CASES if c[0] not in UNSPLIT]
 
 
@@ -88,7 +91,7 @@ def test_classification_splits_are_stratified(name):
         assert torch.all((share - overall).abs() <= 1.0 / len(y) + 1e-9), (name, share, overall)
 
 
-@pytest.mark.parametrize("name", [*SPLIT_PROBLEMS, "line"])
+@pytest.mark.parametrize("name", [*SPLIT_PROBLEMS, "line", "mnist1d"])
 def test_split_seed_decides_the_split_and_nothing_else_does(name):
     a = load_problem(name, split_seed=1)
     b = load_problem(name, split_seed=1)
@@ -162,6 +165,10 @@ def test_build_model(kind, hidden, activation, n_linear, act_type):
         ({"kind": "mlp", "activation": "gelu"}, "unknown activation 'gelu'"),
         ({"kind": "linear", "hidden": [4]}, "a linear model has no hidden layers"),
         ({"kind": "mlp", "hidden": [0]}, "layer sizes must be >= 1"),
+        ({"kind": "residual_mlp", "hidden": [8, 4]}, "hidden layers of one width"),
+        ({"kind": "cnn1d", "hidden": [4, 4], "kernel_sizes": [3]}, "one kernel size per conv"),
+        ({"kind": "mlp", "kernel_sizes": [3]}, "are for kind cnn1d, not 'mlp'"),
+        ({"kind": "cnn1d", "hidden": [4], "kernel_sizes": [9]}, "leave no samples of the 2"),
     ],
 )
 def test_build_model_rejects(kwargs, message):
@@ -185,3 +192,88 @@ def test_the_spirals_follow_the_1988_formula():
     assert np.abs(x).max() == pytest.approx(6.5)  # radius 6.5: not standardised
     assert torch.equal(data.x_val, data.x_train)  # no split: every point trains
     assert torch.equal(data.x_test, data.x_train)
+
+
+# --- MNIST-1D and its models -----------------------------------------------------------------
+
+
+def test_mnist1d_is_the_packages_data_with_a_validation_set_carved_from_its_training_set():
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    package = make_dataset(get_dataset_args())  # the reference: the package's own generator
+    data = load_problem("mnist1d", split_seed=0, standardize=False)
+    assert (len(data.x_train), len(data.x_val), len(data.x_test)) == (3600, 400, 1000)
+    np.testing.assert_allclose(data.x_test.numpy(), package["x_test"], rtol=1e-6, atol=1e-6)
+    assert np.array_equal(data.y_test.numpy(), package["y_test"])
+    # train and validation are the package's 4,000 training signals, split without overlap
+    ours = np.concatenate([data.x_train.numpy(), data.x_val.numpy()])
+    theirs = package["x"].astype(np.float32)
+    assert np.array_equal(np.unique(ours, axis=0), np.unique(theirs, axis=0))
+    assert len(np.unique(ours, axis=0)) == 4000
+    share = torch.bincount(data.y_val).numpy() / np.bincount(package["y"])
+    assert np.all(np.abs(share - 0.1) * np.bincount(package["y"]) <= 1)  # stratified: 10 % each
+    assert not torch.equal(load_problem("mnist1d", split_seed=1).y_val, data.y_val)
+
+
+def test_mnist1d_is_generated_afresh_to_the_same_signals_and_leaves_global_generators_alone():
+    import random
+
+    from rprop_bench import problems
+
+    first = load_problem("mnist1d", split_seed=0)
+    problems._mnist1d_arrays.cache_clear()  # generate again, not from the process's cache
+    # the package seeds numpy's and Python's global generators (legacy API) with 42
+    np.random.seed(7)  # noqa: NPY002
+    random.seed(7)
+    expected = (np.random.rand(), random.random())  # noqa: NPY002
+    np.random.seed(7)  # noqa: NPY002
+    random.seed(7)
+    second = load_problem("mnist1d", split_seed=0)
+    assert (np.random.rand(), random.random()) == expected  # noqa: NPY002
+    assert torch.equal(first.x_train, second.x_train)
+    assert torch.equal(first.y_test, second.y_test)
+
+
+# kind, hidden, extra arguments, parameters (the counts the MNIST-1D notebooks print)
+MNIST1D_MODELS = [
+    ("linear", [], {}, 410),
+    ("residual_mlp", [100, 100], {"activation": "relu"}, 15_210),
+    ("cnn1d", [25, 25, 25],
+     {"kernel_sizes": [5, 3, 3], "stride": 2, "padding": 1, "activation": "relu"}, 5_210),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "hidden", "extra", "n_params"), MNIST1D_MODELS)
+def test_the_mnist1d_models_have_the_notebooks_shapes(kind, hidden, extra, n_params):
+    model = build_model(kind, 40, 10, hidden=hidden, **extra)
+    assert sum(p.numel() for p in model.parameters()) == n_params
+    assert model(torch.zeros(7, 40)).shape == (7, 10)
+
+
+def test_the_residual_mlp_adds_each_later_hidden_layers_input_to_its_output():
+    torch.manual_seed(0)
+    model = build_model("residual_mlp", 3, 2, hidden=[4, 4, 4], activation="relu")
+    x = torch.randn(5, 3)
+    h = torch.relu(model.first(x))
+    for layer in model.residual:
+        h = h + torch.relu(layer(h))
+    torch.testing.assert_close(model(x), model.output(h))
+    with torch.no_grad():  # zero residual layers: the net is first layer then output
+        for layer in model.residual:
+            layer.weight.zero_()
+            layer.bias.zero_()
+    torch.testing.assert_close(model(x), model.output(torch.relu(model.first(x))))
+
+
+def test_the_cnn_is_its_convolutions_by_hand():
+    torch.manual_seed(0)
+    model = build_model("cnn1d", 40, 10, hidden=[25, 25, 25], kernel_sizes=[5, 3, 3], stride=2,
+                        padding=1, activation="relu")  # fmt: skip
+    x = torch.randn(6, 40)
+    h = x[:, None, :]
+    lengths = []
+    for conv in model.convs:
+        h = torch.relu(torch.nn.functional.conv1d(h, conv.weight, conv.bias, stride=2, padding=1))
+        lengths.append(h.shape[-1])
+    assert lengths == [19, 10, 5]  # 25 × 5 = 125 features, as in the notebooks' ConvBase
+    torch.testing.assert_close(model(x), model.output(h.reshape(6, 125)))

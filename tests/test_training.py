@@ -67,7 +67,8 @@ def test_logged_epochs_metrics_and_finals():
     assert [c[0] for c in calls] == [5, 10, 12]  # every 5th and the last
     expected = {
         schema.TRAIN_LOSS, schema.VAL_LOSS, schema.VAL_ACCURACY, schema.GRAD_NORM,
-        schema.WALL_TIME, schema.GRAD_EVALS, schema.LOSS_EVALS, schema.SIGN_FLIP_FRACTION,
+        schema.WEIGHT_NORM, schema.LOGIT_MARGIN, schema.WALL_TIME, schema.GRAD_EVALS,
+        schema.LOSS_EVALS, schema.SIGN_FLIP_FRACTION,
         schema.AT_MIN_FRACTION, schema.AT_MAX_FRACTION, *schema.STEP_QUANTILES,
     }  # fmt: skip
     assert set(calls[0][1]) == expected
@@ -446,6 +447,24 @@ def test_a_single_sigmoid_output_classifies_by_its_side_of_one_half():
     assert SigmoidMSE()(out, y) == pytest.approx(by_hand)
 
 
+def test_cross_entropy_of_one_output_unit_is_the_binary_cross_entropy_of_its_sigmoid():
+    from rprop_bench.metrics import loss_function
+
+    out = torch.tensor([[2.0], [-1.0], [0.5]])
+    y = torch.tensor([1, 0, 0])
+    s = torch.sigmoid(out[:, 0])
+    by_hand = -(torch.log(s[0]) + torch.log(1 - s[1]) + torch.log(1 - s[2])) / 3
+    loss = loss_function("classification", "cross_entropy")
+    assert float(loss(out, y)) == pytest.approx(float(by_hand), rel=1e-6)
+    # the same loss as the softmax over the two logits (0, z)
+    two = torch.cat([torch.zeros_like(out), out], dim=1)
+    assert float(loss(out, y)) == pytest.approx(float(loss(two, y)), rel=1e-6)
+    # several outputs: exactly torch's cross-entropy, to the bit
+    logits = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    assert torch.equal(loss(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+
+
 # --- the ladder of targets ----------------------------------------------------------------
 
 
@@ -481,3 +500,72 @@ def test_the_ladder_is_checked_every_epoch_not_only_on_logged_ones():
     key = schema.ladder_metric(schema.LADDER_EPOCHS, 0)
     assert every.final_metrics[key] == sparse.final_metrics[key]
     assert sparse.final_metrics[key] % 25 != 0  # not rounded to a logged epoch
+
+
+# --- divergence diagnostics: the weight norm and the mean logit margin ---------------------
+
+
+@pytest.mark.parametrize(
+    ("logits", "labels", "margin"),
+    [
+        ([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0]], [0, 2], (1.5 + (1.0 - 3.0)) / 2),
+        ([[1.0, 1.0]], [1], 0.0),  # a tie: margin 0
+        ([[2.5], [-0.5], [0.25]], [1, 0, 0], (2.5 + 0.5 - 0.25) / 3),  # one output: (2y-1)z
+    ],
+)
+def test_the_logit_margin_on_hand_made_outputs(logits, labels, margin):
+    from rprop_bench.metrics import logit_margin
+
+    out, y = torch.tensor(logits), torch.tensor(labels)
+    assert logit_margin(out, y) == pytest.approx(margin, abs=1e-7)
+
+
+def test_each_logged_epoch_reports_the_weight_norm_and_margin_of_the_model_then():
+    data = load_problem("iris", split_seed=0)
+    torch.manual_seed(0)
+    model = build_model("mlp", 4, 3, hidden=[6])
+    seen: list[tuple[dict, float, float]] = []
+
+    def callback(epoch, metrics, rows):
+        with torch.no_grad():  # recomputed independently from the model as it is now
+            weights = torch.cat([p.flatten() for p in model.parameters()])
+            out = model(data.x_train)
+        top2 = out.topk(2, dim=1).values
+        true = out[torch.arange(len(out)), data.y_train]
+        other = torch.where(true == top2[:, 0], top2[:, 1], top2[:, 0])
+        seen.append((metrics, float(weights.norm()), float((true - other).mean())))
+
+    train(model, data, Rprop(model.parameters()), TrainSettings(epochs=9, log_every=3), callback)
+    assert len(seen) == 3
+    for metrics, norm, margin in seen:
+        assert metrics[schema.WEIGHT_NORM] == pytest.approx(norm, rel=1e-6)
+        assert metrics[schema.LOGIT_MARGIN] == pytest.approx(margin, rel=1e-5, abs=1e-6)
+
+
+def test_a_regression_run_has_a_weight_norm_and_no_margin():
+    data, model = _line_setup()
+    logged: list[dict] = []
+    train(model, data, Rprop(model.parameters()), TrainSettings(epochs=3),
+          lambda e, m, r: logged.append(m))  # fmt: skip
+    assert all(schema.WEIGHT_NORM in m and schema.LOGIT_MARGIN not in m for m in logged)
+
+
+def test_sign_steps_on_separable_data_grow_the_weights_and_the_margin():
+    # Linearly separable classes: cross-entropy has no minimiser, and the sign steps keep
+    # growing (Δ up to Δmax) while the loss underflows: what the diagnostics are there to show.
+    x = torch.tensor([[-2.0, -1.0], [-1.0, -2.0], [1.0, 2.0], [2.0, 1.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    from rprop_bench.problems import CLASSIFICATION, ProblemData
+
+    data = ProblemData("separable", CLASSIFICATION, x, y, x, y, x, y, 2, 2)
+    torch.manual_seed(0)
+    model = build_model("linear", 2, 2)
+    logged: list[dict] = []
+    train(model, data, Rprop(model.parameters(), variant="irprop-"),
+          TrainSettings(epochs=60, log_every=10), lambda e, m, r: logged.append(m))  # fmt: skip
+    norms = [m[schema.WEIGHT_NORM] for m in logged]
+    margins = [m[schema.LOGIT_MARGIN] for m in logged]
+    assert norms == sorted(norms)
+    assert norms[-1] > 10 * norms[0]
+    assert margins == sorted(margins)
+    assert margins[-1] > 20

@@ -27,8 +27,6 @@ from omegaconf.errors import ValidationError
 
 from rprop_bench import schema
 
-MODEL_KINDS = ("linear", "mlp", "shortcut")
-ACTIVATIONS = ("tanh", "sigmoid", "relu")
 LINE_SEARCHES = (None, "strong_wolfe")
 DEVICES = ("cpu", "cuda", "mps")
 #: The metadata key under which a structured config's field carries its :class:`Rule`.
@@ -244,8 +242,8 @@ def validate_optimizer(opt: Mapping[str, Any], batch_size: int | None) -> None:
 
 def validate_model(model: Mapping[str, Any]) -> None:
     """Check the model group (or the problem's default model)."""
-    one_of(MODEL_KINDS).check("model.kind", model["kind"])
-    one_of(ACTIVATIONS).check("model.activation", model["activation"])
+    one_of(schema.MODEL_KINDS).check("model.kind", model["kind"])
+    one_of(schema.ACTIVATIONS).check("model.activation", model["activation"])
     hidden = model["hidden"]
     Rule(
         "a list of layer sizes >= 1",
@@ -253,6 +251,25 @@ def validate_model(model: Mapping[str, Any]) -> None:
     ).check("model.hidden", hidden)
     if model["kind"] == "linear":
         _require("model.hidden", hidden, not hidden, "[] for a linear model")
+    if model["kind"] == "residual_mlp":
+        _require("model.hidden", hidden, bool(hidden) and len(set(hidden)) == 1,
+                 "hidden layers of one width for a residual MLP")  # fmt: skip
+    if model["kind"] == "cnn1d":
+        _require("model.hidden", hidden, bool(hidden), "the channels of each convolution")
+        kernels = model.get("kernel_sizes")
+        Rule(
+            f"{len(hidden)} kernel sizes >= 1 (one per convolution of model.hidden)",
+            lambda v: (
+                isinstance(v, list)
+                and len(v) == len(hidden)
+                and all(_integer(k) and k >= 1 for k in v)
+            ),
+        ).check("model.kernel_sizes", kernels)
+        at_least(1).check("model.stride", model.get("stride"))
+        at_least(0).check("model.padding", model.get("padding"))
+    else:
+        for key in ("kernel_sizes", "stride", "padding"):
+            _require(f"model.{key}", model.get(key), key not in model, "absent unless kind=cnn1d")
     if "init_range" in model:
         positive().or_null().check("model.init_range", model["init_range"])
     if "output_units" in model:
@@ -284,10 +301,13 @@ def validate(cfg: DictConfig) -> None:
     structured("train")
     validate_optimizer(plain["optimizer"], plain["train"]["batch_size"])
     validate_model(plain["model"])
-    if plain["model"].get("output_units") == 1 and plain["problem"].get("loss") != "mse_sigmoid":
+    single_output_losses = ("mse_sigmoid", "cross_entropy")
+    if plain["model"].get("output_units") == 1 and plain["problem"].get("loss") not in (
+        single_output_losses
+    ):
         raise ConfigError(
-            f"model.output_units=1 needs problem.loss='mse_sigmoid' (a single sigmoid output), "
-            f"not {plain['problem'].get('loss')!r}"
+            f"model.output_units=1 needs problem.loss='mse_sigmoid' or 'cross_entropy' (a single "
+            f"sigmoid output), not {plain['problem'].get('loss')!r}"
         )
     structured("tracking")
     structured("sweep")
