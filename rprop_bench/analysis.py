@@ -1,7 +1,7 @@
 """Pure functions that turn run results into the numbers a report shows.
 
-Summaries within a problem: medians with their intervals, seed bands, time to target,
-performance profiles and step-size histograms. Rank tests and comparisons across problems
+Summaries within a problem: medians with their order-statistic intervals, seed bands, time
+to target, performance profiles and step-size histograms. Rank tests and comparisons across problems
 are :mod:`rprop_bench.comparison`.
 
 Everything here takes NumPy arrays or pandas frames and returns new ones: no torch, no MLflow,
@@ -20,6 +20,8 @@ References:
     Dolan & Moré (2002), "Benchmarking optimization software with performance profiles",
     Math. Programming 91:201-213.
     Efron & Tibshirani (1993), "An Introduction to the Bootstrap", ch. 13 (percentile interval).
+    Conover (1999), "Practical Nonparametric Statistics", 3rd ed., §3.2 (the order-statistic
+    interval of a quantile).
     Dahl et al. (2023), "Benchmarking Neural Network Training Algorithms" (AlgoPerf):
     time-to-target and performance profiles.
 """
@@ -31,12 +33,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 __all__ = [
+    "MedianInterval",
     "Summary",
     "as_costs",
     "bootstrap_ci",
     "histogram_grid",
+    "median_interval",
     "median_iqr",
     "performance_profile",
     "profile_taus",
@@ -111,31 +116,81 @@ def bootstrap_ci(
 
 
 @dataclass(frozen=True)
+class MedianInterval:
+    """A distribution-free interval of the median from two order statistics.
+
+    ``[x_(k), x_(n+1-k)]`` covers the population median with probability
+    ``1 - 2 P(B <= k - 1)``, ``B ~ Binomial(n, 1/2)``, whatever the distribution (for a
+    continuous one; ties only widen it). :attr:`level` is that coverage, the smallest one
+    that is at least the asked confidence, so it is printed with the interval.
+    :attr:`is_range` marks ``k = 1`` below the asked confidence: with ``n < 6`` no interval
+    reaches 95 %, and the sample range (level ``1 - 2^(1-n)``) is all there is.
+    """
+
+    low: float
+    high: float
+    level: float
+    is_range: bool
+    n: int
+
+
+def median_interval(
+    values: np.ndarray | Sequence[float], *, confidence: float = 0.95
+) -> MedianInterval:
+    """The order-statistic interval of the median of a ``(n_runs,)`` sample (NaN ignored;
+    ``inf`` costs count as values). Conover (1999), "Practical Nonparametric Statistics",
+    §3.2; Hahn & Meeker (1991), "Statistical Intervals", §5.2.
+
+    Returns:
+        The narrowest ``[x_(k), x_(n+1-k)]`` whose coverage is at least ``confidence``, or
+        the range with its own coverage (``is_range``) when none is. All NaN for no value.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x = np.sort(np.asarray(values, dtype=float)[~np.isnan(np.asarray(values, dtype=float))])
+    n = int(x.size)
+    if n == 0:
+        return MedianInterval(np.nan, np.nan, np.nan, True, 0)
+    ks = np.arange(1, (n + 1) // 2 + 1)  # x_(k) <= x_(n+1-k)
+    coverage = 1.0 - 2.0 * stats.binom.cdf(ks - 1, n, 0.5)
+    ok = np.flatnonzero(coverage >= confidence - 1e-12)
+    k = int(ks[ok[-1]]) if ok.size else 1
+    level = float(coverage[k - 1])
+    return MedianInterval(float(x[k - 1]), float(x[n - k]), level, not ok.size, n)
+
+
+@dataclass(frozen=True)
 class Summary:
-    """Median [IQR] and a bootstrap CI of the median, over the ``n`` non-NaN values."""
+    """Median [IQR] and the order-statistic interval of the median (:func:`median_interval`),
+    over the ``n`` non-NaN values."""
 
     median: float
     q25: float
     q75: float
-    ci_low: float
-    ci_high: float
+    interval: MedianInterval
     n: int
 
+    @property
+    def ci_low(self) -> float:
+        return self.interval.low
 
-def summarize(
-    values: np.ndarray | Sequence[float],
-    *,
-    confidence: float = 0.95,
-    n_resamples: int = 2000,
-    random_state: int = 0,
-) -> Summary:
-    """:func:`median_iqr` and :func:`bootstrap_ci` of the median of a ``(n_runs,)`` sample."""
+    @property
+    def ci_high(self) -> float:
+        return self.interval.high
+
+
+def summarize(values: np.ndarray | Sequence[float], *, confidence: float = 0.95) -> Summary:
+    """:func:`median_iqr` and :func:`median_interval` of a ``(n_runs,)`` sample.
+
+    Not a bootstrap: with the 3–5 seeds of a typical study, each extreme carries so much of
+    the bootstrap's mass that its "95 %" interval of the median is the sample range, whose
+    real coverage is 75 % at n = 3 and 94 % at n = 5. The order-statistic interval says its
+    level instead.
+    """
     x = np.asarray(values, dtype=float)
     med, q25, q75 = median_iqr(x)
-    low, high = bootstrap_ci(
-        x, confidence=confidence, n_resamples=n_resamples, random_state=random_state
-    )
-    return Summary(med, q25, q75, low, high, int(np.count_nonzero(~np.isnan(x))))
+    interval = median_interval(x, confidence=confidence)
+    return Summary(med, q25, q75, interval, int(np.count_nonzero(~np.isnan(x))))
 
 
 def seed_bands(

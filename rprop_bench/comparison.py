@@ -1,5 +1,6 @@
-"""Comparisons of methods across problems: ranks, the Friedman test, Nemenyi's critical
-difference, and the probability of improvement.
+"""Comparisons of methods across problems: ranks (with practical ties), the Friedman test
+with Iman–Davenport's F, Nemenyi's critical difference, the probability of improvement, and
+the detection of methods whose runs are identical.
 
 Pure functions of NumPy arrays and pandas frames, as :mod:`rprop_bench.analysis` (whose
 conventions hold here: lower is better unless ``lower_is_better=False``, a failed run costs
@@ -7,6 +8,8 @@ conventions hold here: lower is better unless ``lower_is_better=False``, a faile
 
 References:
     Demšar (2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30.
+    Iman & Davenport (1980), "Approximations of the critical region of the Friedman
+    statistic", Comm. Statist. A 9:571-595.
     Agarwal et al. (2021), NeurIPS: probability of improvement, stratified over tasks.
 """
 
@@ -23,11 +26,14 @@ from rprop_bench.analysis import as_costs
 
 __all__ = [
     "FriedmanResult",
+    "Rope",
     "average_ranks",
     "cd_cliques",
     "friedman_test",
+    "identical_methods",
     "improvement_matrix",
     "nemenyi_critical_difference",
+    "practical_ties",
     "probability_of_improvement",
     "rank_matrix",
 ]
@@ -36,12 +42,61 @@ __all__ = [
 # --------------------------------------------------------------------------- ranks
 
 
-def rank_matrix(scores: np.ndarray, *, lower_is_better: bool = True) -> np.ndarray:
+@dataclass(frozen=True)
+class Rope:
+    """A region of practical equivalence: two scores within
+    ``max(relative · max(|a|, |b|), absolute)`` of each other are a tie.
+
+    Ranking raw finals ranks float noise (a loss of 0 against 1.3e-7, or 8.360973e-3 against
+    8.360983e-3). Benavoli et al. (2017), "Time for a change: a tutorial for comparing
+    multiple classifiers through Bayesian analysis", JMLR 18, use a ROPE the same way.
+    """
+
+    relative: float = 1e-3
+    absolute: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.relative < 0 or self.absolute < 0:
+            raise ValueError(f"a ROPE's widths must be >= 0, got {self}")
+
+    def tied(self, a: float, b: float) -> bool:
+        """Whether ``a`` and ``b`` are practically equal (equal infinities are; NaN is not)."""
+        if a == b:
+            return True
+        if not (np.isfinite(a) and np.isfinite(b)):
+            return False
+        return abs(a - b) <= max(self.relative * max(abs(a), abs(b)), self.absolute)
+
+
+def practical_ties(row: np.ndarray, rope: Rope) -> np.ndarray:
+    """``row`` with practically equal scores made equal, for ranking.
+
+    Sorted, the scores form groups: each group starts at its smallest score and takes every
+    next score within the ROPE of that start (so a chain of small steps cannot tie two
+    scores far apart). Every member becomes its group's start.
+    """
+    r = np.asarray(row, dtype=float)
+    out = r.copy()
+    order = np.argsort(r, kind="stable")
+    start = np.nan
+    for i in order:
+        if np.isnan(r[i]):
+            continue
+        if np.isnan(start) or not rope.tied(start, r[i]):
+            start = r[i]
+        out[i] = start
+    return out
+
+
+def rank_matrix(
+    scores: np.ndarray, *, lower_is_better: bool = True, rope: Rope | None = None
+) -> np.ndarray:
     """Rank methods within each data set; ties share the average rank (Demšar 2006, §3.2.2).
 
     Args:
         scores: shape ``(n_datasets, n_methods)``; NaN counts as the worst score.
         lower_is_better: rank 1 goes to the lowest score (else the highest).
+        rope: scores practically equal by this ROPE are ties (:func:`practical_ties`).
 
     Returns:
         shape ``(n_datasets, n_methods)``, ranks in ``1..n_methods``.
@@ -50,41 +105,63 @@ def rank_matrix(scores: np.ndarray, *, lower_is_better: bool = True) -> np.ndarr
     s = np.where(np.isnan(s), np.inf if lower_is_better else -np.inf, s)
     if not lower_is_better:
         s = -s
+    if rope is not None:
+        s = np.array([practical_ties(row, rope) for row in s]).reshape(s.shape)
     return stats.rankdata(s, axis=1)
 
 
-def average_ranks(scores: np.ndarray, *, lower_is_better: bool = True) -> np.ndarray:
+def average_ranks(
+    scores: np.ndarray, *, lower_is_better: bool = True, rope: Rope | None = None
+) -> np.ndarray:
     """Mean over data sets of :func:`rank_matrix`; shape ``(n_methods,)``."""
-    return rank_matrix(scores, lower_is_better=lower_is_better).mean(axis=0)
+    return rank_matrix(scores, lower_is_better=lower_is_better, rope=rope).mean(axis=0)
 
 
 @dataclass(frozen=True)
 class FriedmanResult:
-    """Friedman test on ``n`` data sets and ``k`` methods (Demšar 2006, §3.2.2)."""
+    """Friedman test on ``n`` data sets and ``k`` methods (Demšar 2006, §3.2.2), with the
+    Iman–Davenport F, the less conservative form Demšar recommends."""
 
     statistic: float
     pvalue: float
     average_ranks: np.ndarray
     n_datasets: int
     n_methods: int
+    iman_davenport_f: float = np.nan
+    iman_davenport_p: float = np.nan
+
+    def rejects(self, alpha: float = 0.05) -> bool:
+        """Whether the omnibus test rejects "all methods alike" at ``alpha``: a post-hoc
+        test (Nemenyi) is read only then (Demšar 2006, §3.2.2).
+
+        The gate is Friedman's χ² test; Iman–Davenport's F is reported beside it but not
+        gated on: where every data set ranks the methods alike, F is infinite and its p is
+        0 whatever the number of data sets (with 2 problems and 2 methods, a coin's chance).
+        """
+        return bool(self.pvalue < alpha)
 
 
-def friedman_test(scores: np.ndarray, *, lower_is_better: bool = True) -> FriedmanResult:
-    """Friedman's rank test that all methods perform alike.
+def friedman_test(
+    scores: np.ndarray, *, lower_is_better: bool = True, rope: Rope | None = None
+) -> FriedmanResult:
+    """Friedman's rank test that all methods perform alike, and Iman–Davenport's F.
 
     ``chi2_F = 12 N / (k (k+1)) * (sum_j R_j^2 - k (k+1)^2 / 4)`` with ``R_j`` the average
     ranks, divided by the tie correction ``1 - sum(t^3 - t) / (N k (k^2 - 1))`` as in
-    ``scipy.stats.friedmanchisquare``; ``p = P(chi2_{k-1} >= chi2_F)``.
+    ``scipy.stats.friedmanchisquare``; ``p = P(chi2_{k-1} >= chi2_F)``. Then
+    ``F_F = (N - 1) chi2_F / (N (k - 1) - chi2_F)``, F-distributed with ``k - 1`` and
+    ``(k - 1)(N - 1)`` degrees of freedom (Iman & Davenport 1980).
 
     Args:
         scores: shape ``(n_datasets, n_methods)``; NaN counts as the worst score.
         lower_is_better: see :func:`rank_matrix`.
+        rope: practical ties before ranking (:func:`practical_ties`).
 
     Returns:
-        :class:`FriedmanResult`; statistic and p-value are NaN with fewer than 2 methods or
+        :class:`FriedmanResult`; statistics and p-values are NaN with fewer than 2 methods or
         data sets, or when every data set is a complete tie.
     """
-    ranks = rank_matrix(scores, lower_is_better=lower_is_better)
+    ranks = rank_matrix(scores, lower_is_better=lower_is_better, rope=rope)
     n, k = ranks.shape
     avg = ranks.mean(axis=0)
     if n < 2 or k < 2:
@@ -98,7 +175,14 @@ def friedman_test(scores: np.ndarray, *, lower_is_better: bool = True) -> Friedm
     if correction <= 0:
         return FriedmanResult(np.nan, np.nan, avg, n, k)
     chi2 /= correction
-    return FriedmanResult(float(chi2), float(stats.chi2.sf(chi2, k - 1)), avg, n, k)
+    p = float(stats.chi2.sf(chi2, k - 1))
+    denominator = n * (k - 1) - chi2
+    if denominator > 0:
+        f = (n - 1) * chi2 / denominator
+        p_f = float(stats.f.sf(f, k - 1, (k - 1) * (n - 1)))
+    else:  # every data set ranks the methods alike: F is infinite
+        f, p_f = np.inf, 0.0
+    return FriedmanResult(float(chi2), p, avg, n, k, float(f), p_f)
 
 
 def nemenyi_critical_difference(n_methods: int, n_datasets: int, alpha: float = 0.05) -> float:
@@ -213,3 +297,37 @@ def improvement_matrix(
             if ps:
                 out.loc[a, b] = float(np.mean(ps))
     return out
+
+
+# --------------------------------------------------------------------------- duplicates
+
+
+def identical_methods(
+    frame: pd.DataFrame,
+    values: Sequence[str],
+    *,
+    method: str = "method",
+    keys: Sequence[str] = ("problem", "seed"),
+) -> list[tuple[str, ...]]:
+    """Groups of methods whose runs are bit-identical: the same ``keys`` (problem, seed), and
+    on each the same ``values`` (NaN equal to NaN).
+
+    torch's Rprop and our iRprop- take the same steps, to the bit; counted as two methods,
+    one method would enter a rank test twice. Compare results, never timings.
+
+    Returns:
+        Groups of two or more method names, each sorted; methods alone are not listed.
+    """
+    signatures: dict[str, bytes] = {}
+    for name, g in frame.groupby(method, sort=True):
+        ordered = g.sort_values(list(keys))
+        table = ordered[list(keys)].astype(str).to_numpy().tolist()
+        numbers = ordered[list(values)].apply(pd.to_numeric, errors="coerce").to_numpy(float)
+        missing = np.isnan(numbers)
+        signatures[str(name)] = (
+            repr(table).encode() + missing.tobytes() + np.where(missing, 0.0, numbers).tobytes()
+        )
+    groups: dict[bytes, list[str]] = {}
+    for name, signature in signatures.items():
+        groups.setdefault(signature, []).append(name)
+    return [tuple(sorted(g)) for g in groups.values() if len(g) > 1]

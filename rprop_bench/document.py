@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,23 +67,82 @@ def slug(text: str) -> str:
 # ----------------------------------------------------------------------------- renderers
 
 
+#: LaTeX for every character the report writes that is special to LaTeX or not ASCII:
+#: pdflatex with its default font encoding knows neither χ nor − nor a bare < (it prints ¡).
+_LATEX = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+    "|": r"\textbar{}",
+    "\u00a0": "~",
+    "–": "--",
+    "—": "---",
+    "−": "$-$",
+    "“": "``",
+    "”": "''",
+    "‘": "`",
+    "’": "'",
+    "…": r"\ldots{}",
+    "§": r"\S{}",
+    "²": r"\textsuperscript{2}",
+    "³": r"\textsuperscript{3}",
+    "é": r"\'{e}",
+    "è": r"\`{e}",
+    "ü": r"\"{u}",
+    "ö": r"\"{o}",
+    "ä": r"\"{a}",
+    "š": r"\v{s}",
+    "±": r"$\pm$",
+    "∞": r"$\infty$",
+    "×": r"$\times$",
+    "·": r"$\cdot$",
+    "≥": r"$\geq$",
+    "≤": r"$\leq$",
+    "≈": r"$\approx$",
+    "→": r"$\rightarrow$",
+    "←": r"$\leftarrow$",
+    "∈": r"$\in$",
+    "¡": r"\textexclamdown{}",
+    "Σ": r"$\Sigma$",
+    "π": r"$\pi$",
+    "α": r"$\alpha$",
+    "β": r"$\beta$",
+    "χ": r"$\chi$",
+    "Δ": r"$\Delta$",
+    "δ": r"$\delta$",
+    "η": r"$\eta$",
+    "θ": r"$\theta$",
+    "λ": r"$\lambda$",
+    "μ": r"$\mu$",
+    "ρ": r"$\rho$",
+    "σ": r"$\sigma$",
+    "τ": r"$\tau$",
+}
+
+
 def latex_escape(text: str) -> str:
-    table = {
-        "\\": r"\textbackslash{}",
-        "&": r"\&",
-        "%": r"\%",
-        "$": r"\$",
-        "#": r"\#",
-        "_": r"\_",
-        "{": r"\{",
-        "}": r"\}",
-        "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}",
-        "∞": r"$\infty$",
-        "–": "--",
-        "±": r"$\pm$",
-    }
-    return "".join(table.get(c, c) for c in text)
+    """``text`` as LaTeX that pdflatex compiles with its defaults: special characters
+    escaped, the report's non-ASCII characters spelled in LaTeX, and any other one (a name
+    from the store) by its ASCII letters (``ñ`` → ``n``) or ``?``."""
+    out = []
+    for c in text:
+        if c in _LATEX:
+            out.append(_LATEX[c])
+        elif c.isascii():
+            out.append(c)
+        else:
+            plain = unicodedata.normalize("NFKD", c).encode("ascii", "ignore").decode()
+            out.append(latex_escape(plain) if plain else "?")
+    return "".join(out)
 
 
 def table_latex(t: Table) -> str:

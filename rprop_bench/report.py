@@ -32,7 +32,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rprop_bench.document import DocumentWriter, render_html, render_md
-from rprop_bench.report_sections import across, line, problem, runs
+from rprop_bench.report_sections import across, line, problem, provenance, runs
 from rprop_bench.report_sections.context import ProblemSection, ReportContext, Section
 from rprop_bench.report_sections.inputs import load_context
 from rprop_bench.report_sections.line import LINE_PROBLEM, LINE_TRUTH
@@ -76,7 +76,8 @@ class Report:
 
 
 def _meta(ctx: ReportContext) -> list[str]:
-    """The report's header lines: where the runs come from, how many, when."""
+    """The report's header lines: where the runs come from, how many, when, and the
+    reproducibility record (:mod:`~rprop_bench.report_sections.provenance`)."""
     res, runs, uri = ctx.results, ctx.runs, ctx.tracking_uri
     n_failed = int(runs["failed"].sum())
     return [
@@ -87,6 +88,10 @@ def _meta(ctx: ReportContext) -> list[str]:
         f"{runs['method'].nunique()} optimizers: {', '.join(ctx.methods)}",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow only "
         "(no re-training).",
+        provenance.commit_line(runs),
+        *provenance.environment_lines(ctx.options.command),
+        "Every run, with its resolved config (param.*), run key, commit and every final "
+        "metric: tables/runs.csv.",
     ]
 
 

@@ -33,6 +33,7 @@ class HandRun:
     run_name: str = ""
     task: str = schema.TASK_CLASSIFICATION
     extra_histories: dict[str, list[float]] = field(default_factory=dict)
+    git_commit: str = "0123456789abcdef0123"
 
 
 def write_store(root: Path, experiment: str, runs: list[HandRun], *, sweep: bool = True) -> str:
@@ -65,6 +66,8 @@ def write_store(root: Path, experiment: str, runs: list[HandRun], *, sweep: bool
             schema.TAG_MODEL: "mlp",
             schema.TAG_SEED: str(r.seed),
             schema.TAG_SWEEP_ID: "sw1",
+            schema.TAG_GIT_COMMIT: r.git_commit,
+            schema.TAG_RUN_KEY: f"key-{r.problem}-{r.variant}-{r.seed}",
         }
         if parent_id:
             tags[schema.TAG_PARENT_RUN_ID] = parent_id

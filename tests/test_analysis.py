@@ -291,3 +291,118 @@ def test_histogram_grid_rebins_inconsistent_bins():
     np.testing.assert_array_equal(epochs, [1, 2])
     np.testing.assert_allclose(edges, [-3, -2, -1])
     np.testing.assert_array_equal(counts, [[0, 4], [0, 6]])
+
+
+# --- the order-statistic interval of the median --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "ranks", "level", "is_range"),
+    [
+        # coverage of [x_(k), x_(n+1-k)] is 1 - 2 P(B <= k-1), B ~ Bin(n, 1/2), by hand
+        (3, (1, 3), 1 - 2 / 8, True),  # 0.75: no 95 % interval, the range
+        (5, (1, 5), 1 - 2 / 32, True),  # 0.9375
+        (6, (1, 6), 1 - 2 / 64, False),  # 0.96875: the first n with a 95 % interval
+        (10, (2, 9), 1 - 2 * 11 / 1024, False),  # k = 2: 0.978515625 (k = 3 gives 0.890625)
+        (20, (6, 15), 1 - 2 * 21700 / 2**20, False),  # P(B <= 5) = 21700 / 2^20
+    ],
+)
+def test_median_interval_takes_the_order_statistics_of_the_binomial_table(
+    n, ranks, level, is_range
+):
+    x = np.arange(1.0, n + 1)[::-1]  # order does not matter
+    got = A.median_interval(x)
+    assert (got.low, got.high) == ranks
+    assert got.level == pytest.approx(level)
+    assert got.is_range is is_range
+    assert got.n == n
+
+
+def test_median_interval_covers_the_median_as_often_as_its_level_says():
+    rng = np.random.default_rng(0)
+    for n in (3, 5, 10):
+        level = A.median_interval(np.arange(n)).level
+        samples = rng.exponential(size=(20000, n))  # skewed: median ln 2
+        intervals = [A.median_interval(sample) for sample in samples]
+        lows = np.array([i.low for i in intervals])
+        highs = np.array([i.high for i in intervals])
+        covered = np.mean((lows <= np.log(2)) & (np.log(2) <= highs))
+        assert covered == pytest.approx(level, abs=0.01), n
+
+
+def test_median_interval_ignores_nan_and_keeps_infinite_costs():
+    got = A.median_interval([NAN, 1.0, INF, 2.0, 3.0, 4.0, 5.0, INF])
+    assert got.n == 7
+    assert (got.low, got.high) == (1.0, INF)
+    assert math.isnan(A.median_interval([NAN]).low)
+
+
+# --- Iman–Davenport, practical ties, identical methods -------------------------------------
+
+
+def test_iman_davenport_f_on_a_hand_case():
+    # two methods, three data sets, the first better on two:
+    scores = np.array([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0]])  # ranks (1,2),(1,2),(2,1)
+    fr = C.friedman_test(scores)
+    # avg ranks (4/3, 5/3): chi2 = 12*3/(2*3) * (16/9 + 25/9 - 2*9/4) = 1/3
+    assert fr.statistic == pytest.approx(1 / 3)
+    expected_f = (3 - 1) * (1 / 3) / (3 * 1 - 1 / 3)
+    assert fr.iman_davenport_f == pytest.approx(expected_f)
+    assert fr.iman_davenport_p == pytest.approx(stats.f.sf(expected_f, 1, 2))
+
+
+def test_the_omnibus_gate_is_friedmans_chi2_not_an_infinite_f():
+    agree = np.array([[1.0, 2.0], [1.0, 2.0]])  # two problems agree: F = inf, p = 0
+    fr = C.friedman_test(agree)
+    assert math.isinf(fr.iman_davenport_f)
+    assert fr.iman_davenport_p == 0.0
+    assert fr.pvalue == pytest.approx(0.157299, abs=1e-5)
+    assert not fr.rejects(0.05)
+    six = np.tile([1.0, 2.0, 3.0], (6, 1))  # six problems agree on three methods
+    assert C.friedman_test(six).pvalue == pytest.approx(stats.chi2.sf(12.0, 2))
+    assert C.friedman_test(six).rejects(0.05)
+
+
+@pytest.mark.parametrize(
+    ("row", "rope", "ranks"),
+    [
+        # the reviewer's cases: 8.360973e-3 vs 8.360983e-3 (relative 1.2e-6) is a tie
+        ([8.360973e-3, 8.360983e-3, 9e-3], C.Rope(1e-3, 0.0), [1.5, 1.5, 3.0]),
+        ([0.0, 1.3e-7, 0.5], C.Rope(1e-3, 1e-5), [1.5, 1.5, 3.0]),  # 0 vs 1.3e-7: abs floor
+        ([0.0, 1.3e-7, 0.5], C.Rope(1e-3, 0.0), [1.0, 2.0, 3.0]),  # no floor: not a tie
+        # a chain: 1.0, 1.0009, 1.0018 -- each next within 1e-3 of its neighbour, but the
+        # third is not within 1e-3 of the group's start, so it starts its own group
+        ([1.0, 1.0009, 1.0018], C.Rope(1e-3, 0.0), [1.5, 1.5, 3.0]),
+        ([INF, INF, 1.0], C.Rope(1e-3, 0.0), [2.5, 2.5, 1.0]),  # failures tie with each other
+        ([NAN, 1.0, 2.0], C.Rope(1e-3, 0.0), [3.0, 1.0, 2.0]),  # NaN is the worst
+    ],
+)
+def test_practical_ties_before_ranking(row, rope, ranks):
+    assert C.rank_matrix(np.array([row]), rope=rope)[0].tolist() == ranks
+
+
+def test_a_rope_refuses_negative_widths():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        C.Rope(-1e-3, 0.0)
+
+
+def test_identical_methods_are_those_equal_on_every_problem_and_seed():
+    rows = []
+    for problem in ("iris", "wine"):
+        for seed in (0, 1):
+            loss = 0.1 * seed + (0.5 if problem == "wine" else 0.0)
+            rows += [
+                {"problem": problem, "seed": seed, "method": "irprop-", "loss": loss},
+                {"problem": problem, "seed": seed, "method": "torch_rprop", "loss": loss},
+                {"problem": problem, "seed": seed, "method": "adam", "loss": loss + 1e-12},
+                {"problem": problem, "seed": seed, "method": "sgd", "loss": NAN},
+                {"problem": problem, "seed": seed, "method": "sgd_copy", "loss": NAN},
+            ]
+    frame = pd.DataFrame(rows)
+    assert C.identical_methods(frame, ["loss"]) == [("irprop-", "torch_rprop"), ("sgd", "sgd_copy")]
+    # one differing run, or one missing run, and they are not identical
+    changed = frame.copy()
+    changed.loc[1, "loss"] = 0.7  # torch_rprop, iris, seed 0
+    assert ("irprop-", "torch_rprop") not in C.identical_methods(changed, ["loss"])
+    fewer = frame.drop(index=1)
+    assert ("irprop-", "torch_rprop") not in C.identical_methods(fewer, ["loss"])

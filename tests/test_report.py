@@ -7,7 +7,10 @@ show are worked out by hand in the tests.
 from __future__ import annotations
 
 import math
+import os
 import re
+import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 from pathlib import Path
@@ -26,9 +29,6 @@ FIGURES = [
     "line_loss_curves",
     "line_step_sizes",
     "performance_profiles",
-    "cd_diagram_final_train_loss",
-    "cd_diagram_test_loss",
-    "cd_diagram_epochs_to_target",
     "probability_of_improvement",
     "probability_of_improvement_epochs_to_target",
     "line_seed_example",
@@ -188,6 +188,13 @@ def test_ranks_and_friedman_by_hand(built):
         assert _row(r, "adam")["average_rank"] == 2.0
         assert r["friedman_chi2"].iloc[0] == pytest.approx(2.0)
         assert r["friedman_p"].iloc[0] == pytest.approx(0.157299, abs=1e-5)
+        # two problems that agree: Iman–Davenport's F is infinite, and the gate (Friedman's
+        # p = 0.157) does not open: no post-hoc test, no critical-difference diagram
+        assert math.isinf(r["iman_davenport_f"].iloc[0])
+        assert not r["omnibus_rejects"].any()
+    assert not list((built.out / "figures").glob("cd_diagram_*"))
+    text = built.markdown.read_text(encoding="utf-8")
+    assert "final test loss: no difference detected (Friedman p = 0.1573" in text
 
 
 def test_probability_of_improvement_by_hand(built):
@@ -351,3 +358,91 @@ def test_cli_help_lists_the_keys(capsys):
     out = capsys.readouterr().out
     assert "experiment=NAME" in out
     assert "label_params" in out
+
+
+# ------------------------------------------------------------------ LaTeX
+
+
+def _every_table_tex(built: report.Report) -> list[Path]:
+    return sorted((built.out / "tables").glob("*.tex"))
+
+
+def test_every_latex_table_is_plain_ascii(built):
+    for tex in _every_table_tex(built):
+        text = tex.read_text(encoding="utf-8")
+        assert text.isascii(), (tex.name, sorted({c for c in text if not c.isascii()}))
+
+
+def _non_ascii_of_the_report_sources() -> str:
+    """Every non-ASCII character in the package's sources: a superset of what a report's
+    own text (captions, headers, formatted numbers) can hold."""
+    sources = Path(report.__file__).parent.rglob("*.py")
+    found = {c for p in sources for c in p.read_text(encoding="utf-8") if not c.isascii()}
+    return "".join(sorted(found))
+
+
+def test_the_escape_covers_every_character_the_report_writes():
+    from rprop_bench.document import latex_escape
+
+    for c in _non_ascii_of_the_report_sources():  # each has a LaTeX spelling of its own
+        assert latex_escape(c).isascii()
+        assert latex_escape(c) not in ("", "?"), c
+    # a name from the store that no mapping names: its ASCII letters, or "?"
+    assert latex_escape("ñ漢") == "n?"
+    assert latex_escape("ñ") == "n"
+
+
+def test_every_latex_table_compiles_under_pdflatex_with_booktabs(built, tmp_path):
+    from rprop_bench.document import latex_escape
+
+    if shutil.which("pdflatex") is None:
+        if os.environ.get("RPROP_BENCH_TEST_PDFLATEX") == "required":  # CI installed it
+            pytest.fail("pdflatex is required here ($RPROP_BENCH_TEST_PDFLATEX) but missing")
+        pytest.skip("pdflatex is not installed (.ci/run installs it)")
+
+    tables = _every_table_tex(built)
+    assert len(tables) >= len(TABLES)
+    every = _non_ascii_of_the_report_sources()
+    body = "\n".join(f"\\input{{{t.as_posix()}}}\n\\clearpage" for t in tables)
+    (tmp_path / "all.tex").write_text(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\begin{document}\n"
+        f"{body}\n{latex_escape(every)}\n\\end{{document}}\n",
+        encoding="ascii",
+    )
+    done = subprocess.run(
+        ["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "all.tex"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert (tmp_path / "all.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_the_report_opens_with_its_reproducibility_record(built):
+    import platform
+
+    import torch
+
+    header = built.markdown.read_text(encoding="utf-8").split("## ", 1)[0]
+    runs = _table(built, "runs")
+    assert f"Code: the runs were made at commit 0123456789ab ({len(runs)} runs)" in header
+    assert f"Software: Python {platform.python_version()}, rprop-bench " in header
+    assert f"torch {torch.__version__}" in header
+    assert "Machine: " in header
+    assert " logical cores" in header
+    assert "Command: (library call" in header
+    # the tidy per-run table: the resolved config, the run key, the commit, every final
+    for column in ("param.optimizer.lr", "run_key", "git_commit", "test_loss",
+                   "final_train_loss", "epochs_to_target", "test_accuracy"):  # fmt: skip
+        assert column in runs, column
+    assert set(runs["run_key"]) >= {"key-iris-irprop+-0", "key-line-adam-1"}
+
+
+def test_the_report_command_records_itself(capsys, standard_store, tmp_path):
+    out = tmp_path / "r"
+    code = report_command.main([f"tracking.uri={standard_store}", "tracking.experiment=exp",
+                                f"report.out={out}", "report.formats=[png]",
+                                "report.progress=false", "report.log_to_mlflow=false"])  # fmt: skip
+    assert code == 0
+    text = (out / "report.md").read_text(encoding="utf-8")
+    assert "Command: python -m rprop_bench report tracking.uri=" in text
+    assert "report.formats=[png]" in text

@@ -9,6 +9,7 @@ metric) prints one line on stderr and returns a non-zero code, without a traceba
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -91,9 +92,13 @@ def main(overrides: list[str]) -> int:
             confidence=float(r.confidence),
             n_resamples=int(r.n_resamples),
             seed=int(r.seed),
+            alpha=float(r.alpha),
+            rope_relative=float(r.rope_relative),
+            rope_absolute=float(r.rope_absolute),
             log_to_mlflow=bool(r.log_to_mlflow),
             progress=bool(r.progress),
             label_params=tuple(str(k) for k in r.get("label_params", None) or ()),
+            command=shlex.join(["python", "-m", "rprop_bench", "report", *overrides]),
         )
         report = build_report(str(cfg.tracking.uri), str(cfg.tracking.experiment), options)
     except (ResultsError, HydraException, OmegaConfBaseException, ValueError) as exc:

@@ -59,7 +59,7 @@ def criteria(runs: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
 
 def performance_profiles(ctx: ReportContext, w: DocumentWriter) -> None:
     """Dolan–Moré profiles of the final test loss and the seconds and epochs to target."""
-    runs, problems, methods = ctx.runs, ctx.problems, ctx.methods
+    runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
     tiny = np.finfo(float).tiny
     profiles = {}
     for name, value in (
@@ -100,21 +100,42 @@ def _cd_figure(
         ),
         f"cd_diagram_{key}",
         f"Critical-difference diagram on {label}: optimizers joined by a bar are not "
-        f"significantly different (Nemenyi, α = 0.05). Friedman χ² = {fmt(fr.statistic)}, "
-        f"p = {fmt(fr.pvalue)}.",
+        f"significantly different (Nemenyi), drawn because the omnibus test rejected: "
+        f"Friedman χ² = {fmt(fr.statistic)}, p = {fmt(fr.pvalue)} (Iman–Davenport "
+        f"F = {fmt(fr.iman_davenport_f)}, p = {fmt(fr.iman_davenport_p)}).",
+    )
+
+
+def _merged_note(ctx: ReportContext) -> str:
+    """The sentence that says which methods were merged as identical, or nothing."""
+    merged = ctx.compared.merged
+    if not merged:
+        return ""
+    groups = "; ".join(" and ".join(g) for g in merged)
+    return (
+        f" Identical runs: {groups} gave bit-identical results on every problem and seed, so "
+        "each group counts once in these statistics (labelled a = b)."
     )
 
 
 def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
-    """Average ranks per criterion, the Friedman test and the Nemenyi critical difference."""
-    runs, problems, methods = ctx.runs, ctx.problems, ctx.methods
+    """Average ranks per criterion (practical ties first), the omnibus test, and the
+    Nemenyi critical difference only where the omnibus test rejects."""
+    runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
+    opts = ctx.options
+    rope = comparison.Rope(opts.rope_relative, opts.rope_absolute)
     w.heading(3, "Ranks, Friedman test and critical difference")
-    cd = comparison.nemenyi_critical_difference(len(methods), len(problems))
+    cd = comparison.nemenyi_critical_difference(len(methods), len(problems), opts.alpha)
     w.para(
         f"Average ranks over {len(problems)} problems (1 = best) of each optimizer's median over "
-        "seeds, for three criteria; a failed or never-reaching run counts as ∞. The Friedman "
-        "test asks whether the optimizers differ at all; the Nemenyi critical difference at "
-        f"α = 0.05 for {len(methods)} optimizers and {len(problems)} problems is {cd:.3f}."
+        "seeds, for three criteria; a failed or never-reaching run counts as ∞. Medians within "
+        f"{opts.rope_relative:g} of each other (relative, with an absolute floor of "
+        f"{opts.rope_absolute:g}) are ties before ranking, so float noise is not ranked. The "
+        "omnibus test (Friedman's χ², Iman–Davenport's F beside it) asks whether the optimizers "
+        f"differ at all; only where it rejects at α = {opts.alpha:g} is the post-hoc Nemenyi test "
+        "read "
+        f"(critical difference {cd:.3f} for {len(methods)} optimizers and {len(problems)} "
+        "problems)." + _merged_note(ctx)
     )
     rank_rows, tests = [], []
     disp = pd.DataFrame({"optimizer": methods})
@@ -122,8 +143,13 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
     for label, key, values in criteria(runs):
         if values.isna().all():
             continue
-        fr = comparison.friedman_test(median_costs(runs, values, problems, methods))
-        tests.append(f"{label}: χ² = {fmt(fr.statistic)}, p = {fmt(fr.pvalue)}")
+        fr = comparison.friedman_test(median_costs(runs, values, problems, methods), rope=rope)
+        rejects = fr.rejects(opts.alpha)
+        tests.append(
+            f"{label}: Friedman χ² = {fmt(fr.statistic)}, p = {fmt(fr.pvalue)}; Iman–Davenport "
+            f"F = {fmt(fr.iman_davenport_f)}, p = {fmt(fr.iman_davenport_p)}"
+            + ("" if rejects else ": no difference detected")
+        )
         rank_rows += [
             {
                 "criterion": label,
@@ -131,17 +157,29 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
                 "average_rank": r,
                 "friedman_chi2": fr.statistic,
                 "friedman_p": fr.pvalue,
-                "nemenyi_cd": cd,
+                "iman_davenport_f": fr.iman_davenport_f,
+                "iman_davenport_p": fr.iman_davenport_p,
+                "omnibus_rejects": rejects,
+                "nemenyi_cd": cd if rejects else np.nan,
             }
             for m, r in zip(methods, fr.average_ranks, strict=True)
         ]
         disp[label] = [f"{r:.2f}" for r in fr.average_ranks]
-        bold[label] = fr.average_ranks == fr.average_ranks.min()
-        _cd_figure(w, fr, methods, cd, (label, key))
+        bold[label] = (fr.average_ranks == fr.average_ranks.min()) & rejects
+        if rejects:
+            _cd_figure(w, fr, methods, cd, (label, key))
+        else:
+            w.para(
+                f"{label}: no difference detected (Friedman p = {fmt(fr.pvalue)} ≥ "
+                f"α = {opts.alpha:g}), so no post-hoc test and no critical-difference diagram: "
+                "its cliques would read structure into noise."
+            )
     bold.insert(0, "optimizer", False)
     w.table(
         "ranks",
-        "Average ranks per criterion (best in bold). Friedman tests: " + "; ".join(tests) + ".",
+        "Average ranks per criterion (the best in bold where the omnibus test rejects). "
+        + "; ".join(tests)
+        + ".",
         pd.DataFrame(rank_rows),
         disp,
         bold[disp.columns],
@@ -150,7 +188,7 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
 
 def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
     """P(X beats Y) on the final test loss and the epochs to target, figure and table."""
-    runs, methods = ctx.runs, ctx.methods
+    runs, methods = ctx.compared.runs, ctx.compared.methods
     w.heading(3, "Probability of improvement")
     for label, key, values in criteria(runs)[1:]:
         frame = runs[["problem", "method"]].copy()

@@ -41,10 +41,14 @@ def fmt_miqr(s: analysis.Summary) -> str:
 
 
 def fmt_ci(s: analysis.Summary) -> str:
-    """``(low, high)``: the bootstrap interval of a summary's median (``–`` when empty)."""
+    """``(low, high) 96.9 %``: the order-statistic interval of a summary's median with its
+    level, or ``range (low, high) 75 %`` where no interval reaches the asked confidence
+    (``–`` when empty)."""
     if s.n == 0:
         return "–"
-    return f"({fmt(s.ci_low)}, {fmt(s.ci_high)})"
+    i = s.interval
+    text = f"({fmt(i.low)}, {fmt(i.high)}) {100 * i.level:.3g} %"
+    return f"range {text}" if i.is_range else text
 
 
 def score_metric(runs: pd.DataFrame) -> tuple[str, str]:

@@ -16,12 +16,36 @@ from pathlib import Path
 
 import pandas as pd
 
+from rprop_bench import comparison, schema
 from rprop_bench.document import DocumentWriter
 from rprop_bench.report_sections.finals import FinalTable, final_table
 from rprop_bench.report_sections.options import ReportOptions
 from rprop_bench.results import ExperimentResults
 
-__all__ = ["ProblemSection", "ReportContext", "Section"]
+__all__ = ["Compared", "ProblemSection", "ReportContext", "Section"]
+
+#: What decides that two methods' runs are the same: results, never timings.
+IDENTITY_METRICS = (
+    schema.FINAL_TRAIN_LOSS, schema.TEST_LOSS, schema.TEST_ACCURACY, schema.TEST_R2,
+    schema.EPOCHS_RUN, schema.REACHED_TARGET, schema.EPOCHS_TO_TARGET, schema.GRAD_EVALS,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Compared:
+    """The runs that the statistics across problems compare: methods whose runs are
+    bit-identical on every problem and seed merged into one, labelled ``a = b``, so that
+    one method does not enter a rank test twice.
+
+    Attributes:
+        runs: the runs, one method of each identical group kept, under the merged label.
+        methods: the labels compared, sorted.
+        merged: the groups of identical methods (empty when there are none).
+    """
+
+    runs: pd.DataFrame
+    methods: list[str]
+    merged: list[tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -70,6 +94,19 @@ class ReportContext:
     def problem_wide(self, problem: str) -> pd.DataFrame:
         """The metric histories (:attr:`wide`) of one problem's runs."""
         return self.wide[self.wide["problem"] == problem]
+
+    @cached_property
+    def compared(self) -> Compared:
+        """The runs the statistics across problems compare (:class:`Compared`)."""
+        values = [c for c in (*IDENTITY_METRICS, "failed") if c in self.runs]
+        merged = comparison.identical_methods(self.runs, values)
+        runs = self.runs
+        for group in merged:
+            runs = runs[~runs["method"].isin(group[1:])]
+            runs = runs.assign(
+                method=runs["method"].where(runs["method"] != group[0], " = ".join(group))
+            )
+        return Compared(runs, sorted(runs["method"].unique()), merged)
 
     @cached_property
     def finals(self) -> dict[str, FinalTable]:

@@ -20,11 +20,17 @@ class ReportOptions:
         out: output folder.
         formats: figure files to write, a subset of :data:`FORMATS`.
         sweep: which runs: ``"latest"`` sweep, ``"all"`` runs, or a sweep/parent run id.
-        confidence: coverage of the bootstrap intervals.
-        n_resamples: bootstrap resamples.
+        confidence: the least coverage of the intervals of medians (each shows its own).
+        n_resamples: bootstrap resamples (aggregates across problems).
         seed: bootstrap seed (the report repeats exactly with the same seed).
+        alpha: the level of the tests; the post-hoc test is shown only where the omnibus
+            test rejects at it.
+        rope_relative, rope_absolute: the region of practical equivalence: scores within
+            ``max(rope_relative · max(|a|, |b|), rope_absolute)`` tie before ranking
+            (:class:`rprop_bench.comparison.Rope`).
         log_to_mlflow: also log the report under the sweep's parent run.
         progress: show progress bars while reading.
+        command: the command line that rendered the report, for its header.
         label_params: params (e.g. ``"train.batch_size"``) whose value joins the optimizer's
             name, so that runs differing only there show apart (``"irprop- batch_size=8"``).
     """
@@ -35,9 +41,13 @@ class ReportOptions:
     confidence: float = 0.95
     n_resamples: int = 2000
     seed: int = 0
+    alpha: float = 0.05
+    rope_relative: float = 1e-3
+    rope_absolute: float = 1e-5
     log_to_mlflow: bool = True
     progress: bool = True
     label_params: tuple[str, ...] = ()
+    command: str = ""
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -50,5 +60,10 @@ class ReportOptions:
             raise results.ResultsError(
                 f"report.confidence must be in (0, 1), got {self.confidence}"
             )
+        if not 0.0 < self.alpha < 1.0:
+            raise results.ResultsError(f"report.alpha must be in (0, 1), got {self.alpha}")
+        for name in ("rope_relative", "rope_absolute"):
+            if not getattr(self, name) >= 0:
+                raise results.ResultsError(f"report.{name} must be >= 0, got {getattr(self, name)}")
         if self.n_resamples < 1:
             raise results.ResultsError(f"report.n_resamples must be >= 1, got {self.n_resamples}")

@@ -197,6 +197,9 @@ def _runs_frame(runs: Sequence) -> pd.DataFrame:
             "sweep_id": tags.get(schema.TAG_SWEEP_ID, ""),
             "parent_run_id": tags.get(schema.TAG_PARENT_RUN_ID, ""),
             "start_time": run.info.start_time or 0,
+            "git_commit": tags.get(schema.TAG_GIT_COMMIT, ""),
+            "run_key": tags.get(schema.TAG_RUN_KEY, ""),
+            "command": tags.get(schema.TAG_COMMAND, ""),
         }
         row.update({k: float(restore_inf(np.array([v]))[0]) for k, v in run.data.metrics.items()})
         row.update({f"param.{k}": v for k, v in run.data.params.items()})
