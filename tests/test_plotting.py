@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.colors import to_hex
 
 from rprop_bench import plotting
+from rprop_bench.plot_style import RC
 
 KNOWN = [
     "irprop+",
@@ -90,3 +93,37 @@ def test_performance_profile_legend_stays_inside_the_figure(methods):
     assert inside.x0 <= box.x0
     assert box.x1 <= inside.x1
     assert fig.axes[0].get_xlim() == (1.0, 2.0**30)
+
+
+@pytest.mark.parametrize("k", [3, 8, 15, 24])
+def test_the_cd_diagram_keeps_every_artist_inside_the_figure_and_rank_numbers_apart(k):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.lines import Line2D
+    from matplotlib.text import Text
+
+    # the minibatch study's labels: 15 of them, long
+    methods = [f"irprop{'+-'[i % 2]} batch_size={2 ** (i % 8)} lr={0.001 * (i + 1):g}"
+               for i in range(k)]  # fmt: skip
+    ranks = np.linspace(1.2, k - 0.3, k)
+    fig = plotting.cd_diagram(ranks, methods, 2.5, [(0, 1, 2)], title="average rank: a criterion")
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    fig.set_dpi(RC["savefig.dpi"])  # as the PNG is saved
+    renderer = canvas.get_renderer()
+    fig.draw(renderer)
+    bounds = fig.bbox
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+    assert len(texts) >= k
+    drawn = fig.findobj(lambda a: isinstance(a, Text | Line2D) and a.get_visible())
+    for artist in drawn:  # the axes is off: its lines and texts are all that is drawn
+        if isinstance(artist, Text) and not artist.get_text():
+            continue
+        box = artist.get_window_extent(renderer)
+        if box.width == 0 and box.height == 0:
+            continue
+        inside = (bounds.x0 - 1 <= box.x0, box.x1 <= bounds.x1 + 1,
+                  bounds.y0 - 1 <= box.y0, box.y1 <= bounds.y1 + 1)  # fmt: skip
+        assert all(inside), (artist, box, bounds)
+    numbers = sorted((t.get_window_extent(renderer) for t in texts if t.get_text().isdigit()),
+                     key=lambda b: b.x0)  # fmt: skip
+    assert all(a.x1 < b.x0 for a, b in itertools.pairwise(numbers))
+    assert fig.get_size_inches()[0] <= plotting.TWO_COLUMN + 1e-9
