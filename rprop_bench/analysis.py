@@ -44,6 +44,7 @@ __all__ = [
     "median_interval",
     "median_iqr",
     "performance_profile",
+    "profile_score",
     "profile_taus",
     "seed_bands",
     "summarize",
@@ -293,6 +294,38 @@ def performance_profile(costs: np.ndarray, taus: np.ndarray | Sequence[float]) -
 #: Largest ratio a profile's grid reaches. A best cost of (nearly) zero, e.g. a loss that
 #: reached 0 exactly, makes every other ratio astronomically large (up to 1e308); past 2^30
 #: the profile is flat anyway, and a wider axis only overflows the plot.
+#: AlgoPerf's cap of the performance ratio (Dahl et al. 2023, §4.5): a solver more than 4×
+#: slower than the best on a problem counts as not solving it.
+ALGOPERF_TAU_MAX = 4.0
+
+
+def profile_score(costs: np.ndarray, tau_max: float = ALGOPERF_TAU_MAX) -> np.ndarray:
+    """The area under each solver's performance profile on ``[1, tau_max]``, over
+    ``tau_max - 1``: AlgoPerf's benchmark score (Dahl et al. 2023), in [0, 1].
+
+    The profile is a step function, so the area is exact: a problem with ratio ``r <= tau_max``
+    adds ``(tau_max - r) / (tau_max - 1)`` (1 for the best solver), one with ``r > tau_max``
+    or unsolved adds 0; the score is their mean over problems.
+
+    Args:
+        costs: shape ``(n_problems, n_solvers)``, positive, lower is better (``inf``: unsolved).
+        tau_max: the cap, > 1.
+
+    Returns:
+        shape ``(n_solvers,)``.
+    """
+    if not tau_max > 1:
+        raise ValueError(f"tau_max must be > 1, got {tau_max}")
+    c = as_costs(costs)
+    if np.any(c <= 0):
+        raise ValueError("performance-profile costs must be positive")
+    best = c.min(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(np.isfinite(best), c / best, np.inf)
+    share = np.where(ratio <= tau_max, (tau_max - ratio) / (tau_max - 1.0), 0.0)
+    return share.mean(axis=0)
+
+
 MAX_PROFILE_TAU = 2.0**30
 
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import integrate, stats
 
 from rprop_bench import analysis as A
 from rprop_bench import comparison as C
@@ -406,3 +406,16 @@ def test_identical_methods_are_those_equal_on_every_problem_and_seed():
     assert ("irprop-", "torch_rprop") not in C.identical_methods(changed, ["loss"])
     fewer = frame.drop(index=1)
     assert ("irprop-", "torch_rprop") not in C.identical_methods(fewer, ["loss"])
+
+
+def test_profile_score_is_the_exact_area_under_the_capped_profile():
+    costs = np.array([[1.0, 2.0, INF], [3.0, 3.0, 12.0]])
+    # ratios (1, 2, inf) and (1, 1, 4); each problem adds (4 - r) / 3 where r <= 4
+    expected = [(1 + 1) / 2, (2 / 3 + 1) / 2, (0 + 0) / 2]
+    np.testing.assert_allclose(A.profile_score(costs), expected)
+    # the same area by integrating the profile numerically on a fine grid
+    taus = np.linspace(1, 4, 300_001)
+    area = integrate.trapezoid(A.performance_profile(costs, taus), taus, axis=0) / 3
+    np.testing.assert_allclose(A.profile_score(costs), area, atol=1e-4)
+    with pytest.raises(ValueError, match="tau_max must be > 1"):
+        A.profile_score(costs, tau_max=1.0)

@@ -34,6 +34,7 @@ FIGURES = [
     "line_seed_example",
 ]
 TABLES = [
+    "profile_scores",
     "iris_final",
     "line_final",
     "final_all_problems",
@@ -446,3 +447,15 @@ def test_the_report_command_records_itself(capsys, standard_store, tmp_path):
     text = (out / "report.md").read_text(encoding="utf-8")
     assert "Command: python -m rprop_bench report tracking.uri=" in text
     assert "report.formats=[png]" in text
+
+
+def test_profiles_are_of_costs_to_the_target_with_algoperfs_score(built):
+    scores = _table(built, "profile_scores")
+    assert set(scores["cost"]) == {"gradient evaluations to target", "seconds to target"}
+    evals = scores[scores["cost"] == "gradient evaluations to target"].set_index("method")
+    # irprop+ reaches the target on both problems, adam on neither: 1 and 0
+    assert evals.loc["irprop+", "profile_score"] == 1.0
+    assert evals.loc["adam", "profile_score"] == 0.0
+    md = built.markdown.read_text(encoding="utf-8")
+    assert "final test loss, the seconds" not in md  # no profile of a loss
+    assert "Runs from before evaluation counting count their epochs." in md

@@ -57,27 +57,60 @@ def criteria(runs: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
     ]
 
 
+def _evals_to_target(runs: pd.DataFrame) -> tuple[pd.Series, bool]:
+    """Gradient evaluations to the target per run (∞ where not reached), and whether some
+    reached runs predate evaluation counting and fall back to their epochs (one evaluation
+    per epoch in full batch; an undercount for L-BFGS)."""
+    evals, epochs = (
+        _to_target(runs, schema.GRAD_EVALS_TO_TARGET),
+        _to_target(runs, schema.EPOCHS_TO_TARGET),
+    )
+    missing = evals.isna() & np.isfinite(epochs)
+    return evals.where(~missing, epochs), bool(missing.any())
+
+
 def performance_profiles(ctx: ReportContext, w: DocumentWriter) -> None:
-    """Dolan–Moré profiles of the final test loss and the seconds and epochs to target."""
+    """Performance profiles of costs to the target (gradient evaluations and seconds), capped
+    at AlgoPerf's τ_max = 4, with the integrated area as a score. A loss is not a cost: a
+    best loss near 0 makes every ratio explode, so losses get no profile."""
     runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
     tiny = np.finfo(float).tiny
-    profiles = {}
+    tau_max = analysis.ALGOPERF_TAU_MAX
+    evals, fell_back = _evals_to_target(runs)
+    profiles, scores = {}, []
     for name, value in (
-        ("final test loss", column(runs, schema.TEST_LOSS)),
+        ("gradient evaluations to target", evals),
         ("seconds to target", _to_target(runs, schema.SECONDS_TO_TARGET)),
-        ("epochs to target", _to_target(runs, schema.EPOCHS_TO_TARGET)),
     ):
         c = np.clip(median_costs(runs, value, problems, methods), tiny, None)
-        taus = analysis.profile_taus(c)
+        taus = np.linspace(1.0, tau_max, 301)
         profiles[name] = (taus, analysis.performance_profile(c, taus))
+        scores += [
+            {"cost": name, "method": m, "profile_score": v}
+            for m, v in zip(methods, analysis.profile_score(c, tau_max), strict=True)
+        ]
     w.heading(3, "Performance profiles")
     w.figure(
         plotting.performance_profiles(profiles, methods),
         "performance_profiles",
-        "Dolan–Moré performance profiles over problems: the fraction of problems on which an "
-        "optimizer's median cost is within a factor τ of the best, for the final test loss, the "
-        "seconds and the epochs to the target loss (epochs do not depend on the machine's "
-        "load). Failed or never-reaching runs count as ∞.",
+        "Performance profiles over problems (Dolan & Moré 2002, capped as in AlgoPerf at "
+        f"τ_max = {tau_max:g}): the fraction of problems on which an optimizer's median cost to "
+        "the target loss is within a factor τ of the best, in gradient evaluations (passes "
+        "over the training set; independent of the machine's load) and in seconds. Failed or "
+        "never-reaching runs count as ∞."
+        + (" Runs from before evaluation counting count their epochs." if fell_back else ""),
+    )
+    table = pd.DataFrame(scores)
+    shown = table.pivot(index="method", columns="cost", values="profile_score").reset_index()
+    numbers = shown.copy()
+    for col in shown.columns[1:]:
+        shown[col] = [fmt(v) for v in numbers[col]]
+    w.table(
+        "profile_scores",
+        f"Profile scores: the area under each profile on [1, {tau_max:g}] over {tau_max - 1:g}, "
+        "AlgoPerf's score (1: the fastest on every problem; 0: never within 4× of it).",
+        table,
+        shown.rename(columns={"method": "optimizer"}),
     )
 
 
