@@ -8,6 +8,8 @@ conventions hold here: lower is better unless ``lower_is_better=False``, a faile
 
 References:
     Demšar (2006), "Statistical comparisons of classifiers over multiple data sets", JMLR 7:1-30.
+    Holm (1979), "A simple sequentially rejective multiple test procedure", Scand. J.
+    Statist. 6:65-70.
     Iman & Davenport (1980), "Approximations of the critical region of the Friedman
     statistic", Comm. Statist. A 9:571-595.
     Agarwal et al. (2021), NeurIPS: probability of improvement, stratified over tasks.
@@ -26,13 +28,16 @@ from rprop_bench.analysis import as_costs
 
 __all__ = [
     "FriedmanResult",
+    "PairTest",
     "Rope",
     "average_ranks",
     "cd_cliques",
     "friedman_test",
+    "holm",
     "identical_methods",
     "improvement_matrix",
     "nemenyi_critical_difference",
+    "pair_test",
     "practical_ties",
     "probability_of_improvement",
     "rank_matrix",
@@ -331,3 +336,64 @@ def identical_methods(
     for name, signature in signatures.items():
         groups.setdefault(signature, []).append(name)
     return [tuple(sorted(g)) for g in groups.values() if len(g) > 1]
+
+
+# --------------------------------------------------------------------------- pairwise tests
+
+
+def holm(pvalues: np.ndarray | Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (Holm 1979), in the input's order.
+
+    With the m p-values sorted, ``p_adj(i) = max_{j <= i} min(1, (m - j + 1) p(j))``; a test
+    rejects at family-wise level α when its adjusted p is below α. NaN stays NaN and does not
+    count in m.
+    """
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    valid = np.flatnonzero(~np.isnan(p))
+    m = valid.size
+    if m == 0:
+        return out
+    order = valid[np.argsort(p[valid], kind="stable")]
+    scaled = np.minimum(1.0, (m - np.arange(m)) * p[order])
+    out[order] = np.maximum.accumulate(scaled)
+    return out
+
+
+@dataclass(frozen=True)
+class PairTest:
+    """One two-sided test of two methods on one problem: which test, on how many runs (pairs
+    for Wilcoxon), its statistic and p-value."""
+
+    test: str
+    n: int
+    statistic: float
+    pvalue: float
+
+
+def pair_test(a: pd.Series, b: pd.Series) -> PairTest:
+    """Wilcoxon's signed-rank test where ``a`` and ``b`` (values indexed by seed) hold the
+    same seeds, so runs pair by seed; Mann–Whitney's U test otherwise. Two-sided.
+
+    Failed runs (``inf``, NaN) rank worse than every finished one and tie with each other:
+    they become one value above every finite value, which these rank tests need (Demšar
+    2006, §3.1.3: the signed-rank test compares ranks of the differences).
+    """
+    both = pd.concat([a, b]).to_numpy(float)
+    finite = both[np.isfinite(both)]
+    worst = (np.max(np.abs(finite)) + 1.0) * 10.0 if finite.size else 1.0
+
+    def ranked(s: pd.Series) -> pd.Series:
+        return s.astype(float).where(np.isfinite(s.astype(float)), worst)
+
+    a, b = ranked(a), ranked(b)
+    if len(a) and set(a.index) == set(b.index) and a.index.is_unique and b.index.is_unique:
+        diff = (a - b.loc[a.index]).to_numpy(float)
+        if not np.any(diff != 0):  # identical on every seed: nothing to test
+            return PairTest("wilcoxon", len(diff), 0.0, 1.0)
+        res = stats.wilcoxon(diff, zero_method="zsplit", alternative="two-sided")
+        return PairTest("wilcoxon", len(diff), float(res.statistic), float(res.pvalue))
+    if not len(a) or not len(b):
+        return PairTest("mann-whitney", 0, np.nan, np.nan)
+    res = stats.mannwhitneyu(a.to_numpy(float), b.to_numpy(float), alternative="two-sided")
+    return PairTest("mann-whitney", len(a) + len(b), float(res.statistic), float(res.pvalue))

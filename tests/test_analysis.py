@@ -419,3 +419,61 @@ def test_profile_score_is_the_exact_area_under_the_capped_profile():
     np.testing.assert_allclose(A.profile_score(costs), area, atol=1e-4)
     with pytest.raises(ValueError, match="tau_max must be > 1"):
         A.profile_score(costs, tau_max=1.0)
+
+
+# --- pairwise tests and Holm's correction --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("p", "adjusted"),
+    [
+        # sorted 0.005, 0.01, 0.03, 0.04 scaled by 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running
+        # maximum 0.02, 0.03, 0.06, 0.06, put back in the input's order
+        ([0.01, 0.04, 0.03, 0.005], [0.03, 0.06, 0.06, 0.02]),
+        ([0.5, 0.6], [1.0, 1.0]),  # capped at 1
+        ([0.01, NAN, 0.02], [0.02, NAN, 0.02]),  # NaN is not a test: m = 2
+        ([], []),
+    ],
+)
+def test_holm_against_a_hand_table(p, adjusted):
+    np.testing.assert_allclose(C.holm(p), adjusted)
+
+
+def test_pair_test_pairs_by_seed_where_it_can_and_matches_scipy():
+    a = pd.Series([0.10, 0.20, 0.15, 0.30, 0.25, 0.12], index=range(6))
+    b = pd.Series([0.20, 0.25, 0.30, 0.31, 0.40, 0.11], index=range(6))
+    got = C.pair_test(a, b)
+    ref = stats.wilcoxon(a - b, zero_method="zsplit")
+    assert (got.test, got.n) == ("wilcoxon", 6)
+    assert got.pvalue == pytest.approx(ref.pvalue)
+    unpaired = C.pair_test(a, b.set_axis(range(10, 16)))  # other seeds: not paired
+    ref = stats.mannwhitneyu(a, b, alternative="two-sided")
+    assert (unpaired.test, unpaired.n) == ("mann-whitney", 12)
+    assert unpaired.pvalue == pytest.approx(ref.pvalue)
+
+
+def test_pair_test_ranks_a_failed_run_below_every_finished_one():
+    a = pd.Series([1.0, 2.0, 3.0], index=[0, 1, 2])
+    b = pd.Series([5.0, 6.0, INF], index=[3, 4, 5])
+    worse = pd.Series([5.0, 6.0, 7.0], index=[3, 4, 5])  # the same ranks, finite
+    assert C.pair_test(a, b).pvalue == pytest.approx(C.pair_test(a, worse).pvalue)
+    same = C.pair_test(a, a.copy())
+    assert (same.test, same.pvalue) == ("wilcoxon", 1.0)
+
+
+def test_values_at_budget_are_the_last_logged_loss_within_it():
+    from rprop_bench.report_sections.budgets import values_at_budget
+
+    wide = pd.DataFrame({
+        "run_id": ["r1"] * 3 + ["r2"] * 3 + ["r3"],
+        "step": [5, 10, 15, 5, 10, 15, 5],
+        "grad_evals": [5.0, 10.0, 15.0, 50.0, 100.0, 150.0, NAN],  # r2: L-BFGS, 10 a step
+        "train_loss": [0.5, 0.3, 0.2, 0.4, 0.1, 0.05, 9.0],
+        "method": ["a"] * 3 + ["b"] * 3 + ["c"],
+        "seed": [0] * 7,
+        "failed": [False] * 6 + [True],
+    })  # fmt: skip
+    at = values_at_budget(wide, 12.0).set_index("run_id")["value"]
+    assert at["r1"] == 0.3  # logged at 10 evaluations, not at 15
+    assert math.isnan(at["r2"])  # nothing logged within 12 evaluations
+    assert at["r3"] == INF  # failed

@@ -459,3 +459,23 @@ def test_profiles_are_of_costs_to_the_target_with_algoperfs_score(built):
     md = built.markdown.read_text(encoding="utf-8")
     assert "final test loss, the seconds" not in md  # no profile of a loss
     assert "Runs from before evaluation counting count their epochs." in md
+
+
+def test_tests_at_fixed_budgets_by_hand(built):
+    tests = _table(built, "budget_tests")
+    # two methods, two problems, three budgets (0.5, 1.5 and 5 epochs): one pair each, all
+    # with the control irprop+, except at 0.5 epochs, before the first logged epoch
+    assert len(tests) == 2 * 2
+    assert set(tests["budget_share"]) == {0.3, 1.0}
+    assert set(tests["test"]) == {"wilcoxon"}  # seeds pair, the failed adam run's (inf) too
+    full = tests[(tests["problem"] == "line") & (tests["budget_share"] == 1.0)].iloc[0]
+    # line: seeds 0-2 of both methods finished, paired by seed; train losses at epoch 5:
+    # adam 0.05, 0.04, 0.06 against irprop+ 0.01, 0.02, 0.03: every difference positive
+    assert full["test"] == "wilcoxon"
+    assert full["p"] == pytest.approx(0.25)  # the smallest two-sided p with 3 pairs
+    assert full["budget_grad_evals"] == 5.0  # no grad_evals logged: epochs
+    md = built.markdown.read_text(encoding="utf-8")
+    assert "With 3 seeds the signed-rank test cannot give p below 0.25" in md
+    # Holm over the 3 budgets of a problem: each p times at most 3, capped at 1
+    assert (tests["p_holm_control"] >= tests["p"]).all()
+    assert (tests["p_holm_control"] <= 1.0).all()

@@ -98,6 +98,8 @@ def main(overrides: list[str]) -> int:
             log_to_mlflow=bool(r.log_to_mlflow),
             progress=bool(r.progress),
             label_params=tuple(str(k) for k in r.get("label_params", None) or ()),
+            control=None if r.get("control") is None else str(r.control),
+            budgets=tuple(float(b) for b in r.get("budgets", None) or ()),
             command=shlex.join(["python", "-m", "rprop_bench", "report", *overrides]),
         )
         report = build_report(str(cfg.tracking.uri), str(cfg.tracking.experiment), options)

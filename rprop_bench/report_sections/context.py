@@ -108,6 +108,13 @@ class ReportContext:
             )
         return Compared(runs, sorted(runs["method"].unique()), merged)
 
+    def compared_wide(self, problem: str) -> pd.DataFrame:
+        """The metric histories of one problem's compared runs (:attr:`compared`), under the
+        compared labels."""
+        labels = self.compared.runs[["run_id", "method"]]
+        wide = self.problem_wide(problem).drop(columns="method")
+        return wide.merge(labels, on="run_id")
+
     @cached_property
     def finals(self) -> dict[str, FinalTable]:
         """Each problem's final results (computed once, on first use)."""

@@ -31,6 +31,10 @@ class ReportOptions:
         log_to_mlflow: also log the report under the sweep's parent run.
         progress: show progress bars while reading.
         command: the command line that rendered the report, for its header.
+        control: the reference method of the tests at fixed budgets (``None``: iRprop- where
+            present, else the first method).
+        budgets: the fixed budgets of those tests, as shares in (0, 1] of each problem's
+            largest number of gradient evaluations.
         label_params: params (e.g. ``"train.batch_size"``) whose value joins the optimizer's
             name, so that runs differing only there show apart (``"irprop- batch_size=8"``).
     """
@@ -48,6 +52,8 @@ class ReportOptions:
     progress: bool = True
     label_params: tuple[str, ...] = ()
     command: str = ""
+    control: str | None = None
+    budgets: tuple[float, ...] = (0.1, 0.3, 1.0)
 
     def __post_init__(self) -> None:
         bad = [f for f in self.formats if f not in FORMATS]
@@ -65,5 +71,9 @@ class ReportOptions:
         for name in ("rope_relative", "rope_absolute"):
             if not getattr(self, name) >= 0:
                 raise results.ResultsError(f"report.{name} must be >= 0, got {getattr(self, name)}")
+        if not self.budgets or not all(0 < b <= 1 for b in self.budgets):
+            raise results.ResultsError(
+                f"report.budgets must be shares in (0, 1], got {list(self.budgets)}"
+            )
         if self.n_resamples < 1:
             raise results.ResultsError(f"report.n_resamples must be >= 1, got {self.n_resamples}")

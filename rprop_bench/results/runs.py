@@ -24,6 +24,7 @@ from rprop_bench.store import sqlite_path
 #: Per-epoch metrics a report draws, read in bulk by default.
 HISTORY_METRICS: tuple[str, ...] = (
     schema.TRAIN_LOSS,
+    schema.GRAD_EVALS,
     schema.VAL_LOSS,
     schema.WALL_TIME,
     *schema.STEP_QUANTILES,
