@@ -201,6 +201,7 @@ def seed_bands(
     *,
     step: str = "step",
     time: str | None = None,
+    evals: str | None = None,
 ) -> pd.DataFrame:
     """Median and interquartile band of a per-epoch value across seeds.
 
@@ -213,13 +214,17 @@ def seed_bands(
         step: the x column shared by all runs (the epoch).
         time: when given, also the median of this column at each step, so that a curve can be
             drawn against wall time (AlgoPerf style: median time vs median value).
+        evals: likewise a cost column (gradient evaluations), its median as ``evals_median``:
+            the x of a curve against cost (L-BFGS spends several evaluations an epoch).
 
     Returns:
         One row per (``by``..., ``step``) with columns ``n`` (runs with a finite value there),
-        ``median``, ``q25``, ``q75`` and, with ``time``, ``time_median``. Non-finite values
+        ``median``, ``q25``, ``q75`` and, with ``time`` and ``evals``, ``time_median`` and
+        ``evals_median``. Non-finite values
         (a diverged run) are left out of the band; a report counts those runs as failed.
     """
-    cols = [*by, step, value] + ([time] if time else [])
+    extra = [c for c in (time, evals) if c]
+    cols = [*by, step, value, *extra]
     f = frame[cols].copy()
     f = f[np.isfinite(f[value].astype(float))]
     grouped = f.groupby([*by, step], sort=True)[value]
@@ -231,8 +236,9 @@ def seed_bands(
             "q75": grouped.quantile(0.75),
         }
     )
-    if time:
-        out["time_median"] = f.groupby([*by, step], sort=True)[time].median()
+    for column, name in ((time, "time_median"), (evals, "evals_median")):
+        if column:
+            out[name] = f.groupby([*by, step], sort=True)[column].median()
     return out.reset_index()
 
 

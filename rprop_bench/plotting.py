@@ -63,7 +63,8 @@ def loss_curves(
         width: figure width in inches.
 
     Returns:
-        A ``len(bands) × 2`` grid: left against epoch, right against median wall time; log
+        A ``len(bands) × 2`` grid: left against the median gradient evaluations where the
+        bands have ``evals_median`` (else the epoch), right against median wall time; log
         y-axis where all values are positive.
     """
     with mpl.rc_context(RC):
@@ -71,7 +72,8 @@ def loss_curves(
         axes = fig.subplots(len(bands), 2, squeeze=False)
         methods: list[str] = []
         for row, (label, band) in enumerate(bands.items()):
-            for col, x in enumerate(("step", "time_median")):
+            cost = "evals_median" if "evals_median" in band else "step"
+            for col, x in enumerate((cost, "time_median")):
                 ax = axes[row, col]
                 for method, g in band.groupby("method", sort=True):
                     if method not in methods:
@@ -85,7 +87,8 @@ def loss_curves(
                 values = band[["median", "q25", "q75"]].to_numpy(float)
                 if values.size and np.nanmin(values) > 0:
                     ax.set_yscale("log")
-                ax.set_xlabel("epoch" if x == "step" else "wall time [s]")
+                ax.set_xlabel({"step": "epoch", "evals_median": "gradient evaluations"}.get(
+                    x, "wall time [s]"))  # fmt: skip
                 ax.set_ylabel(label)
         legend_below(fig, axes, sorted(methods))
         if title:

@@ -477,3 +477,14 @@ def test_values_at_budget_are_the_last_logged_loss_within_it():
     assert at["r1"] == 0.3  # logged at 10 evaluations, not at 15
     assert math.isnan(at["r2"])  # nothing logged within 12 evaluations
     assert at["r3"] == INF  # failed
+
+
+def test_seed_bands_give_the_median_cost_at_each_step():
+    frame = pd.DataFrame({
+        "method": ["lbfgs"] * 4, "step": [1, 2, 1, 2],
+        "loss": [0.5, 0.25, 0.7, 0.35], "grad_evals": [2.0, 4.0, 3.0, 7.0],
+    })  # fmt: skip
+    band = A.seed_bands(frame, ["method"], "loss", evals="grad_evals")
+    assert band["evals_median"].tolist() == [2.5, 5.5]
+    assert band["median"].tolist() == [0.6, 0.3]
+    assert "time_median" not in band

@@ -43,9 +43,12 @@ def overview(ctx: ReportContext, problem: str, w: DocumentWriter) -> None:
 
 
 def loss_curves(ctx: ReportContext, problem: str, w: DocumentWriter) -> None:
-    """Median training and validation loss over seeds against epoch and wall time."""
+    """Median training and validation loss over seeds against gradient evaluations (epochs
+    for runs logged before evaluation counting) and wall time."""
     w.heading(3, f"{problem}: loss curves")
     data = ctx.problem_wide(problem)
+    evals = schema.GRAD_EVALS if schema.GRAD_EVALS in data and data[
+        schema.GRAD_EVALS].notna().all() else None  # fmt: skip
     bands = {}
     for metric, label in (
         (schema.TRAIN_LOSS, "training loss"),
@@ -53,12 +56,13 @@ def loss_curves(ctx: ReportContext, problem: str, w: DocumentWriter) -> None:
     ):
         if metric in data and data[metric].notna().any():
             time = schema.WALL_TIME if schema.WALL_TIME in data else None
-            bands[label] = analysis.seed_bands(data, ["method"], metric, time=time)
+            bands[label] = analysis.seed_bands(data, ["method"], metric, time=time, evals=evals)
     if bands:
+        x = "gradient evaluations (passes over the training set)" if evals else "epoch"
         w.figure(
             plotting.loss_curves(bands, title=problem),
             f"{slug(problem)}_loss_curves",
-            f"{problem}: median loss across seeds with interquartile band, against epoch "
+            f"{problem}: median loss across seeds with interquartile band, against {x} "
             "(left) and median wall time (right). Diverged values are left out of the band.",
         )
 
