@@ -24,6 +24,8 @@ References:
     interval of a quantile).
     Dahl et al. (2023), "Benchmarking Neural Network Training Algorithms" (AlgoPerf):
     time-to-target and performance profiles.
+    Moré & Wild (2009), "Benchmarking derivative-free optimization algorithms", SIAM J.
+    Optim. 20:172-191 (data profiles).
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ __all__ = [
     "Summary",
     "as_costs",
     "bootstrap_ci",
+    "expected_running_time",
     "histogram_grid",
     "median_interval",
     "median_iqr",
     "performance_profile",
     "profile_score",
     "profile_taus",
+    "runtime_ecdf",
     "seed_bands",
     "summarize",
     "time_to_target",
@@ -300,6 +304,51 @@ def performance_profile(costs: np.ndarray, taus: np.ndarray | Sequence[float]) -
 #: Largest ratio a profile's grid reaches. A best cost of (nearly) zero, e.g. a loss that
 #: reached 0 exactly, makes every other ratio astronomically large (up to 1e308); past 2^30
 #: the profile is flat anyway, and a wider axis only overflows the plot.
+def expected_running_time(
+    costs: np.ndarray | Sequence[float], spent: np.ndarray | Sequence[float]
+) -> float:
+    """The expected running time with restarts (ERT; Hansen et al. 2021, "COCO: a platform
+    for comparing continuous optimizers in a black-box setting", Optim. Methods Softw. 36).
+
+    ``ERT = (sum over successful runs of their cost to the target + sum over the others of
+    what they spent) / number of successful runs``: the cost of independent restarts until one
+    succeeds. ``inf`` when no run succeeds.
+
+    Args:
+        costs: shape ``(n_runs,)``, each run's cost to the target, ``inf``/NaN if never.
+        spent: shape ``(n_runs,)``, each run's total cost (counted for the unsuccessful).
+    """
+    c = as_costs(costs)
+    total = np.asarray(spent, dtype=float)
+    if c.shape != total.shape:
+        raise ValueError(f"costs and spent differ in shape: {c.shape} and {total.shape}")
+    reached = np.isfinite(c)
+    if not reached.any():
+        return float("inf")
+    return float((c[reached].sum() + np.nansum(total[~reached])) / reached.sum())
+
+
+def runtime_ecdf(
+    costs: np.ndarray | Sequence[float], grid: np.ndarray | Sequence[float]
+) -> np.ndarray:
+    """The empirical distribution of runtimes (COCO's ECDF; a data profile, Moré & Wild
+    2009): at each budget of ``grid``, the fraction of (problem, target, run) triples whose
+    cost to the target is within it; unreached triples (``inf``/NaN) count in the total and
+    never as solved.
+
+    Args:
+        costs: shape ``(n_triples,)``.
+        grid: shape ``(n_points,)``, budgets, increasing.
+
+    Returns:
+        shape ``(n_points,)``, fractions in [0, 1].
+    """
+    c = np.sort(as_costs(costs))
+    if c.size == 0:
+        return np.full(len(np.asarray(grid)), np.nan)
+    return np.searchsorted(c, np.asarray(grid, dtype=float), side="right") / c.size
+
+
 #: AlgoPerf's cap of the performance ratio (Dahl et al. 2023, §4.5): a solver more than 4×
 #: slower than the best on a problem counts as not solving it.
 ALGOPERF_TAU_MAX = 4.0

@@ -43,6 +43,7 @@ __all__ = [
     "method_color",
     "method_linestyle",
     "performance_profiles",
+    "runtime_ecdfs",
     "step_size_panels",
 ]
 
@@ -93,6 +94,31 @@ def loss_curves(
         legend_below(fig, axes, sorted(methods))
         if title:
             fig.suptitle(title)
+        return fig
+
+
+def runtime_ecdfs(
+    grid: np.ndarray, curves: Mapping[str, np.ndarray], *, width: float = ONE_COLUMN
+) -> Figure:
+    """Runtime ECDFs (COCO; data profiles): one step curve per method of the fraction of
+    (problem, target, run) triples solved against the budget, on a log axis.
+
+    Args:
+        grid: shape ``(T,)``, the budgets (gradient evaluations), increasing and positive.
+        curves: method -> shape ``(T,)`` fractions (:func:`rprop_bench.analysis.runtime_ecdf`).
+        width: figure width in inches.
+    """
+    with mpl.rc_context(RC):
+        fig = new_figure(width, 2.4)
+        ax = fig.add_subplot()
+        ax.set_xscale("log")
+        for method, fraction in curves.items():
+            ax.step(grid, fraction, where="post", color=method_color(method),
+                    linestyle=method_linestyle(method), label=method)  # fmt: skip
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("gradient evaluations")
+        ax.set_ylabel("fraction of targets solved")
+        legend_below(fig, [ax], list(curves))
         return fig
 
 

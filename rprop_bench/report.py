@@ -32,7 +32,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from rprop_bench.document import DocumentWriter, render_html, render_md
-from rprop_bench.report_sections import across, budgets, line, problem, provenance, runs
+from rprop_bench.report_sections import (
+    across,
+    budgets,
+    line,
+    problem,
+    provenance,
+    runs,
+    runtimes,
+)
 from rprop_bench.report_sections.context import ProblemSection, ReportContext, Section
 from rprop_bench.report_sections.inputs import load_context
 from rprop_bench.report_sections.line import LINE_PROBLEM, LINE_TRUTH
@@ -57,6 +65,7 @@ SECTIONS: list[Section] = [
     problem.final_all_problems,
     across.across_problems,
     budgets.budget_tests,
+    runtimes.runtime_distributions,
     line.line_example,
     runs.all_runs,
 ]

@@ -488,3 +488,37 @@ def test_seed_bands_give_the_median_cost_at_each_step():
     assert band["evals_median"].tolist() == [2.5, 5.5]
     assert band["median"].tolist() == [0.6, 0.3]
     assert "time_median" not in band
+
+
+def test_expected_running_time_counts_what_failures_spent():
+    # two successes at 10 and 30, one failure that spent 100: (10 + 30 + 100) / 2
+    assert A.expected_running_time([10.0, INF, 30.0], [50.0, 100.0, 60.0]) == 70.0
+    assert A.expected_running_time([NAN, INF], [5.0, 5.0]) == INF
+    assert A.expected_running_time([4.0], [9.0]) == 4.0
+    with pytest.raises(ValueError, match="differ in shape"):
+        A.expected_running_time([1.0], [1.0, 2.0])
+
+
+def test_runtime_ecdf_counts_unreached_in_the_total():
+    costs = [1.0, 10.0, INF, 100.0]
+    np.testing.assert_allclose(A.runtime_ecdf(costs, [0.5, 1.0, 50.0, 1e9]), [0, 0.25, 0.5, 0.75])
+    assert np.isnan(A.runtime_ecdf([], [1.0])).all()
+
+
+def test_target_costs_take_each_rung_of_a_ladder_or_the_one_target():
+    from rprop_bench.report_sections.runtimes import target_costs
+
+    runs = pd.DataFrame({
+        "problem": ["enc", "enc", "iris"], "method": ["a", "b", "a"], "run_id": ["1", "2", "3"],
+        "reached_target_0": [1.0, 1.0, NAN], "grad_evals_to_target_0": [5.0, 7.0, NAN],
+        "reached_target_1": [1.0, 0.0, NAN], "grad_evals_to_target_1": [20.0, NAN, NAN],
+        "reached_target": [1.0, 1.0, 1.0], "grad_evals_to_target": [9.0, 9.0, 12.0],
+        "grad_evals": [50.0, 50.0, 30.0], "epochs_run": [50.0, 50.0, 30.0],
+    })  # fmt: skip
+    frame = target_costs(runs).set_index(["run_id", "target"])
+    assert frame.loc[("1", "0"), "cost"] == 5.0
+    assert frame.loc[("1", "1"), "cost"] == 20.0
+    assert frame.loc[("2", "1"), "cost"] == INF  # a rung never reached
+    assert frame.loc[("3", "target"), "cost"] == 12.0  # no ladder: the one target
+    assert ("1", "target") not in frame.index  # a laddered run counts its rungs only
+    assert frame.loc[("2", "0"), "spent"] == 50.0

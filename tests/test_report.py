@@ -31,10 +31,13 @@ FIGURES = [
     "performance_profiles",
     "probability_of_improvement",
     "probability_of_improvement_epochs_to_target",
+    "runtime_ecdf",
     "line_seed_example",
 ]
 TABLES = [
     "profile_scores",
+    "budget_tests",
+    "expected_running_time",
     "iris_final",
     "line_final",
     "final_all_problems",
@@ -479,3 +482,13 @@ def test_tests_at_fixed_budgets_by_hand(built):
     # Holm over the 3 budgets of a problem: each p times at most 3, capped at 1
     assert (tests["p_holm_control"] >= tests["p"]).all()
     assert (tests["p_holm_control"] <= 1.0).all()
+
+
+def test_expected_running_time_and_the_runtime_ecdf_by_hand(built):
+    ert = _table(built, "expected_running_time").set_index(["problem", "method"])
+    # iris: irprop+ reaches the target in 3, 4, 5 epochs (no grad_evals logged: epochs):
+    # ERT = (3 + 4 + 5) / 3; adam never does
+    assert ert.loc[("iris", "irprop+"), "ert"] == pytest.approx(4.0)
+    assert ert.loc[("iris", "irprop+"), "reached"] == 3
+    assert math.isinf(ert.loc[("iris", "adam"), "ert"])
+    assert ert.loc[("line", "irprop+"), "ert"] == pytest.approx(11.0)  # 10, 11, 12
