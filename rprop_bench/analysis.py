@@ -51,6 +51,7 @@ __all__ = [
     "profile_taus",
     "runtime_ecdf",
     "seed_bands",
+    "stratified_bootstrap",
     "summarize",
     "time_to_target",
 ]
@@ -118,6 +119,51 @@ def bootstrap_ci(
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(resampled, [alpha, 1.0 - alpha])
     return (float(low), float(high))
+
+
+def stratified_bootstrap(
+    values: np.ndarray,
+    statistic: Callable[[np.ndarray], np.ndarray],
+    *,
+    confidence: float = 0.95,
+    n_resamples: int = 2000,
+    random_state: int | np.random.Generator | None = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A percentile interval of an aggregate across problems, by the stratified bootstrap
+    (Agarwal et al. 2021, "Deep Reinforcement Learning at the Edge of the Statistical
+    Precipice", NeurIPS; rliable's ``StratifiedBootstrap``): each resample draws, within each
+    (problem, method) cell, its runs with replacement, and the problems stay as they are.
+
+    Args:
+        values: shape ``(n_problems, n_methods, n_runs)``; NaN marks a missing run (cells may
+            hold fewer runs), ``inf`` a failed one (it is a value).
+        statistic: maps a resampled array of that shape to the aggregate, shape ``(n_methods,)``
+            or any fixed shape (e.g. mean ranks of the cells' medians).
+        confidence: the interval's coverage.
+        n_resamples: the number of resamples.
+        random_state: seed or generator; the same seed gives the same interval.
+
+    Returns:
+        ``(low, high)``, each of the statistic's shape.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    v = np.asarray(values, dtype=float)
+    rng = np.random.default_rng(random_state)
+    present = ~np.isnan(v)
+    counts = present.sum(axis=2)  # runs per cell
+    # each cell's runs first, so that index i < count draws a real run
+    order = np.argsort(~present, axis=2, kind="stable")
+    packed = np.take_along_axis(v, order, axis=2)
+    draws = []
+    for _ in range(n_resamples):
+        pick = np.floor(rng.random(v.shape) * np.maximum(counts, 1)[..., None]).astype(int)
+        sample = np.take_along_axis(packed, pick, axis=2)
+        sample[counts == 0] = np.nan
+        draws.append(np.asarray(statistic(sample), dtype=float))
+    stacked = np.stack(draws)
+    alpha = (1.0 - confidence) / 2.0
+    return np.quantile(stacked, alpha, axis=0), np.quantile(stacked, 1.0 - alpha, axis=0)
 
 
 @dataclass(frozen=True)

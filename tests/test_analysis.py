@@ -522,3 +522,30 @@ def test_target_costs_take_each_rung_of_a_ladder_or_the_one_target():
     assert frame.loc[("3", "target"), "cost"] == 12.0  # no ladder: the one target
     assert ("1", "target") not in frame.index  # a laddered run counts its rungs only
     assert frame.loc[("2", "0"), "spent"] == 50.0
+
+
+def test_the_stratified_bootstrap_resamples_runs_within_each_cell_only():
+    # problem 0: every run 0; problem 1: every run 1: a resample that mixed problems would
+    # move the mean of the cells' means off 0.5; within cells, it never moves
+    values = np.stack([np.zeros((2, 4)), np.ones((2, 4))])
+    values[1, 1, 3] = NAN  # a cell with one run fewer
+    low, high = A.stratified_bootstrap(values, lambda s: np.nanmean(s, axis=2).mean(axis=0),
+                                       n_resamples=200)  # fmt: skip
+    np.testing.assert_array_equal(low, [0.5, 0.5])
+    np.testing.assert_array_equal(high, [0.5, 0.5])
+
+
+def test_the_stratified_bootstrap_interval_repeats_and_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    values = rng.normal(size=(5, 3, 10)) + np.array([0.0, 1.0, 2.0])[None, :, None]
+
+    def mean_of_medians(s):
+        return np.median(s, axis=2).mean(axis=0)
+
+    first = A.stratified_bootstrap(values, mean_of_medians, random_state=3)
+    again = A.stratified_bootstrap(values, mean_of_medians, random_state=3)
+    np.testing.assert_array_equal(first[0], again[0])
+    estimate = mean_of_medians(values)
+    assert np.all(first[0] <= estimate)
+    assert np.all(estimate <= first[1])
+    assert np.all(first[1] - first[0] < 1.0)

@@ -202,15 +202,19 @@ def test_ranks_and_friedman_by_hand(built):
 
 
 def test_probability_of_improvement_by_hand(built):
-    p = _table(built, "probability_of_improvement").set_index("method")
+    p = _table(built, "probability_of_improvement").set_index(["method", "versus"])
     # iris: irprop+ {0.1, 0.2, 0.4} vs adam {0.3, 0.5, failed}: 3 + 3 + 2 wins of 9 pairs;
     # line: every irprop+ loss beats every adam loss. Mean over problems: (8/9 + 1) / 2.
-    assert p.loc["irprop+", "adam"] == pytest.approx((8 / 9 + 1) / 2)
-    assert p.loc["adam", "irprop+"] == pytest.approx((1 / 9 + 0) / 2)
-    assert p.loc["adam", "adam"] == 0.5
-    e = _table(built, "probability_of_improvement_epochs_to_target").set_index("method")
+    assert p.loc[("irprop+", "adam"), "p_improvement"] == pytest.approx((8 / 9 + 1) / 2)
+    assert p.loc[("adam", "irprop+"), "p_improvement"] == pytest.approx((1 / 9 + 0) / 2)
+    assert p.loc[("adam", "adam"), "p_improvement"] == 0.5
+    # the stratified bootstrap's interval holds the estimate; on line irprop+ always wins,
+    # so its P there is 1 in every resample: the interval's low end is at least 1/2
+    low, high = p.loc[("irprop+", "adam"), ["ci_low", "ci_high"]]
+    assert 0.5 <= low <= (8 / 9 + 1) / 2 <= high <= 1.0
+    e = _table(built, "probability_of_improvement_epochs_to_target").set_index(["method", "versus"])
     # every irprop+ run reaches the target, no adam run does (inf; the failed one NaN)
-    assert e.loc["irprop+", "adam"] == 1.0
+    assert e.loc[("irprop+", "adam"), "p_improvement"] == 1.0
 
 
 def test_line_seed_example_table(built):

@@ -42,6 +42,43 @@ def median_costs(
     return out
 
 
+def cell_values(
+    runs: pd.DataFrame, value: pd.Series, problems: list[str], methods: list[str]
+) -> np.ndarray:
+    """(n_problems, n_methods, n_runs) of each cell's run values (failed: inf), NaN-padded
+    where a cell has fewer runs: what the stratified bootstrap resamples."""
+    f = runs[["problem", "method"]].copy()
+    f["cost"] = np.where(runs["failed"], np.inf, value.fillna(np.inf))
+    groups = {key: g["cost"].to_numpy(float) for key, g in f.groupby(["problem", "method"])}
+    width = max((len(g) for g in groups.values()), default=1)
+    out = np.full((len(problems), len(methods), width), np.nan)
+    for i, p in enumerate(problems):
+        for j, m in enumerate(methods):
+            cell = groups.get((p, m))
+            if cell is not None:
+                out[i, j, : len(cell)] = cell
+    return out
+
+
+def _median_of_cells(sample: np.ndarray) -> np.ndarray:
+    """The (n_problems, n_methods) medians of resampled cells (an empty cell costs inf)."""
+    filled = np.where(np.isnan(sample).all(axis=2, keepdims=True), np.inf, sample)
+    with np.errstate(invalid="ignore"):
+        return np.nanmedian(filled, axis=2)
+
+
+def _probability_of_improvement(sample: np.ndarray) -> np.ndarray:
+    """(n_methods, n_methods) P(row beats column), averaged over the problems where both
+    ran: :func:`comparison.improvement_matrix` on an array, for the bootstrap."""
+    a, b = sample[:, :, None, :, None], sample[:, None, :, None, :]
+    valid = ~np.isnan(a) & ~np.isnan(b)
+    wins = np.where(valid, (a < b) + 0.5 * (a == b), 0.0).sum(axis=(3, 4))
+    pairs = valid.sum(axis=(3, 4))
+    with np.errstate(invalid="ignore"):
+        per_problem = np.where(pairs > 0, wins / np.maximum(pairs, 1), np.nan)
+        return np.nanmean(per_problem, axis=0)
+
+
 def _to_target(runs: pd.DataFrame, metric: str) -> pd.Series:
     """A time-to-target metric of the runs, ∞ where a run did not reach the target."""
     reached = column(runs, schema.REACHED_TARGET) == 1.0
@@ -178,6 +215,11 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
             continue
         fr = comparison.friedman_test(median_costs(runs, values, problems, methods), rope=rope)
         rejects = fr.rejects(opts.alpha)
+        low, high = analysis.stratified_bootstrap(
+            cell_values(runs, values, problems, methods),
+            lambda sample: comparison.average_ranks(_median_of_cells(sample), rope=rope),
+            confidence=opts.confidence, n_resamples=opts.n_resamples, random_state=opts.seed,
+        )  # fmt: skip
         tests.append(
             f"{label}: Friedman χ² = {fmt(fr.statistic)}, p = {fmt(fr.pvalue)}; Iman–Davenport "
             f"F = {fmt(fr.iman_davenport_f)}, p = {fmt(fr.iman_davenport_p)}"
@@ -188,6 +230,8 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
                 "criterion": label,
                 "method": m,
                 "average_rank": r,
+                "average_rank_ci_low": lo,
+                "average_rank_ci_high": hi,
                 "friedman_chi2": fr.statistic,
                 "friedman_p": fr.pvalue,
                 "iman_davenport_f": fr.iman_davenport_f,
@@ -195,9 +239,10 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
                 "omnibus_rejects": rejects,
                 "nemenyi_cd": cd if rejects else np.nan,
             }
-            for m, r in zip(methods, fr.average_ranks, strict=True)
+            for m, r, lo, hi in zip(methods, fr.average_ranks, low, high, strict=True)
         ]
-        disp[label] = [f"{r:.2f}" for r in fr.average_ranks]
+        disp[label] = [f"{r:.2f} [{lo:.2f}, {hi:.2f}]"
+                       for r, lo, hi in zip(fr.average_ranks, low, high, strict=True)]  # fmt: skip
         bold[label] = (fr.average_ranks == fr.average_ranks.min()) & rejects
         if rejects:
             _cd_figure(w, fr, methods, cd, (label, key))
@@ -210,7 +255,9 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
     bold.insert(0, "optimizer", False)
     w.table(
         "ranks",
-        "Average ranks per criterion (the best in bold where the omnibus test rejects). "
+        f"Average ranks per criterion [{opts.confidence:.0%} stratified-bootstrap interval: "
+        f"runs resampled within each problem and optimizer, {opts.n_resamples} resamples, "
+        f"seed {opts.seed}] (the best in bold where the omnibus test rejects). "
         + "; ".join(tests)
         + ".",
         pd.DataFrame(rank_rows),
@@ -220,13 +267,19 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
 
 
 def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
-    """P(X beats Y) on the final test loss and the epochs to target, figure and table."""
-    runs, methods = ctx.compared.runs, ctx.compared.methods
+    """P(X beats Y) on the final test loss and the epochs to target, with stratified-bootstrap
+    intervals: figure and table."""
+    runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
+    opts = ctx.options
     w.heading(3, "Probability of improvement")
     for label, key, values in criteria(runs)[1:]:
         frame = runs[["problem", "method"]].copy()
         frame["value"] = np.where(runs["failed"], np.nan, values)
         matrix = comparison.improvement_matrix(frame, methods=methods)
+        low, high = analysis.stratified_bootstrap(
+            cell_values(runs, values, problems, methods), _probability_of_improvement,
+            confidence=opts.confidence, n_resamples=opts.n_resamples, random_state=opts.seed,
+        )  # fmt: skip
         suffix = "" if key == "test_loss" else f"_{key}"
         w.figure(
             plotting.improvement_heatmap(matrix, title=label),
@@ -234,14 +287,19 @@ def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
             f"P(X beats Y) on {label}: the probability that a run of X does better (lower) than "
             "a run of Y on the same problem, averaged over problems (a failed run loses).",
         )
-        num = matrix.reset_index(names="method")
-        shown = num.copy()
-        for c in methods:
-            shown[c] = [fmt(v) for v in num[c]]
-        shown = shown.rename(columns={"method": "X \\ Y"})
+        num = pd.DataFrame([
+            {"method": a, "versus": b, "p_improvement": matrix.loc[a, b],
+             "ci_low": low[i, j], "ci_high": high[i, j]}
+            for i, a in enumerate(methods) for j, b in enumerate(methods)
+        ])  # fmt: skip
+        shown = matrix.reset_index(names="X \\ Y")
+        for j, b in enumerate(methods):
+            shown[b] = [f"{fmt(matrix.loc[a, b])} [{fmt(low[i, j])}, {fmt(high[i, j])}]"
+                        for i, a in enumerate(methods)]  # fmt: skip
         w.table(
             f"probability_of_improvement{suffix}",
-            f"P(row beats column) on {label}.",
+            f"P(row beats column) on {label} [{opts.confidence:.0%} stratified-bootstrap "
+            f"interval, {opts.n_resamples} resamples, seed {opts.seed}].",
             num,
             shown,
         )
