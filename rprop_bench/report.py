@@ -85,6 +85,10 @@ class Report:
     n_failed: int = 0
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def _meta(ctx: ReportContext) -> list[str]:
     """The report's header lines: where the runs come from, how many, when, and the
     reproducibility record (:mod:`~rprop_bench.report_sections.provenance`)."""
@@ -94,8 +98,8 @@ def _meta(ctx: ReportContext) -> list[str]:
         f"Tracking store: {uri}; experiment {ctx.experiment} (id {res.experiment_id})",
         f"Sweep parent run: {res.parent_run_id or 'none'}"
         + (f" (sweep id {res.sweep_id})" if res.sweep_id else ""),
-        f"{len(runs)} runs ({n_failed} failed), {len(runs['problem'].unique())} problems, "
-        f"{runs['method'].nunique()} optimizers: {', '.join(ctx.methods)}",
+        f"{len(runs)} runs ({n_failed} failed), {_count(runs['problem'].nunique(), 'problem')}, "
+        f"{_count(runs['method'].nunique(), 'optimizer')}: {', '.join(ctx.methods)}",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow only "
         "(no re-training).",
         provenance.commit_line(runs),

@@ -79,10 +79,18 @@ def test_float_noise_is_a_tie_not_a_rank(store_factory, tmp_path):
             return 0.1 * (1 + 1e-7) + 0.01 * seed
         return loss + 0.01 * seed
 
-    _, ranks = _build(store_factory, tmp_path, _runs(loss_of))
+    built, ranks = _build(store_factory, tmp_path, _runs(loss_of))
     test_loss = ranks[ranks["criterion"] == "final test loss"].set_index("method")
     assert test_loss.loc["adam", "average_rank"] == 1.5
     assert test_loss.loc["irprop- = torch_rprop", "average_rank"] == 1.5
+    # and both are the best of a problem's final table: bold, not just the lower one
+    md = built.markdown.read_text(encoding="utf-8")
+    table = md[md.index("### set0: final results") :].split("###")[1]
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    rows = {line.split("|")[1].strip(): line for line in lines}
+    assert "**0.11 [0.105, 0.115]**" in rows["adam"]
+    assert "**0.11 [0.105, 0.115]**" in rows["irprop-"]
+    assert "**" not in rows["sgd"].split("|")[4]
 
 
 def test_final_tables_give_the_intervals_level_and_call_a_range_a_range(store_factory, tmp_path):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from rprop_bench import analysis, schema
+from rprop_bench.comparison import Rope
 from rprop_bench.report_sections.common import column, fmt_ci, fmt_miqr, score_metric
 from rprop_bench.report_sections.options import ReportOptions
 
@@ -108,9 +109,10 @@ def _display_row(
 
 
 def _bold_best(
-    numbers: pd.DataFrame, display: pd.DataFrame, score: str, label: str
+    numbers: pd.DataFrame, display: pd.DataFrame, score: str, label: str, rope: Rope
 ) -> pd.DataFrame:
-    """Bold the best value of the loss, the score and the times to target."""
+    """Bold the best value of the loss, the score and the times to target, and every value
+    practically equal to it (``rope``): a last-digit difference is no win."""
     bold = pd.DataFrame(False, index=display.index, columns=display.columns)
     for col, num, best in (
         ("test loss median [IQR]", "test_loss_median", "min"),
@@ -121,7 +123,7 @@ def _bold_best(
         vals = numbers[num].to_numpy(float)
         if np.isfinite(vals).any():
             target = np.nanmin(vals) if best == "min" else np.nanmax(vals)
-            bold.loc[vals == target, col] = True
+            bold.loc[[rope.tied(float(v), float(target)) for v in vals], col] = True
     return bold
 
 
@@ -136,4 +138,6 @@ def final_table(problem: str, runs: pd.DataFrame, opts: ReportOptions) -> FinalT
         rows.append(_number_row(problem, method, g, len(reached), s, score))
         display.append(_display_row(method, g, len(reached), s, (score, label)))
     numbers, shown = pd.DataFrame(rows), pd.DataFrame(display)
-    return FinalTable(numbers, shown, _bold_best(numbers, shown, score, label), (score, label))
+    rope = Rope(opts.rope_relative, opts.rope_absolute)
+    bold = _bold_best(numbers, shown, score, label, rope)
+    return FinalTable(numbers, shown, bold, (score, label))
