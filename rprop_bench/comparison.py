@@ -64,6 +64,13 @@ class Rope:
         if self.relative < 0 or self.absolute < 0:
             raise ValueError(f"a ROPE's widths must be >= 0, got {self}")
 
+    def ties(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """:meth:`tied` elementwise over broadcast arrays."""
+        with np.errstate(invalid="ignore"):
+            width = np.maximum(self.relative * np.maximum(np.abs(a), np.abs(b)), self.absolute)
+            close = np.isfinite(a) & np.isfinite(b) & (np.abs(a - b) <= width)
+        return (a == b) | close
+
     def tied(self, a: float, b: float) -> bool:
         """Whether ``a`` and ``b`` are practically equal (equal infinities are; NaN is not)."""
         if a == b:
@@ -238,6 +245,7 @@ def probability_of_improvement(
     y: np.ndarray | Sequence[float],
     *,
     lower_is_better: bool = True,
+    rope: Rope | None = None,
 ) -> float:
     """P(X beats Y): the chance a random run of X is better than a random run of Y.
 
@@ -249,6 +257,7 @@ def probability_of_improvement(
         x: shape ``(n_x,)``.
         y: shape ``(n_y,)``.
         lower_is_better: "better" means lower.
+        rope: practically equal values tie (count 0.5), as :class:`Rope` says.
 
     Returns:
         A probability in [0, 1]; NaN if either sample is empty.
@@ -258,8 +267,8 @@ def probability_of_improvement(
     b = as_costs(sign * np.asarray(y, dtype=float))
     if a.size == 0 or b.size == 0:
         return float("nan")
-    better = a[:, None] < b[None, :]
-    equal = a[:, None] == b[None, :]
+    equal = rope.ties(a[:, None], b[None, :]) if rope is not None else a[:, None] == b[None, :]
+    better = (a[:, None] < b[None, :]) & ~equal
     return float(np.mean(better + 0.5 * equal))
 
 
@@ -271,6 +280,7 @@ def improvement_matrix(
     task: str = "problem",
     lower_is_better: bool = True,
     methods: Sequence[str] | None = None,
+    rope: Rope | None = None,
 ) -> pd.DataFrame:
     """P(row method beats column method), averaged over tasks (Agarwal et al. 2021, §4.3).
 
@@ -279,6 +289,7 @@ def improvement_matrix(
         method, value, task: column names.
         lower_is_better: see :func:`probability_of_improvement`.
         methods: row/column order (default: sorted method names).
+        rope: practical ties (:func:`probability_of_improvement`).
 
     Returns:
         Square frame ``(n_methods, n_methods)``; entry ``[a, b]`` is the mean over tasks where
@@ -294,7 +305,7 @@ def improvement_matrix(
         for b in names:
             ps = [
                 probability_of_improvement(
-                    groups[(t, a)], groups[(t, b)], lower_is_better=lower_is_better
+                    groups[(t, a)], groups[(t, b)], lower_is_better=lower_is_better, rope=rope
                 )
                 for t in tasks
                 if (t, a) in groups and (t, b) in groups
@@ -371,13 +382,15 @@ class PairTest:
     pvalue: float
 
 
-def pair_test(a: pd.Series, b: pd.Series) -> PairTest:
+def pair_test(a: pd.Series, b: pd.Series, rope: Rope | None = None) -> PairTest:
     """Wilcoxon's signed-rank test where ``a`` and ``b`` (values indexed by seed) hold the
     same seeds, so runs pair by seed; Mann–Whitney's U test otherwise. Two-sided.
 
     Failed runs (``inf``, NaN) rank worse than every finished one and tie with each other:
     they become one value above every finite value, which these rank tests need (Demšar
-    2006, §3.1.3: the signed-rank test compares ranks of the differences).
+    2006, §3.1.3: the signed-rank test compares ranks of the differences). With ``rope``,
+    practically equal values are ties first (a pair's difference 0; pooled values snapped
+    as :func:`practical_ties` does), so a last-bit difference in every pair is no result.
     """
     both = pd.concat([a, b]).to_numpy(float)
     finite = both[np.isfinite(both)]
@@ -388,12 +401,21 @@ def pair_test(a: pd.Series, b: pd.Series) -> PairTest:
 
     a, b = ranked(a), ranked(b)
     if len(a) and set(a.index) == set(b.index) and a.index.is_unique and b.index.is_unique:
-        diff = (a - b.loc[a.index]).to_numpy(float)
+        b = b.loc[a.index]
+        diff = (a - b).to_numpy(float, copy=True)
+        if rope is not None:
+            tied = [
+                rope.tied(x, y) for x, y in zip(a.to_numpy(float), b.to_numpy(float), strict=True)
+            ]
+            diff[np.asarray(tied, dtype=bool)] = 0.0
         if not np.any(diff != 0):  # identical on every seed: nothing to test
             return PairTest("wilcoxon", len(diff), 0.0, 1.0)
         res = stats.wilcoxon(diff, zero_method="zsplit", alternative="two-sided")
         return PairTest("wilcoxon", len(diff), float(res.statistic), float(res.pvalue))
     if not len(a) or not len(b):
         return PairTest("mann-whitney", 0, np.nan, np.nan)
-    res = stats.mannwhitneyu(a.to_numpy(float), b.to_numpy(float), alternative="two-sided")
+    pooled = np.concatenate([a.to_numpy(float), b.to_numpy(float)])
+    if rope is not None:
+        pooled = practical_ties(pooled, rope)
+    res = stats.mannwhitneyu(pooled[: len(a)], pooled[len(a) :], alternative="two-sided")
     return PairTest("mann-whitney", len(a) + len(b), float(res.statistic), float(res.pvalue))

@@ -549,3 +549,22 @@ def test_the_stratified_bootstrap_interval_repeats_and_brackets_the_estimate():
     assert np.all(first[0] <= estimate)
     assert np.all(estimate <= first[1])
     assert np.all(first[1] - first[0] < 1.0)
+
+
+def test_pair_test_counts_practically_equal_runs_as_ties():
+    # a last-bit difference on every seed: the raw signed-rank test calls it significant
+    a = pd.Series([9.105579e-3 + 1e-4 * k for k in range(10)], index=range(10))
+    b = a * (1 + 1e-6)
+    assert C.pair_test(a, b).pvalue < 0.01
+    tied = C.pair_test(a, b, C.Rope(1e-3, 1e-5))
+    assert tied.pvalue == 1.0
+    unpaired = C.pair_test(a, b.set_axis(range(10, 20)), C.Rope(1e-3, 1e-5))
+    assert unpaired.pvalue == pytest.approx(1.0)
+
+
+def test_probability_of_improvement_counts_practical_ties_as_half():
+    x, y = [1.0, 2.0], [1.0 + 1e-9, 3.0]
+    # raw: 1 < 1+1e-9 wins; with the ROPE it is a tie: (0.5 + 1 + 0 + 1) / 4
+    assert C.probability_of_improvement(x, y) == pytest.approx(3 / 4)
+    assert C.probability_of_improvement(x, y, rope=C.Rope(1e-3, 0.0)) == pytest.approx(2.5 / 4)
+    assert C.probability_of_improvement([INF], [INF], rope=C.Rope(1e-3, 0.0)) == 0.5

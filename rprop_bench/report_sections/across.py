@@ -67,12 +67,13 @@ def _median_of_cells(sample: np.ndarray) -> np.ndarray:
         return np.nanmedian(filled, axis=2)
 
 
-def _probability_of_improvement(sample: np.ndarray) -> np.ndarray:
+def _probability_of_improvement(sample: np.ndarray, rope: comparison.Rope) -> np.ndarray:
     """(n_methods, n_methods) P(row beats column), averaged over the problems where both
     ran: :func:`comparison.improvement_matrix` on an array, for the bootstrap."""
     a, b = sample[:, :, None, :, None], sample[:, None, :, None, :]
     valid = ~np.isnan(a) & ~np.isnan(b)
-    wins = np.where(valid, (a < b) + 0.5 * (a == b), 0.0).sum(axis=(3, 4))
+    tie = rope.ties(a, b)
+    wins = np.where(valid, ((a < b) & ~tie) + 0.5 * tie, 0.0).sum(axis=(3, 4))
     pairs = valid.sum(axis=(3, 4))
     with np.errstate(invalid="ignore"):
         per_problem = np.where(pairs > 0, wins / np.maximum(pairs, 1), np.nan)
@@ -271,13 +272,15 @@ def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
     intervals: figure and table."""
     runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
     opts = ctx.options
+    rope = comparison.Rope(opts.rope_relative, opts.rope_absolute)
     w.heading(3, "Probability of improvement")
     for label, key, values in criteria(runs)[1:]:
         frame = runs[["problem", "method"]].copy()
         frame["value"] = np.where(runs["failed"], np.nan, values)
-        matrix = comparison.improvement_matrix(frame, methods=methods)
+        matrix = comparison.improvement_matrix(frame, methods=methods, rope=rope)
         low, high = analysis.stratified_bootstrap(
-            cell_values(runs, values, problems, methods), _probability_of_improvement,
+            cell_values(runs, values, problems, methods),
+            lambda sample: _probability_of_improvement(sample, rope),
             confidence=opts.confidence, n_resamples=opts.n_resamples, random_state=opts.seed,
         )  # fmt: skip
         suffix = "" if key == "test_loss" else f"_{key}"
@@ -285,7 +288,8 @@ def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
             plotting.improvement_heatmap(matrix, title=label),
             f"probability_of_improvement{suffix}",
             f"P(X beats Y) on {label}: the probability that a run of X does better (lower) than "
-            "a run of Y on the same problem, averaged over problems (a failed run loses).",
+            "a run of Y on the same problem, averaged over problems (a failed run loses; "
+            "practically equal runs, by the report's ROPE, tie and count ½).",
         )
         num = pd.DataFrame([
             {"method": a, "versus": b, "p_improvement": matrix.loc[a, b],

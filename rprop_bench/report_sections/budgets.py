@@ -67,6 +67,7 @@ def _problem_tests(ctx: ReportContext, problem: str, control: str) -> list[dict]
     if wide.empty:
         return []
     full = float(_cost(wide).max())
+    rope = comparison.Rope(ctx.options.rope_relative, ctx.options.rope_absolute)
     rows = []
     methods = sorted(wide["method"].unique())
     for share in ctx.options.budgets:
@@ -78,7 +79,7 @@ def _problem_tests(ctx: ReportContext, problem: str, control: str) -> list[dict]
             for b in methods[i + 1 :]:
                 if values.get(a, pd.Series()).empty or values.get(b, pd.Series()).empty:
                     continue  # a method with no run measured by this budget
-                t = comparison.pair_test(values[a], values[b])
+                t = comparison.pair_test(values[a], values[b], rope)
                 rows.append({
                     "problem": problem, "budget_share": share, "budget_grad_evals": budget,
                     "method": a, "versus": b, "test": t.test, "n": t.n,
@@ -133,8 +134,9 @@ def budget_tests(ctx: ReportContext, w: DocumentWriter) -> None:
         "number of gradient evaluations (the last logged point within the budget), tested "
         "two-sided against the control "
         f"{control}: Wilcoxon's signed-rank test where the runs pair by seed, Mann–Whitney's "
-        "U otherwise; p-values Holm-corrected within each problem over all budgets (control "
-        "comparisons as one family; all pairs as another, in the CSV)." + _power_note(frame)
+        "U otherwise, practically equal losses (the report's ROPE) counting as ties; p-values "
+        "Holm-corrected within each problem over all budgets (control comparisons as one "
+        "family; all pairs as another, in the CSV)." + _power_note(frame)
     )
     mine = frame[frame["with_control"]].copy()
     other = np.where(mine["method"] == control, mine["versus"], mine["method"])
