@@ -64,10 +64,15 @@ def test_report_files_are_valid(sweep_and_report):
         "line_loss_curves",
         "iris_step_sizes",
         "performance_profiles",
-        "cd_diagram_test_loss",
         "probability_of_improvement",
         "line_seed_example",
     } <= names
+    # a critical-difference diagram exactly where the omnibus test rejected
+    ranks = pd.read_csv(out / "tables" / "ranks.csv")
+    criteria = (("test_loss", "final test loss"), ("final_train_loss", "final training loss"))
+    for key, label in criteria:
+        rejects = bool(ranks.loc[ranks["criterion"] == label, "omnibus_rejects"].all())
+        assert (f"cd_diagram_{key}" in names) == rejects, (key, rejects)
     for pdf in pdfs:
         assert pdf.read_bytes().startswith(b"%PDF")
         assert len(PdfReader(str(pdf)).pages) == 1
