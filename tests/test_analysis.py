@@ -568,3 +568,27 @@ def test_probability_of_improvement_counts_practical_ties_as_half():
     assert C.probability_of_improvement(x, y) == pytest.approx(3 / 4)
     assert C.probability_of_improvement(x, y, rope=C.Rope(1e-3, 0.0)) == pytest.approx(2.5 / 4)
     assert C.probability_of_improvement([INF], [INF], rope=C.Rope(1e-3, 0.0)) == 0.5
+
+
+@pytest.mark.parametrize(
+    ("methods", "chosen", "control"),
+    [
+        (["adam", "irprop- = torch_rprop", "sgd"], None, "irprop- = torch_rprop"),
+        (["adam", "irprop- = torch_rprop"], "torch_rprop", "irprop- = torch_rprop"),
+        (["adam", "irprop+", "sgd"], None, "irprop+"),
+        (["adam", "sgd"], None, "adam"),
+        (["adam", "sgd"], "sgd", "sgd"),
+    ],
+)
+def test_the_control_of_the_budget_tests(methods, chosen, control):
+    from rprop_bench.report_sections.budgets import control_method
+
+    assert control_method(methods, chosen) == control
+
+
+def test_an_unknown_control_lists_the_methods():
+    from rprop_bench.report_sections.budgets import control_method
+    from rprop_bench.results import ResultsError
+
+    with pytest.raises(ResultsError, match=r"report\.control='lbfgs' is not a method .* adam, sgd"):
+        control_method(["adam", "sgd"], "lbfgs")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from rprop_bench import analysis, comparison, plotting, schema
 from rprop_bench.document import DocumentWriter
+from rprop_bench.report_sections import common
 from rprop_bench.report_sections.common import column, fmt
 from rprop_bench.report_sections.context import ReportContext, Section
 
@@ -25,21 +26,6 @@ __all__ = [
     "performance_profiles",
     "ranks",
 ]
-
-
-def median_costs(
-    runs: pd.DataFrame, value: pd.Series, problems: list[str], methods: list[str]
-) -> np.ndarray:
-    """(n_problems, n_methods) median cost over seeds; failed/missing runs cost inf."""
-    f = runs[["problem", "method"]].copy()
-    f["cost"] = np.where(runs["failed"], np.inf, value.fillna(np.inf))
-    med = f.groupby(["problem", "method"])["cost"].median()
-    out = np.full((len(problems), len(methods)), np.inf)
-    for i, p in enumerate(problems):
-        for j, m in enumerate(methods):
-            if (p, m) in med.index:
-                out[i, j] = med.loc[(p, m)]
-    return out
 
 
 def cell_values(
@@ -60,11 +46,19 @@ def cell_values(
     return out
 
 
-def _median_of_cells(sample: np.ndarray) -> np.ndarray:
-    """The (n_problems, n_methods) medians of resampled cells (an empty cell costs inf)."""
-    filled = np.where(np.isnan(sample).all(axis=2, keepdims=True), np.inf, sample)
+def median_of_cells(cells: np.ndarray) -> np.ndarray:
+    """The (n_problems, n_methods) medians of :func:`cell_values` (an empty cell, a method
+    that did not run on a problem, costs inf)."""
+    filled = np.where(np.isnan(cells).all(axis=2, keepdims=True), np.inf, cells)
     with np.errstate(invalid="ignore"):
         return np.nanmedian(filled, axis=2)
+
+
+def median_costs(
+    runs: pd.DataFrame, value: pd.Series, problems: list[str], methods: list[str]
+) -> np.ndarray:
+    """(n_problems, n_methods) median cost over seeds; failed/missing runs cost inf."""
+    return median_of_cells(cell_values(runs, value, problems, methods))
 
 
 def _probability_of_improvement(sample: np.ndarray, rope: comparison.Rope) -> np.ndarray:
@@ -96,15 +90,12 @@ def criteria(runs: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
 
 
 def _evals_to_target(runs: pd.DataFrame) -> tuple[pd.Series, bool]:
-    """Gradient evaluations to the target per run (∞ where not reached), and whether some
-    reached runs predate evaluation counting and fall back to their epochs (one evaluation
-    per epoch in full batch; an undercount for L-BFGS)."""
-    evals, epochs = (
-        _to_target(runs, schema.GRAD_EVALS_TO_TARGET),
-        _to_target(runs, schema.EPOCHS_TO_TARGET),
-    )
-    missing = evals.isna() & np.isfinite(epochs)
-    return evals.where(~missing, epochs), bool(missing.any())
+    """Gradient evaluations to the target per run (:func:`common.evals_to`), and whether
+    some reached runs predate evaluation counting and count their epochs."""
+    evals = common.evals_to(runs, schema.REACHED_TARGET, schema.GRAD_EVALS_TO_TARGET,
+                            schema.EPOCHS_TO_TARGET)  # fmt: skip
+    fell_back = np.isfinite(evals) & column(runs, schema.GRAD_EVALS_TO_TARGET).isna()
+    return evals, bool(fell_back.any())
 
 
 def performance_profiles(ctx: ReportContext, w: DocumentWriter) -> None:
@@ -218,7 +209,7 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
         rejects = fr.rejects(opts.alpha)
         low, high = analysis.stratified_bootstrap(
             cell_values(runs, values, problems, methods),
-            lambda sample: comparison.average_ranks(_median_of_cells(sample), rope=rope),
+            lambda sample: comparison.average_ranks(median_of_cells(sample), rope=rope),
             confidence=opts.confidence, n_resamples=opts.n_resamples, random_state=opts.seed,
         )  # fmt: skip
         tests.append(

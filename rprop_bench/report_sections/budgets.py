@@ -20,22 +20,28 @@ from rprop_bench.report_sections.context import ReportContext
 __all__ = ["budget_tests", "control_method", "values_at_budget"]
 
 #: The control a study's methods are compared with, in order of preference.
-_CONTROL_PREFERENCE = ("irprop-", "irprop- = torch_rprop", "irprop+", "rprop+")
+_CONTROL_PREFERENCE = ("irprop-", "irprop+", "rprop+")
 
 
 def control_method(methods: list[str], chosen: str | None) -> str:
     """The reference method: ``report.control`` if given, else our default Rprop (iRprop-)
-    where present, else the first method."""
+    where present, else the first method. A name matches a merged label of identical
+    methods (``irprop- = torch_rprop``) by any of its parts."""
+
+    def labelled(name: str) -> str | None:
+        return next((m for m in methods if name in m.split(" = ")), None)
+
     if chosen:
-        if chosen not in methods:
+        found = labelled(chosen)
+        if found is None:
             from rprop_bench.results import ResultsError
 
             raise ResultsError(
                 f"report.control={chosen!r} is not a method of these runs; valid: "
                 f"{', '.join(methods)}"
             )
-        return chosen
-    return next((m for m in _CONTROL_PREFERENCE if m in methods), methods[0])
+        return found
+    return next((m for m in map(labelled, _CONTROL_PREFERENCE) if m), methods[0])
 
 
 def _cost(wide: pd.DataFrame) -> pd.Series:

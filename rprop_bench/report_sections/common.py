@@ -13,6 +13,7 @@ from rprop_bench import analysis, plotting, schema
 
 __all__ = [
     "column",
+    "evals_to",
     "fmt",
     "fmt_ci",
     "fmt_miqr",
@@ -68,6 +69,15 @@ def column(runs: pd.DataFrame, name: str) -> pd.Series:
     if name in runs:
         return pd.to_numeric(runs[name], errors="coerce").astype(float)
     return pd.Series(np.nan, index=runs.index, dtype=float)
+
+
+def evals_to(runs: pd.DataFrame, reached: str, evals: str, epochs: str) -> pd.Series:
+    """Per run, the gradient evaluations to one goal (``inf`` where ``reached`` is not 1),
+    its epochs for a run logged before evaluation counting (one evaluation an epoch in full
+    batch; an undercount for L-BFGS)."""
+    hit = column(runs, reached) == 1.0
+    cost = column(runs, evals).fillna(column(runs, epochs))
+    return pd.Series(np.where(hit, cost, np.inf), index=runs.index)
 
 
 def representative(runs: pd.DataFrame) -> pd.Series | None:

@@ -19,20 +19,12 @@ import pandas as pd
 
 from rprop_bench import analysis, plotting, schema
 from rprop_bench.document import DocumentWriter
-from rprop_bench.report_sections.common import column, fmt
+from rprop_bench.report_sections.common import column, evals_to, fmt
 from rprop_bench.report_sections.context import ReportContext
 
 __all__ = ["runtime_distributions", "target_costs"]
 
 _LADDER = re.compile(rf"^{schema.LADDER_REACHED}_(\d+)$")
-
-
-def _cost_to(runs: pd.DataFrame, reached: str, evals: str, epochs: str) -> pd.Series:
-    """Per run, the gradient evaluations to one target (∞ if not reached; its epochs for a
-    run that predates evaluation counting)."""
-    hit = column(runs, reached) == 1.0
-    cost = column(runs, evals).fillna(column(runs, epochs))
-    return pd.Series(np.where(hit, cost, np.inf), index=runs.index)
 
 
 def target_costs(runs: pd.DataFrame) -> pd.DataFrame:
@@ -48,9 +40,9 @@ def target_costs(runs: pd.DataFrame) -> pd.DataFrame:
     for k in rungs:
         reached, evals, epochs = (schema.ladder_metric(n, k) for n in (
             schema.LADDER_REACHED, schema.LADDER_GRAD_EVALS, schema.LADDER_EPOCHS))  # fmt: skip
-        cost = _cost_to(laddered, reached, evals, epochs)
+        cost = evals_to(laddered, reached, evals, epochs)
         frames.append(laddered[keys].assign(target=str(k), cost=cost, spent=spent))
-    cost = _cost_to(single, schema.REACHED_TARGET, schema.GRAD_EVALS_TO_TARGET,
+    cost = evals_to(single, schema.REACHED_TARGET, schema.GRAD_EVALS_TO_TARGET,
                     schema.EPOCHS_TO_TARGET)  # fmt: skip
     frames.append(single[keys].assign(target="target", cost=cost, spent=spent))
     return pd.concat(frames, ignore_index=True)
