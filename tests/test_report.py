@@ -496,3 +496,15 @@ def test_expected_running_time_and_the_runtime_ecdf_by_hand(built):
     assert ert.loc[("iris", "irprop+"), "reached"] == 3
     assert math.isinf(ert.loc[("iris", "adam"), "ert"])
     assert ert.loc[("line", "irprop+"), "ert"] == pytest.approx(11.0)  # 10, 11, 12
+
+
+def test_cli_unknown_control_is_one_line(capsys, standard_store, tmp_path):
+    code = report_command.main([f"tracking.uri={standard_store}", "tracking.experiment=exp",
+                                f"report.out={tmp_path / 'r'}", "report.control=lbfgs",
+                                "report.progress=false", "report.log_to_mlflow=false"])  # fmt: skip
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err == (
+        "rprop-bench report: error: report.control='lbfgs' is not a method of these runs; "
+        "valid: adam, irprop+"
+    )

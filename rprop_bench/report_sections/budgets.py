@@ -124,9 +124,9 @@ def budget_tests(ctx: ReportContext, w: DocumentWriter) -> None:
     """The section of tests at fixed budgets: against the control, and all pairs (CSV);
     nothing with a single method."""
     methods = ctx.compared.methods
+    control = control_method(methods, ctx.options.control)  # a bad name is an error even so
     if len(methods) < 2:
         return
-    control = control_method(methods, ctx.options.control)
     alpha = ctx.options.alpha
     rows = [r for p in ctx.problems for r in _problem_tests(ctx, p, control)]
     w.heading(2, "Tests at fixed budgets")
