@@ -30,7 +30,7 @@ FIGURES = [
     "line_step_sizes",
     "performance_profiles",
     "probability_of_improvement",
-    "probability_of_improvement_epochs_to_target",
+    "probability_of_improvement_grad_evals_to_target",
     "runtime_ecdf",
     "line_seed_example",
 ]
@@ -43,7 +43,7 @@ TABLES = [
     "final_all_problems",
     "ranks",
     "probability_of_improvement",
-    "probability_of_improvement_epochs_to_target",
+    "probability_of_improvement_grad_evals_to_target",
     "line_fit",
     "runs",
 ]
@@ -182,8 +182,9 @@ def test_best_per_problem_is_bold_everywhere(built):
 
 def test_ranks_and_friedman_by_hand(built):
     ranks = _table(built, "ranks")
-    assert set(ranks["criterion"]) == {"final training loss", "final test loss", "epochs to target"}
-    for criterion in ("final test loss", "epochs to target"):
+    assert set(ranks["criterion"]) == {
+        "final training loss", "final test loss", "evaluations to target"}  # fmt: skip
+    for criterion in ("final test loss", "evaluations to target"):
         r = ranks[ranks["criterion"] == criterion]
         # irprop+ is better on both problems (lower loss; adam never reaches the target):
         # ranks (1, 1) and (2, 2); chi2 = 12*2/(2*3) * (1 + 4 - 2*9/4) = 2,
@@ -212,7 +213,9 @@ def test_probability_of_improvement_by_hand(built):
     # so its P there is 1 in every resample: the interval's low end is at least 1/2
     low, high = p.loc[("irprop+", "adam"), ["ci_low", "ci_high"]]
     assert 0.5 <= low <= (8 / 9 + 1) / 2 <= high <= 1.0
-    e = _table(built, "probability_of_improvement_epochs_to_target").set_index(["method", "versus"])
+    e = _table(built, "probability_of_improvement_grad_evals_to_target").set_index(
+        ["method", "versus"]
+    )
     # every irprop+ run reaches the target, no adam run does (inf; the failed one NaN)
     assert e.loc[("irprop+", "adam"), "p_improvement"] == 1.0
 

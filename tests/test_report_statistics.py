@@ -103,3 +103,20 @@ def test_final_tables_give_the_intervals_level_and_call_a_range_a_range(store_fa
     assert bool(final.loc["adam", "test_loss_ci_is_range"])
     text = built.markdown.read_text(encoding="utf-8")
     assert "range (0.2, 0.22) 75 %" in text
+
+
+def test_the_cost_to_target_is_ranked_in_gradient_evaluations_not_epochs(store_factory, tmp_path):
+    # L-BFGS reaches the target in 2 epochs that cost 40 evaluations (its line searches);
+    # iRprop- in 10 epochs of one evaluation each: ranked on evaluations, iRprop- wins
+    runs = []
+    for problem in PROBLEMS:
+        for optimizer, epochs, evals in (("irprop_minus", 10, 10.0), ("lbfgs", 2, 40.0)):
+            for seed in range(3):
+                final = finals(0.1, acc=0.9, epochs_to_target=epochs)
+                final["grad_evals_to_target"] = evals
+                runs.append(HandRun(problem, optimizer, optimizer.replace("_minus", "-"), seed,
+                                    final, [1.0, 0.5, 0.1]))  # fmt: skip
+    _, ranks = _build(store_factory, tmp_path, runs)
+    evals = ranks[ranks["criterion"] == "evaluations to target"].set_index("method")
+    assert evals.loc["irprop-", "average_rank"] == 1.0
+    assert evals.loc["lbfgs", "average_rank"] == 2.0
