@@ -17,6 +17,7 @@ References:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,7 @@ __all__ = [
     "holm",
     "identical_methods",
     "improvement_matrix",
+    "improvement_of_cells",
     "nemenyi_critical_difference",
     "pair_test",
     "practical_ties",
@@ -272,6 +274,31 @@ def probability_of_improvement(
     return float(np.mean(better + 0.5 * equal))
 
 
+def improvement_of_cells(cells: np.ndarray, rope: Rope | None = None) -> np.ndarray:
+    """P(row beats column) from an array of runs: the one computation behind
+    :func:`improvement_matrix` and the report's bootstrap of it.
+
+    Args:
+        cells: shape ``(n_tasks, n_methods, n_runs)`` of costs (lower is better, a failed run
+            ``inf``), NaN-padded where a cell holds fewer runs.
+        rope: practically equal values tie (count ½).
+
+    Returns:
+        shape ``(n_methods, n_methods)``: per task, the share of run pairs ``(a_i, b_j)`` where
+        ``a_i`` is better, ties counting ½, averaged over the tasks where both ran (NaN where
+        none; the diagonal is ½).
+    """
+    a, b = cells[:, :, None, :, None], cells[:, None, :, None, :]
+    valid = ~np.isnan(a) & ~np.isnan(b)
+    tie = rope.ties(a, b) if rope is not None else a == b
+    wins = np.where(valid, ((a < b) & ~tie) + 0.5 * tie, 0.0).sum(axis=(3, 4))
+    pairs = valid.sum(axis=(3, 4))
+    per_task = np.where(pairs > 0, wins / np.maximum(pairs, 1), np.nan)
+    with warnings.catch_warnings():  # two methods that share no task: NaN, as documented
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(per_task, axis=0)
+
+
 def improvement_matrix(
     frame: pd.DataFrame,
     *,
@@ -282,7 +309,8 @@ def improvement_matrix(
     methods: Sequence[str] | None = None,
     rope: Rope | None = None,
 ) -> pd.DataFrame:
-    """P(row method beats column method), averaged over tasks (Agarwal et al. 2021, §4.3).
+    """P(row method beats column method), averaged over tasks (Agarwal et al. 2021, §4.3):
+    :func:`probability_of_improvement` per task, through :func:`improvement_of_cells`.
 
     Args:
         frame: one row per run, with the ``method``, ``task`` and ``value`` columns.
@@ -296,23 +324,19 @@ def improvement_matrix(
         both ran of ``P(a beats b)``; the diagonal is 0.5; NaN if they share no task.
     """
     names = list(methods) if methods is not None else sorted(frame[method].unique())
-    out = pd.DataFrame(np.nan, index=names, columns=names, dtype=float)
-    groups = {
-        (t, m): g[value].to_numpy(float) for (t, m), g in frame.groupby([task, method], sort=False)
+    tasks = list(frame[task].unique())
+    sign = 1.0 if lower_is_better else -1.0
+    groups = {  # as costs: lower is better, NaN (a failed run) -> inf
+        key: as_costs(sign * g[value].to_numpy(float))
+        for key, g in frame.groupby([task, method], sort=False)
     }
-    tasks = frame[task].unique()
-    for a in names:
-        for b in names:
-            ps = [
-                probability_of_improvement(
-                    groups[(t, a)], groups[(t, b)], lower_is_better=lower_is_better, rope=rope
-                )
-                for t in tasks
-                if (t, a) in groups and (t, b) in groups
-            ]
-            if ps:
-                out.loc[a, b] = float(np.mean(ps))
-    return out
+    width = max((len(g) for g in groups.values()), default=1)
+    cells = np.full((len(tasks), len(names), width), np.nan)
+    for i, t in enumerate(tasks):
+        for j, m in enumerate(names):
+            if (t, m) in groups:
+                cells[i, j, : len(groups[(t, m)])] = groups[(t, m)]
+    return pd.DataFrame(improvement_of_cells(cells, rope), index=names, columns=names)
 
 
 # --------------------------------------------------------------------------- duplicates

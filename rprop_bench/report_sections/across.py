@@ -61,19 +61,6 @@ def median_costs(
     return median_of_cells(cell_values(runs, value, problems, methods))
 
 
-def _probability_of_improvement(sample: np.ndarray, rope: comparison.Rope) -> np.ndarray:
-    """(n_methods, n_methods) P(row beats column), averaged over the problems where both
-    ran: :func:`comparison.improvement_matrix` on an array, for the bootstrap."""
-    a, b = sample[:, :, None, :, None], sample[:, None, :, None, :]
-    valid = ~np.isnan(a) & ~np.isnan(b)
-    tie = rope.ties(a, b)
-    wins = np.where(valid, ((a < b) & ~tie) + 0.5 * tie, 0.0).sum(axis=(3, 4))
-    pairs = valid.sum(axis=(3, 4))
-    with np.errstate(invalid="ignore"):
-        per_problem = np.where(pairs > 0, wins / np.maximum(pairs, 1), np.nan)
-        return np.nanmean(per_problem, axis=0)
-
-
 def _to_target(runs: pd.DataFrame, metric: str) -> pd.Series:
     """A time-to-target metric of the runs, ∞ where a run did not reach the target."""
     reached = column(runs, schema.REACHED_TARGET) == 1.0
@@ -207,10 +194,11 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
     for label, key, values in criteria(runs):
         if values.isna().all():
             continue
-        fr = comparison.friedman_test(median_costs(runs, values, problems, methods), rope=rope)
+        cells = cell_values(runs, values, problems, methods)
+        fr = comparison.friedman_test(median_of_cells(cells), rope=rope)
         rejects = fr.rejects(opts.alpha)
         low, high = analysis.stratified_bootstrap(
-            cell_values(runs, values, problems, methods),
+            cells,
             lambda sample: comparison.average_ranks(median_of_cells(sample), rope=rope),
             confidence=opts.confidence, n_resamples=opts.n_resamples, random_state=opts.seed,
         )  # fmt: skip
@@ -268,12 +256,13 @@ def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
     rope = comparison.Rope(opts.rope_relative, opts.rope_absolute)
     w.heading(3, "Probability of improvement")
     for label, key, values in criteria(runs)[1:]:
-        frame = runs[["problem", "method"]].copy()
-        frame["value"] = np.where(runs["failed"], np.nan, values)
-        matrix = comparison.improvement_matrix(frame, methods=methods, rope=rope)
+        cells = cell_values(runs, values, problems, methods)
+        matrix = pd.DataFrame(
+            comparison.improvement_of_cells(cells, rope), index=methods, columns=methods
+        )
         low, high = analysis.stratified_bootstrap(
-            cell_values(runs, values, problems, methods),
-            lambda sample: _probability_of_improvement(sample, rope),
+            cells,
+            lambda sample: comparison.improvement_of_cells(sample, rope),
             confidence=opts.confidence, n_resamples=opts.n_resamples, random_state=opts.seed,
         )  # fmt: skip
         suffix = "" if key == "test_loss" else f"_{key}"
