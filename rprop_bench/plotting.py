@@ -45,6 +45,7 @@ __all__ = [
     "performance_profiles",
     "runtime_ecdfs",
     "step_size_panels",
+    "tuning_gain_heatmap",
 ]
 
 
@@ -333,6 +334,42 @@ def improvement_heatmap(
         ax.set_xlabel("Y")
         ax.set_ylabel("X")
         fig.colorbar(im, ax=ax, label="P(X beats Y)")
+        if title:
+            ax.set_title(title, loc="left")
+        return fig
+
+
+def tuning_gain_heatmap(
+    ratio: pd.DataFrame, labels: pd.DataFrame, *, title: str = "", width: float = ONE_COLUMN
+) -> Figure:
+    """What tuning gained: log10(default / tuned) of a cost per (problem, optimizer).
+
+    Args:
+        ratio: problems × optimizers, log10 of the default's median over the tuned one's
+            (> 0: tuning lowered the cost); NaN where it cannot be said (drawn grey).
+        labels: the same shape, the text of each cell (e.g. ``"×3.2"``, ``"only tuned"``).
+        title: figure title.
+        width: figure width in inches.
+    """
+    rows, cols = list(ratio.index), list(ratio.columns)
+    values = ratio.to_numpy(float)
+    finite = values[np.isfinite(values)]
+    span = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    with mpl.rc_context(RC):
+        fig = new_figure(width, max(1.8, 0.3 * len(rows) + 1.2))
+        ax = fig.add_subplot()
+        cmap = mpl.colormaps["RdBu"].with_extremes(bad="0.85")
+        im = ax.imshow(np.ma.masked_invalid(values), vmin=-span, vmax=span, cmap=cmap)
+        ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+        ax.set_yticks(range(len(rows)), rows)
+        ax.grid(False)
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                v = values[i, j]
+                dark = np.isfinite(v) and abs(v) > 0.6 * span
+                ax.text(j, i, str(labels.iat[i, j]), ha="center", va="center", fontsize=5,
+                        color="white" if dark else "black")  # fmt: skip
+        fig.colorbar(im, ax=ax, label="log10(default / tuned)")
         if title:
             ax.set_title(title, loc="left")
         return fig

@@ -40,6 +40,7 @@ from rprop_bench.report_sections import (
     provenance,
     runs,
     runtimes,
+    tuning,
 )
 from rprop_bench.report_sections.context import ProblemSection, ReportContext, Section
 from rprop_bench.report_sections.inputs import load_context
@@ -61,6 +62,7 @@ __all__ = [
 
 #: The report's sections, in the order they appear.
 SECTIONS: list[Section] = [
+    tuning.tuning_section,
     problem.problems,
     problem.final_all_problems,
     across.across_problems,

@@ -134,9 +134,26 @@ TAG_VECTORIZED = "rprop_bench.vectorized"
 #: A random id per create_run call: a retry after a lost reply finds the run it already made.
 TAG_CREATE_ATTEMPT = "rprop_bench.create_attempt"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag for nested runs
+#: The other sweeps a run serves (space-separated sweep ids): a sweep that finds one of its
+#: grid points already FINISHED reuses that run and adds its id here, so its report covers
+#: its whole grid.
+TAG_SWEEPS = "rprop_bench.sweeps"
+# A tuning study (``python -m rprop_bench tune``): set on its runs.
+TAG_TUNE_STUDY = "rprop_bench.tune.study"  # the study's id
+TAG_TUNE_ROLE = "rprop_bench.tune.role"  # TUNE_ROLES: a trial, a tuned rerun, a default rerun
+TAG_TUNE_TRIAL = "rprop_bench.tune.trial"  # a trial run's number within its cell
+TUNE_ROLES = ("trial", "tuned", "default")
+#: What a tuning study may minimise (``tune.objective``; rprop_bench.tuning.selection) and
+#: how it may search (``tune.sampler``; rprop_bench.tuning.sampling).
+TUNE_OBJECTIVES = ("train_evals_to_target", "best_val_loss")
+TUNE_SAMPLERS = ("sobol", "tpe")
+#: The protocol's floors: selection on >= 3 tuning seeds, scoring on >= 10 fresh ones.
+MIN_TUNING_SEEDS = 3
+MIN_RERUN_SEEDS = 10
 
 RUN_KIND_SWEEP = "sweep"
 RUN_KIND_TRAINING = "training"
+RUN_KIND_TUNE = "tune"  # the parent run of a tuning study (its phases are sweeps under it)
 
 TASK_CLASSIFICATION = "classification"
 TASK_REGRESSION = "regression"
@@ -152,6 +169,11 @@ ARTIFACT_STEP_HEATMAP = "step_sizes/heatmap.png"
 ARTIFACT_LINE_DATA = "problem/line_data.csv"
 # Written by the report command under the sweep's parent run.
 ARTIFACT_REPORT_DIR = "report"
+# Written by the tune command under the study's parent run (CSV, see rprop_bench.cli.tune).
+ARTIFACT_TUNE_TRIALS = "tuning/trials.csv"  # every trial: cell, hyperparameters, scores
+ARTIFACT_TUNE_SELECTION = "tuning/selection.csv"  # the winner per cell and objective
+ARTIFACT_TUNE_GAIN = "tuning/gain.csv"  # tuned against default, on the fresh seeds
+ARTIFACT_TUNE_BUDGET = "tuning/budget.csv"  # trials and gradient evaluations per optimizer
 
 # --- domain facts: defined here once, read by every layer ---
 #: The four classic variants of the Rprop family, by the papers' names (Riedmiller & Braun
@@ -168,6 +190,10 @@ TORCH_RPROP_LABEL = "torch_rprop"
 #: value (so seeds can train stacked, ``train.vectorize_seeds``), ``false`` where it couples
 #: weights (L-BFGS). Absent: decided by the class (``rprop_bench.seed_batch``).
 OPTIMIZER_ELEMENTWISE_KEY = "elementwise"
+#: The harness's other key in an optimizer's config: the search space that ``tune`` samples
+#: (``rprop_bench.tuning.space``); never passed to the class, nor part of a run's key.
+OPTIMIZER_SEARCH_KEY = "search"
+OPTIMIZER_HARNESS_KEYS = (OPTIMIZER_ELEMENTWISE_KEY, OPTIMIZER_SEARCH_KEY)
 #: The default tracking store: an embedded SQLite file in the working directory.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 

@@ -18,9 +18,12 @@ so this sweeper:
   and keep one cache per worker process.
 
 Everything else (grid expansion, batching, ``multirun.yaml``) is Hydra's
-:class:`~hydra._internal.core_plugins.basic_sweeper.BasicSweeper`.
+:class:`~hydra._internal.core_plugins.basic_sweeper.BasicSweeper`, except with ``job_list``:
+a JSON file of the jobs' override lists replaces the grid. ``python -m rprop_bench tune``
+launches its trials so, since a search's points are no Cartesian product.
 """
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +32,7 @@ from typing import Any, Dict, List, Optional  # noqa: UP035 - OmegaConf reads th
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.config_store import ConfigStore
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.rprop_bench_sweeper._caching_loader import CachingConfigLoader
 
@@ -44,6 +47,8 @@ class PreflightedSweeperConf:
     # false: every job composes its config from the files, as with Hydra's basic sweeper
     # (the second check is still skipped); for measuring what the shared composition saves
     compose_once: bool = True
+    # a JSON file holding a list of jobs, each a list of overrides: these jobs, not the grid
+    job_list: Optional[str] = None  # noqa: UP045
 
 
 ConfigStore.instance().store(
@@ -59,9 +64,11 @@ class PreflightedSweeper(BasicSweeper):
         max_batch_size: Optional[int],  # noqa: UP045
         params: Optional[Dict[str, str]] = None,  # noqa: UP006, UP045
         compose_once: bool = True,
+        job_list: Optional[str] = None,  # noqa: UP045
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self._compose_once = compose_once
+        self._job_list = job_list
         self._loader: Optional[CachingConfigLoader] = None  # noqa: UP045
 
     def setup(
@@ -81,12 +88,34 @@ class PreflightedSweeper(BasicSweeper):
         self._share = "JoblibLauncher" in str(config.hydra.launcher.get("_target_", ""))
 
     def sweep(self, arguments: List[str]) -> Any:  # noqa: UP006 - as the base class says
-        """Sweep as the basic sweeper; remove the shared compositions' file at the end."""
+        """Sweep as the basic sweeper (or the jobs of ``job_list``); remove the shared
+        compositions' file at the end."""
         try:
-            return super().sweep(arguments)
+            if self._job_list is None:
+                return super().sweep(arguments)
+            return self._sweep_listed(json.loads(Path(self._job_list).read_text()))
         finally:
             if self._loader is not None:
                 self._loader.forget_shared()
+
+    def _sweep_listed(self, jobs: List[List[str]]) -> Any:  # noqa: UP006
+        """Launch ``jobs`` as the basic sweeper launches a grid: in batches of
+        ``max_batch_size`` (all at once if unset), ``multirun.yaml`` saved first."""
+        assert self.config is not None
+        assert self.launcher is not None
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        size = self.max_batch_size or max(len(jobs), 1)
+        returns = []
+        for start in range(0, len(jobs), size):
+            batch = [list(job) for job in jobs[start : start + size]]
+            self.validate_batch_is_legal(batch)
+            results = self.launcher.launch(batch, initial_job_idx=start)
+            for r in results:
+                _ = r.return_value  # raises where the job raised, as the basic sweeper does
+            returns.append(results)
+        return returns
 
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """No check: the CLI composed and validated every job before Hydra started.

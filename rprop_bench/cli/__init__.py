@@ -6,6 +6,8 @@ The command word may stand anywhere among the Hydra overrides
 * ``run`` (the default): one training run.
 * ``sweep``: a Hydra multirun over the grid in ``conf/sweep/`` (command-line overrides fix or
   narrow it), recorded as one MLflow parent run with a nested child per job.
+* ``tune``: a tuning study (:mod:`rprop_bench.cli.tune`): every optimizer searched with the
+  same budget, selected on tuning seeds, rerun on fresh seeds; its phases are sweeps.
 * ``ui``: the MLflow UI on 127.0.0.1 against the same store.
 * ``report``: dispatched to its own module.
 
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
 
     from rprop_bench.cli.launchers import Launcher
 
-COMMANDS = ("run", "sweep", "ui", "report")
+COMMANDS = ("run", "sweep", "tune", "ui", "report")
 #: Hydra flags that only print something: they pass straight to Hydra, without checks.
 _HYDRA_INFO_FLAGS = {"--cfg", "-c", "--info", "-i", "--hydra-help", "--shell-completion", "-sc"}
 #: Hydra flags followed by a value.
@@ -103,6 +105,9 @@ commands (the word may stand anywhere among the overrides):
   run        one training run (the default)
   sweep      a Hydra multirun over the grid in conf/sweep/, one MLflow parent run with a
              nested child per job; overrides fix or narrow the grid (optimizer=rprop sweep)
+  tune       a tuning study: each optimizer × problem of the comma lists searched with the
+             same trial budget (conf/tune/, the optimizers' search spaces), the winners
+             rerun on fresh seeds (tune optimizer=adam,irprop_plus problem=iris,moons)
   ui         start the MLflow UI on 127.0.0.1 against the same store and print its address
   report     write the report of a sweep (settings: conf/report.yaml)
 
@@ -146,6 +151,9 @@ def _run_hydra(flags: list[str], overrides: list[str]) -> int:
         hydra.main(version_base=None, config_path=str(CONF_DIR), config_name=CONFIG_NAME)(run_job)()
     finally:
         sys.argv = saved
+        from hydra.core.global_hydra import GlobalHydra
+
+        GlobalHydra.instance().clear()  # a command that runs several sweeps (tune) composes again
     return 0
 
 
@@ -190,10 +198,10 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
     if not sweep:
         return _single_run(flags, overrides, first)
     print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
-    return _sweep(flags, overrides, jobs, configs, launcher, parsed)
+    return launch_sweep(flags, overrides, jobs, configs, launcher, parsed)
 
 
-def _open_store(cfg: DictConfig) -> int | None:
+def open_store_once(cfg: DictConfig) -> int | None:
     """A SQLite store's first start, or the repair of one cut short, once everything else is
     checked and before any job: created whole, one process at a time
     (:mod:`rprop_bench.first_start`); a line if repaired. Returns the exit status of a store
@@ -214,23 +222,31 @@ def _open_store(cfg: DictConfig) -> int | None:
     return None
 
 
-def _sweep(
+def launch_sweep(
     flags: list[str],
     overrides: list[str],
     jobs: list[list[str]],
     configs: list[DictConfig],
     launcher: Launcher,
     parsed: list[Override],
+    *,
+    sweep_id: str | None = None,
+    env: dict[str, str] | None = None,
 ) -> int:
-    """A checked sweep: its id and size for every job, the seed plan, then Hydra's multirun."""
+    """A checked sweep: its id and size for every job, the seed plan, then Hydra's multirun.
+
+    ``sweep_id`` (default: from the jobs' run keys) and ``env`` (variables for the sweep's
+    callback, in this process only) let the ``tune`` command run its phases as sweeps of a
+    study.
+    """
     from rprop_bench.cli.identity import SWEEP_ID_ENV, SWEEP_SIZE_ENV, run_key, sweep_id_of
     from rprop_bench.cli.launchers import job_environment, launcher_overrides, runs_on_this_machine
 
     sweep_env = {
-        SWEEP_ID_ENV: sweep_id_of(run_key(cfg) for cfg in configs),
+        SWEEP_ID_ENV: sweep_id or sweep_id_of(run_key(cfg) for cfg in configs),
         SWEEP_SIZE_ENV: str(len(jobs)),  # for the jobs' "[3/30]" progress lines
     }
-    refused = _open_store(configs[0])
+    refused = open_store_once(configs[0])
     if refused is not None:
         return refused
     local = runs_on_this_machine(launcher, parsed)
@@ -239,12 +255,13 @@ def _sweep(
         # This process (the sweep-parent callback, joblib workers) reads them from os.environ;
         # jobs elsewhere (Ray cluster, SLURM nodes) from their Hydra config's hydra.job.env_set.
         os.environ.update(sweep_env)
+        os.environ.update(env or {})
         try:
             extra = [*launcher_overrides(launcher, parsed), *job_environment(sweep_env)]
             ender = _sweep_ender(configs[0], sweep_env[SWEEP_ID_ENV])
             return _run_interruptible(flags, [*overrides, *extra], launcher, ender)
         finally:
-            for name in sweep_env:
+            for name in [*sweep_env, *(env or {})]:
                 os.environ.pop(name, None)
 
 
@@ -256,7 +273,7 @@ def _single_run(flags: list[str], overrides: list[str], cfg: Any) -> int:
         why = why_not_stacked(cfg)
         if why is not None:
             return _error(f"train.vectorize_seeds=true: {why}")
-    refused = _open_store(cfg)
+    refused = open_store_once(cfg)
     if refused is not None:
         return refused
     return _run_interruptible(flags, overrides)
@@ -393,4 +410,8 @@ def _dispatch(args: list[str]) -> None:
         sys.exit(0)
     if command == "ui":
         sys.exit(_ui(overrides))
+    if command == "tune":
+        from rprop_bench.cli.tune import tune
+
+        sys.exit(tune(flags, overrides))
     sys.exit(_train(command, flags, overrides))

@@ -99,9 +99,9 @@ def train_settings(cfg: DictConfig) -> TrainSettings:
 
 def optimizer_partial(cfg: DictConfig) -> Callable[..., torch.optim.Optimizer]:
     """The optimizer's class with its hyperparameters bound, without the harness's own keys
-    (:data:`~rprop_bench.schema.OPTIMIZER_ELEMENTWISE_KEY`): call it with the parameters."""
+    (:data:`~rprop_bench.schema.OPTIMIZER_HARNESS_KEYS`): call it with the parameters."""
     node = OmegaConf.masked_copy(
-        cfg.optimizer, [k for k in cfg.optimizer if k != schema.OPTIMIZER_ELEMENTWISE_KEY]
+        cfg.optimizer, [k for k in cfg.optimizer if k not in schema.OPTIMIZER_HARNESS_KEYS]
     )
     return hydra_instantiate(node)
 

@@ -10,6 +10,7 @@ after a crash) finds its parent run and opens it again.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -53,7 +54,14 @@ class SweepParentCallback(Callback):
     def _start(self, config: DictConfig) -> None:
         from rprop_bench import schema, tracking
         from rprop_bench.cli.build import tracking_options
-        from rprop_bench.cli.identity import PROGRAM, git_commit, sweep_id_for
+        from rprop_bench.cli.identity import (
+            PROGRAM,
+            SWEEP_COMMAND_ENV,
+            SWEEP_TITLE_ENV,
+            SWEEP_WITHIN_ENV,
+            git_commit,
+            sweep_id_for,
+        )
 
         cwd = Path.cwd()
         sweep_dir = (cwd / str(config.hydra.sweep.dir)).resolve()
@@ -64,13 +72,18 @@ class SweepParentCallback(Callback):
         resumed = self._tracker.find_sweep_parent(sweep_id) is not None
         overrides = [str(o) for o in config.hydra.overrides.task]
         shown = " ".join(o for o in overrides if not o.startswith("sweep=")) or "default grid"
+        command = " ".join([PROGRAM, "sweep", *map(shlex.quote, overrides)])
         tags = {
-            schema.TAG_COMMAND: " ".join([PROGRAM, "sweep", *map(shlex.quote, overrides)]),
+            schema.TAG_COMMAND: os.environ.get(SWEEP_COMMAND_ENV) or command,
             schema.TAG_OUTPUT_DIR: str(sweep_dir),
             schema.TAG_GIT_COMMIT: git_commit(),
         }
+        within = os.environ.get(SWEEP_WITHIN_ENV)  # a phase of a tuning study: nested in it
+        if within:
+            tags[schema.TAG_PARENT_RUN_ID] = within
+        name = os.environ.get(SWEEP_TITLE_ENV) or parent_run_name(shown, sweep_dir)
         self._parent_run_id = self._tracker.ensure_sweep_parent(
-            sweep_id, sweep_dir, parent_run_name(shown, sweep_dir), tags, reopen=True
+            sweep_id, sweep_dir, name[:MAX_RUN_NAME], tags, reopen=True
         )
         how = "resuming parent run" if resumed else "parent run"
         print(f"sweep {sweep_id}: {how} {self._parent_run_id} in {uri}", flush=True)
@@ -83,6 +96,8 @@ class SweepParentCallback(Callback):
         summary = (
             ", ".join(f"{n} {status}" for status, n in sorted(ended.counts.items())) or "no runs"
         )
+        if ended.reused:
+            summary += f", {ended.reused} reused (FINISHED by an earlier sweep)"
         left = (
             f" (left RUNNING: {ended.still_running} runs of another sweep still run into it)"
             if ended.still_running

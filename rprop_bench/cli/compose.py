@@ -60,8 +60,11 @@ def _conf_dir() -> Path:
 #: the CLI, ``report``, the tests all use it).
 CONF_DIR: Path = _conf_dir()
 #: The config groups users swap, in the order ``--help`` lists them.
-GROUPS = ("optimizer", "problem", "model", "train", "tracking", "sweep", "experiment")
-_PLURAL = {"sweep": "sweep grids", "train": "train settings", "tracking": "tracking settings"}
+GROUPS = ("optimizer", "problem", "model", "train", "tracking", "sweep", "tune", "experiment")
+_PLURAL = {
+    "sweep": "sweep grids", "train": "train settings", "tracking": "tracking settings",
+    "tune": "tuning settings",
+}  # fmt: skip
 #: Hydra's flags that add a config folder to the search path (the last one given counts).
 CONFIG_DIR_FLAGS = ("--config-dir", "-cd")
 _SEARCHPATH = "hydra.searchpath"
@@ -346,6 +349,16 @@ def preflight(
         ConfigError: the first problem found, in one line.
     """
     jobs = job_overrides(overrides, sweep=sweep, extra_dirs=extra_dirs)
+    return jobs, check_jobs(jobs, extra_dirs)
+
+
+def check_jobs(jobs: list[list[str]], extra_dirs: Sequence[str] = ()) -> list[DictConfig]:
+    """Compose and validate the jobs of an explicit list (see :func:`preflight`); return their
+    configs.
+
+    Raises:
+        ConfigError: the first problem found, in one line.
+    """
     composed: dict[tuple[str, ...], DictConfig] = {}
     configs: list[DictConfig] = []
     with initialized(extra_dirs):
@@ -368,4 +381,4 @@ def preflight(
             validate(cfg)
             check_problem_name(cfg)
             configs.append(cfg)
-    return jobs, configs
+    return configs

@@ -59,7 +59,7 @@ def run_seed_group(
     size = os.environ.get(SWEEP_SIZE_ENV, "?")
     data = build_data(cfg)
     with file_lock(sweep_dir / f".rprop_bench_seed_group_{group_key}.lock"):
-        todo = _members_to_do(cfg, members, tracker, choice, size)
+        todo = _members_to_do(cfg, members, tracker, choice, size, sweep_tags)
         if isinstance(todo, dict):  # this job's own run is done: its summary
             return todo
         entries = []
@@ -120,7 +120,12 @@ def _claimed(
 
 
 def _members_to_do(
-    cfg: DictConfig, members: list[Any], tracker: Any, choice: str | None, size: str
+    cfg: DictConfig,
+    members: list[Any],
+    tracker: Any,
+    choice: str | None,
+    size: str,
+    sweep_tags: dict[str, str],
 ) -> list[tuple[Any, DictConfig, RunNames]] | dict[str, Any]:
     """The members of the group whose runs are not done (each with its config and names), or
     this job's own summary if its own run is done (a line is printed only for that one)."""
@@ -132,7 +137,10 @@ def _members_to_do(
         names = run_names(member_cfg, choice)
         quiet = member.key != own_key
         label = f"  [{member.index + 1}/{size}]"
-        done = skip_if_done(tracker, member_cfg, names.run_name, label, quiet=quiet)
+        done = skip_if_done(
+            tracker, member_cfg, names.run_name, label, quiet=quiet,
+            sweep_id=sweep_tags.get(schema.TAG_SWEEP_ID),
+        )  # fmt: skip
         if done is not None and not quiet:
             return done
         if done is None:

@@ -34,10 +34,17 @@ SWEEP_ID_ENV = "RPROP_BENCH_SWEEP_ID"
 SWEEP_SIZE_ENV = "RPROP_BENCH_SWEEP_SIZE"
 
 
+#: Set by the ``tune`` command for each phase of a study it launches as a sweep: the sweep
+#: parent's name, its command line, and the study's parent run it nests under.
+SWEEP_TITLE_ENV = "RPROP_BENCH_SWEEP_TITLE"
+SWEEP_COMMAND_ENV = "RPROP_BENCH_SWEEP_COMMAND"
+SWEEP_WITHIN_ENV = "RPROP_BENCH_SWEEP_WITHIN"
+
+
 #: Config nodes that say how a run is recorded or scheduled, not what it computes. They stay out
 #: of the run key, so a change of store, launcher, output directory or resume policy keeps it.
 #: (Hydra's own settings, launcher and output directories included, are not in a job's config.)
-NOT_IN_RUN_KEY = ("tracking", "sweep", "hydra")
+NOT_IN_RUN_KEY = ("tracking", "sweep", "tune", "hydra")
 
 
 @functools.cache
@@ -133,8 +140,9 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
             if option in problem and problem[option] is None:
                 problem.pop(option)
     optimizer = plain.get("optimizer")
-    if isinstance(optimizer, dict):  # a trait of the optimizer, not a hyperparameter
-        optimizer.pop(schema.OPTIMIZER_ELEMENTWISE_KEY, None)
+    if isinstance(optimizer, dict):  # traits of the optimizer, not hyperparameters
+        for key in schema.OPTIMIZER_HARNESS_KEYS:
+            optimizer.pop(key, None)
     train = plain.get("train")
     if isinstance(train, dict):
         if not train.get("vectorize_seeds", False):
@@ -164,7 +172,7 @@ def run_tags(
         overrides = hydra_cfg.overrides.task
     if output_dir is None:
         output_dir = Path(hydra_cfg.runtime.output_dir)
-    return {
+    tags = {
         schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING,
         schema.TAG_OPTIMIZER: names.optimizer,
         schema.TAG_VARIANT: names.variant,
@@ -177,6 +185,20 @@ def run_tags(
         schema.TAG_OUTPUT_DIR: str(output_dir.resolve()),
         schema.TAG_RUN_KEY: run_key(cfg),
     }
+    tags.update(tune_tags(cfg))
+    return tags
+
+
+def tune_tags(cfg: DictConfig) -> dict[str, str]:
+    """The tags of a tuning study's run (its study, role and trial), if the ``tune`` command
+    set them on its job; none otherwise."""
+    tune = cfg.get("tune")
+    if tune is None or tune.get("role") is None:
+        return {}
+    tags = {schema.TAG_TUNE_ROLE: str(tune.role), schema.TAG_TUNE_STUDY: str(tune.study)}
+    if tune.get("trial") is not None:
+        tags[schema.TAG_TUNE_TRIAL] = str(tune.trial)
+    return tags
 
 
 def job_label() -> str:

@@ -59,12 +59,12 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
     sweep_tags: dict[str, str] = {}
     group = group_of(run_key(cfg)) if multirun else None
     if multirun:
-        if group is None:
-            skipped = skip_if_done(tracker, cfg, names.run_name, job_label())
-            if skipped is not None:
-                return skipped
         sweep_dir = (cwd / str(hydra_cfg.sweep.dir)).resolve()
         sweep_tags[schema.TAG_SWEEP_ID] = sweep_id = sweep_id_for(sweep_dir)
+        if group is None:
+            skipped = skip_if_done(tracker, cfg, names.run_name, job_label(), sweep_id=sweep_id)
+            if skipped is not None:
+                return skipped
         parent_run_id = tracker.ensure_sweep_parent(
             sweep_id, sweep_dir, f"sweep {sweep_id}", {schema.TAG_OUTPUT_DIR: str(sweep_dir)}
         )

@@ -23,11 +23,17 @@ def log_inputs(entry: Entry, data: Any) -> None:
 
 
 def run_params(cfg: DictConfig) -> dict[str, str]:
-    """The run's MLflow params: the resolved config, flattened to dotted keys."""
+    """The run's MLflow params: the resolved config, flattened to dotted keys.
+
+    Left out: how a tuning study searches (``tune``, the optimizer's ``search`` space); the
+    run's tags say which study and trial it belongs to."""
     from rprop_bench.params import flatten
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
+    plain.pop("tune", None)
+    if isinstance(plain.get("optimizer"), dict):
+        plain["optimizer"].pop(schema.OPTIMIZER_SEARCH_KEY, None)
     return flatten({str(k): v for k, v in plain.items()})
 
 

@@ -11,7 +11,13 @@ from rprop_bench.cli.seed_groups import sweep_started, vectorized
 
 
 def skip_if_done(
-    tracker: Any, cfg: DictConfig, run_name: str, label: str, *, quiet: bool = False
+    tracker: Any,
+    cfg: DictConfig,
+    run_name: str,
+    label: str,
+    *,
+    quiet: bool = False,
+    sweep_id: str | None = None,
 ) -> dict[str, Any] | None:
     """In a sweep: a summary if this job's run key is already done (or running elsewhere).
 
@@ -19,6 +25,8 @@ def skip_if_done(
     :meth:`rprop_bench.tracking.Tracker.previous_runs`). ``sweep.skip_finished=false``
     redoes every job, except one that its seed group trained in this very sweep.
     ``quiet`` prints only the reaped runs (a seed group checking its other members).
+    A FINISHED run of an earlier sweep is reused: it is counted a run of sweep ``sweep_id``
+    too (:meth:`rprop_bench.tracking.Tracker.adopt`).
     """
     started = sweep_started() if vectorized(cfg) else None
     previous = tracker.previous_runs(run_key(cfg), since=started)
@@ -32,6 +40,8 @@ def skip_if_done(
     ):
         why = "already FINISHED" if previous.finished else "already RUNNING in a live process"
         done = previous.finished or previous.running
+        if previous.finished and sweep_id:
+            tracker.adopt(previous.finished, sweep_id)
     else:
         return None
     if not quiet:

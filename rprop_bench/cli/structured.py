@@ -36,9 +36,11 @@ from rprop_bench.cli.validate import (
     integer_in,
     non_empty_text,
     non_negative,
+    objectives,
     one_of,
     open_unit_interval,
     positive,
+    seed_list,
 )
 
 #: The name of the root schema in Hydra's ConfigStore (first in conf/config.yaml's defaults).
@@ -129,6 +131,39 @@ class SweepConfig:
 
 
 @dataclasses.dataclass
+class TuneConfig:
+    """How ``python -m rprop_bench tune`` searches (conf/tune/); not part of a run's key."""
+
+    trials: int = checked(at_least(1))
+    total_trials: int | None = checked(at_least(1).or_null())
+    sampler: str = checked(one_of(schema.TUNE_SAMPLERS))
+    seed: int = checked(at_least(0))
+    batch: int = checked(at_least(1))
+    seeds: list[int] = checked(seed_list(schema.MIN_TUNING_SEEDS))
+    rerun_seeds: list[int] = checked(seed_list(schema.MIN_RERUN_SEEDS))
+    objective: Any = checked(objectives())
+    target: int | None = checked(at_least(0).or_null())
+    boundary_fraction: float = checked(
+        Rule("in (0, 0.5)", lambda v: 0 < v < 0.5, "a number", lambda v: isinstance(v, float))
+    )
+    extend_on_boundary: bool = checked(boolean())
+    max_extensions: int = checked(at_least(1))
+    rerun_defaults: bool = checked(boolean())
+    # Set by the tune command on the jobs it launches (their tags), else null.
+    role: str | None = checked(one_of(schema.TUNE_ROLES).or_null())
+    trial: int | None = checked(at_least(0).or_null())
+    study: str | None = None
+
+    @staticmethod
+    def check_together(values: Mapping[str, Any], path: str) -> None:
+        """The fresh seeds are seeds that tuning never saw."""
+        shared = sorted(set(values["seeds"]) & set(values["rerun_seeds"]))
+        Rule(f"disjoint from {path}.seeds (shared: {shared})", lambda _: not shared).check(
+            f"{path}.rerun_seeds", list(values["rerun_seeds"])
+        )
+
+
+@dataclasses.dataclass
 class RootConfig:
     """The composed job config: one node per group."""
 
@@ -138,6 +173,7 @@ class RootConfig:
     train: TrainConfig = MISSING
     tracking: TrackingConfig = MISSING
     sweep: SweepConfig = MISSING
+    tune: TuneConfig = MISSING
 
 
 def register_schema() -> None:

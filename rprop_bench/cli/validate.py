@@ -134,6 +134,29 @@ def descending_targets() -> Rule:
     return Rule("> 0, strictly decreasing (easiest first)", ok, "a list of numbers", numbers)
 
 
+def seed_list(minimum: int) -> Rule:
+    """At least ``minimum`` distinct seeds (integers >= 0)."""
+
+    def seeds(v: Any) -> bool:
+        return isinstance(v, list | tuple) and all(_integer(s) and s >= 0 for s in v)
+
+    return Rule(
+        f"at least {minimum} distinct seeds", lambda v: len(set(v)) == len(v) >= minimum,
+        "a list of integers >= 0", seeds,
+    )  # fmt: skip
+
+
+def objectives() -> Rule:
+    """A tuning objective's name, or a list of them (one track each)."""
+
+    def ok(v: Any) -> bool:
+        names = v if isinstance(v, list | tuple) else [v]
+        return bool(names) and all(n in schema.TUNE_OBJECTIVES for n in names)
+
+    text = f"one of {', '.join(schema.TUNE_OBJECTIVES)} (or a list of them)"
+    return Rule(text, ok)
+
+
 def device() -> Rule:
     """``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
     return Rule(f"one of {DEVICES}", lambda v: str(v).split(":")[0] in DEVICES)
@@ -311,3 +334,4 @@ def validate(cfg: DictConfig) -> None:
         )
     structured("tracking")
     structured("sweep")
+    structured("tune")

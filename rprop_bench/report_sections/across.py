@@ -70,12 +70,20 @@ def _to_target(runs: pd.DataFrame, metric: str) -> pd.Series:
 def criteria(runs: pd.DataFrame) -> list[tuple[str, str, pd.Series]]:
     """What the optimizers are ranked on: (label, file-name key, value per run). The cost to
     the target is in gradient evaluations, not epochs: an L-BFGS epoch is up to 20
-    iterations and their line searches."""
-    return [
+    iterations and their line searches. The generalisation track (the best validation loss,
+    and the test loss of the model at that epoch) where the runs logged it."""
+    out = [
         ("final training loss", "final_train_loss", column(runs, schema.FINAL_TRAIN_LOSS)),
         ("final test loss", "test_loss", column(runs, schema.TEST_LOSS)),
         ("evaluations to target", "grad_evals_to_target", _evals_to_target(runs)[0]),
     ]
+    for label, metric in (
+        ("best validation loss", schema.BEST_VAL_LOSS),
+        ("test loss at best validation", schema.TEST_LOSS_AT_BEST_VAL),
+    ):
+        if metric in runs and runs[metric].notna().any():
+            out.append((label, metric, column(runs, metric)))
+    return out
 
 
 def _evals_to_target(runs: pd.DataFrame) -> tuple[pd.Series, bool]:
@@ -179,7 +187,8 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
     cd = comparison.nemenyi_critical_difference(len(methods), len(problems), opts.alpha)
     w.para(
         f"Average ranks over {len(problems)} problems (1 = best) of each optimizer's median over "
-        "seeds, for three criteria; a failed or never-reaching run counts as ∞. Medians within "
+        f"seeds, for {len(criteria(runs))} criteria; a failed or never-reaching run counts as "
+        "∞. Medians within "
         f"{opts.rope_relative:g} of each other (relative, with an absolute floor of "
         f"{opts.rope_absolute:g}) are ties before ranking, so float noise is not ranked. The "
         "omnibus test (Friedman's χ², Iman–Davenport's F beside it) asks whether the optimizers "

@@ -31,7 +31,9 @@ from rprop_bench.results.runs import (
     load_experiment,
     method_label,
     require_metrics,
+    runs_with_keys,
 )
+from rprop_bench.results.tuning import TuningResults, load_tuning
 
 __all__ = [
     "HISTORY_METRICS",
@@ -40,11 +42,14 @@ __all__ = [
     "NoRunsError",
     "ResultsError",
     "StoreNotFoundError",
+    "TuningResults",
     "connect",
     "load_experiment",
     "load_histories",
     "load_line_data",
     "load_step_histograms",
+    "load_tuning",
     "method_label",
     "require_metrics",
+    "runs_with_keys",
 ]

@@ -201,6 +201,8 @@ def _runs_frame(runs: Sequence) -> pd.DataFrame:
             "git_commit": tags.get(schema.TAG_GIT_COMMIT, ""),
             "run_key": tags.get(schema.TAG_RUN_KEY, ""),
             "command": tags.get(schema.TAG_COMMAND, ""),
+            "tune_role": tags.get(schema.TAG_TUNE_ROLE, ""),
+            "tune_trial": _seed(tags.get(schema.TAG_TUNE_TRIAL)),
         }
         row.update({k: float(restore_inf(np.array([v]))[0]) for k, v in run.data.metrics.items()})
         row.update({f"param.{k}": v for k, v in run.data.params.items()})
@@ -247,16 +249,12 @@ def load_experiment(
         )
     all_runs = _search_all(client, experiment.experiment_id)
     parents = [r for r in all_runs if r.data.tags.get(schema.TAG_RUN_KIND) == schema.RUN_KIND_SWEEP]
-    training = [
-        r for r in all_runs if r.data.tags.get(schema.TAG_RUN_KIND) != schema.RUN_KIND_SWEEP
-    ]
+    training = [r for r in all_runs if r.data.tags.get(schema.TAG_RUN_KIND) not in _NOT_TRAINING]
     if not training:
         raise NoRunsError(f"experiment {experiment_name!r} has no training runs in {tracking_uri}")
     parent = _chosen_parent(parents, training, sweep, experiment_name)
     if parent is not None and sweep != "all":
-        training = [
-            r for r in training if r.data.tags.get(schema.TAG_PARENT_RUN_ID) == parent.info.run_id
-        ]
+        training = _runs_of_sweep(training, parent)
         if not training:
             raise NoRunsError(
                 f"sweep {parent.info.run_id} of experiment {experiment_name!r} has no runs"
@@ -271,14 +269,51 @@ def load_experiment(
     )
 
 
+#: The run kinds that are not training runs: a sweep's parent, a tuning study's parent.
+_NOT_TRAINING = (schema.RUN_KIND_SWEEP, schema.RUN_KIND_TUNE)
+
+
+def _runs_of_sweep(training: list, parent: Any) -> list:
+    """The runs a sweep covers: its children, and the FINISHED runs of earlier sweeps that it
+    reused (:data:`~rprop_bench.schema.TAG_SWEEPS`), so a report covers its whole grid."""
+    sweep_id = parent.data.tags.get(schema.TAG_SWEEP_ID, "")
+    return [
+        r
+        for r in training
+        if r.data.tags.get(schema.TAG_PARENT_RUN_ID) == parent.info.run_id
+        or (sweep_id and sweep_id in r.data.tags.get(schema.TAG_SWEEPS, "").split())
+    ]
+
+
+def runs_with_keys(tracking_uri: str, experiment_name: str, keys: Iterable[str]) -> pd.DataFrame:
+    """The training runs of the given run keys, one per key: its FINISHED run if it has one,
+    else its latest run (FAILED or KILLED, marked ``failed``). Keys without a run are absent.
+
+    A tuning study reads its trials this way: by what they compute, whichever sweep ran them.
+    """
+    wanted = set(keys)
+    client = connect(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None or not wanted:
+        return pd.DataFrame()
+    where = f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_TRAINING}'"
+    runs = [
+        r
+        for r in _search_all(client, experiment.experiment_id, where)
+        if r.data.tags.get(schema.TAG_RUN_KEY) in wanted
+    ]
+    frame = _runs_frame(runs)
+    if frame.empty:
+        return frame
+    frame["_finished"] = frame["status"] == "FINISHED"
+    frame = frame.sort_values(["_finished", "start_time"], ascending=False, kind="stable")
+    return frame.drop_duplicates("run_key").drop(columns="_finished").reset_index(drop=True)
+
+
 def _chosen_parent(parents: list, training: list, sweep: str, experiment_name: str) -> Any:
     """The sweep parent run that ``sweep`` names (see :func:`load_experiment`), or ``None``."""
     if sweep == "latest":
-        with_children = [
-            p
-            for p in parents
-            if any(r.data.tags.get(schema.TAG_PARENT_RUN_ID) == p.info.run_id for r in training)
-        ]
+        with_children = [p for p in parents if _runs_of_sweep(training, p)]
         return max(with_children, key=lambda p: p.info.start_time or 0, default=None)
     if sweep != "all":
         matches = [

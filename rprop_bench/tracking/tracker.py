@@ -33,6 +33,7 @@ class SweepEnd(NamedTuple):
 
     counts: dict[str, int]  # the children by status
     still_running: int  # children RUNNING in live processes (another sweep): parent not ended
+    reused: int = 0  # FINISHED runs of earlier sweeps that this sweep's grid reused
 
 
 @dataclass(frozen=True)
@@ -167,10 +168,34 @@ class Tracker:
             where += " and attributes.status = 'RUNNING'"
         return self.client.search_runs([self.experiment_id], where, max_results=50000)
 
-    def find_sweep_parent(self, sweep_id: str) -> str | None:
-        """The run id of the parent of sweep ``sweep_id``, if it exists."""
-        runs = self._runs_tagged(schema.TAG_SWEEP_ID, sweep_id, schema.RUN_KIND_SWEEP, 1)
+    def find_sweep_parent(self, sweep_id: str, kind: str = schema.RUN_KIND_SWEEP) -> str | None:
+        """The run id of the parent of sweep ``sweep_id`` (or of a study, ``kind``), if any."""
+        runs = self._runs_tagged(schema.TAG_SWEEP_ID, sweep_id, kind, 1)
         return runs[0].info.run_id if runs else None
+
+    def adopt(self, run_id: str, sweep_id: str) -> None:
+        """Count the FINISHED run ``run_id`` of an earlier sweep as a run of sweep ``sweep_id``
+        too (:data:`~rprop_bench.schema.TAG_SWEEPS`): the new sweep reuses it, and its report
+        covers it."""
+        tags = self.client.get_run(run_id).data.tags
+        served = tags.get(schema.TAG_SWEEPS, "").split()
+        if sweep_id not in served and tags.get(schema.TAG_SWEEP_ID) != sweep_id:
+            self.client.set_tag(run_id, schema.TAG_SWEEPS, " ".join([*served, sweep_id]))
+
+    def _adopted(self, sweep_id: str) -> list[Run]:
+        where = f"tags.`{schema.TAG_SWEEPS}` LIKE '%{sweep_id}%'"
+        found = self.client.search_runs([self.experiment_id], where, max_results=50000)
+        return [r for r in found if sweep_id in r.data.tags.get(schema.TAG_SWEEPS, "").split()]
+
+    def annotate(
+        self, run_id: str, tags: Mapping[str, str], texts: Mapping[str, str] | None = None
+    ) -> None:
+        """Set ``tags`` on run ``run_id`` and log each text of ``texts`` (artifact path →
+        content, e.g. a CSV table) as an artifact of it."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
+        for path, text in (texts or {}).items():
+            self.client.log_text(run_id, text, path)
 
     def _runs_tagged(self, tag: str, value: str, kind: str, max_results: int) -> list[Run]:
         """The runs of kind ``kind`` whose ``tag`` is ``value``, oldest first."""
@@ -189,17 +214,19 @@ class Tracker:
         tags: Mapping[str, str],
         *,
         reopen: bool = False,
+        kind: str = schema.RUN_KIND_SWEEP,
     ) -> str:
         """Find or create the parent run of sweep ``sweep_id``; return its run id.
 
         Processes of one sweep (e.g. joblib workers) serialise on a lock file in ``lock_dir``
         (the sweep's output directory), so exactly one parent is created. A resumed sweep
-        (same id) finds its old parent; ``reopen`` marks it RUNNING again.
+        (same id) finds its old parent; ``reopen`` marks it RUNNING again. ``kind``: the
+        parent of a tuning study is :data:`~rprop_bench.schema.RUN_KIND_TUNE`.
         """
         if sweep_id in self._parents:
             return self._parents[sweep_id]
         with file_lock(lock_dir / _PARENT_LOCK):
-            found = self.find_sweep_parent(sweep_id)
+            found = self.find_sweep_parent(sweep_id, kind)
             if found:
                 if reopen:
                     self.client.update_run(found, status="RUNNING")
@@ -208,7 +235,7 @@ class Tracker:
             all_tags = {
                 **tags,
                 schema.TAG_SWEEP_ID: sweep_id,
-                schema.TAG_RUN_KIND: schema.RUN_KIND_SWEEP,
+                schema.TAG_RUN_KIND: kind,
             }
             run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
             self._parents[sweep_id] = run.info.run_id
@@ -260,7 +287,9 @@ class Tracker:
                 alive += run_is_alive(child, self.options.stale_seconds)
         if not alive:
             self.client.set_terminated(run_id, status=status)
-        return SweepEnd(counts, alive)
+        sweep_id = self.client.get_run(run_id).data.tags.get(schema.TAG_SWEEP_ID, "")
+        reused = len(self._adopted(sweep_id)) if sweep_id else 0
+        return SweepEnd(counts, alive, reused)
 
     def lost_claim(self, run_id: str, run_key: str, *, finished_counts: bool) -> str | None:
         """Whether the new run ``run_id`` lost its claim on ``run_key`` to another run.
