@@ -120,6 +120,13 @@ TAG_OUTPUT_DIR = "rprop_bench.hydra_output_dir"
 TAG_RUN_KIND = "rprop_bench.run_kind"  # RUN_KIND_SWEEP or RUN_KIND_TRAINING
 TAG_SWEEP_ID = "rprop_bench.sweep_id"  # shared by a sweep's parent and all its children
 TAG_FAILURE_REASON = "rprop_bench.failure_reason"  # set on FAILED/KILLED runs
+#: Set on a run that FAILED because its loss diverged (NaN or ∞): a deterministic failure,
+#: which a re-run of its sweep does not train again (``sweep.retry_failed``).
+TAG_FAILURE_KIND = "rprop_bench.failure_kind"
+FAILURE_DIVERGED = "diverged"
+#: How the reason of a diverged run begins (rprop_bench.training): it marks the runs made
+#: before the failure-kind tag existed.
+DIVERGED_REASON_PREFIX = "train loss became "
 TAG_RUN_KEY = "rprop_bench.run_key"  # hash of the resolved config (resume support)
 # Liveness of a RUNNING run (resume support): the process that writes it, and when it last
 # wrote. A RUNNING run whose process is gone is dead: a resumed sweep marks it KILLED, redoes it.
@@ -134,6 +141,7 @@ TAG_VECTORIZED = "rprop_bench.vectorized"
 #: A random id per create_run call: a retry after a lost reply finds the run it already made.
 TAG_CREATE_ATTEMPT = "rprop_bench.create_attempt"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag for nested runs
+TAG_NOTE = "mlflow.note.content"  # MLflow's own tag: the run's description in the UI
 #: The other sweeps a run serves (space-separated sweep ids): a sweep that finds one of its
 #: grid points already FINISHED reuses that run and adds its id here, so its report covers
 #: its whole grid.

@@ -261,8 +261,15 @@ def hydra_settings(overrides: list[str], extra_dirs: Sequence[str] = ()) -> Dict
 
 
 def _fixed(parsed: list[Override]) -> tuple[str, ...]:
-    """The overrides of a command line that are not comma lists (what every job shares)."""
-    return tuple(o.input_line for o in parsed if not o.is_sweep_override() and o.input_line)
+    """The overrides of a command line that are not comma lists and that choose files or
+    Hydra settings: all the ``hydra`` node depends on. A plain value such as
+    ``optimizer.search.lr.low=1e-7`` is left out: with ``optimizer=sgd,momentum`` it belongs
+    to each job's optimizer, not to the default one the node is composed with."""
+    return tuple(
+        o.input_line
+        for o in parsed
+        if not o.is_sweep_override() and o.input_line and _selects_files(o)
+    )
 
 
 @functools.lru_cache(maxsize=8)

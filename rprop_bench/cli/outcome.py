@@ -77,7 +77,7 @@ def record_result(
     finals = dict(result.final_metrics)
     try:
         if result.diverged:
-            recorder.fail(result.reason or "diverged", names.run_name)
+            recorder.fail(result.reason or "diverged", names.run_name, kind=schema.FAILURE_DIVERGED)
         else:
             if names.problem == "line":
                 finals.update(line_weights(model))

@@ -23,8 +23,10 @@ def skip_if_done(
 
     Dead RUNNING runs of the key are marked KILLED on the way (see
     :meth:`rprop_bench.tracking.Tracker.previous_runs`). ``sweep.skip_finished=false``
-    redoes every job, except one that its seed group trained in this very sweep.
-    ``quiet`` prints only the reaped runs (a seed group checking its other members).
+    redoes every job, except one that its seed group trained in this very sweep. A run that
+    FAILED because its loss diverged is a deterministic result, not trained again unless
+    ``sweep.retry_failed=true``. ``quiet`` prints only the reaped runs (a seed group
+    checking its other members).
     A FINISHED run of an earlier sweep is reused: it is counted a run of sweep ``sweep_id``
     too (:meth:`rprop_bench.tracking.Tracker.adopt`).
     """
@@ -42,6 +44,15 @@ def skip_if_done(
         done = previous.finished or previous.running
         if previous.finished and sweep_id:
             tracker.adopt(previous.finished, sweep_id)
+    elif (
+        previous.diverged
+        and OmegaConf.select(cfg, "sweep.skip_finished", default=True)
+        and not OmegaConf.select(cfg, "sweep.retry_failed", default=False)
+    ):
+        why = "already FAILED (its loss diverged; sweep.retry_failed=true trains it again)"
+        done = previous.diverged
+        if sweep_id:
+            tracker.adopt(done, sweep_id)
     else:
         return None
     if not quiet:

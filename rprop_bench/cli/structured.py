@@ -128,6 +128,7 @@ class SweepConfig:
     """How a sweep treats the runs already in the store (conf/config.yaml's ``sweep``)."""
 
     skip_finished: bool = checked(boolean())
+    retry_failed: bool = checked(boolean())
 
 
 @dataclasses.dataclass

@@ -310,7 +310,7 @@ class Study:
             schema.TAG_COMMAND: self.command,
             schema.TAG_GIT_COMMIT: git_commit(),
             schema.TAG_OUTPUT_DIR: str(self.dir),
-            "mlflow.note.content": note,
+            schema.TAG_NOTE: note,
         }
         self.run_id = self.tracker.ensure_sweep_parent(
             self.id, self.dir, title, tags, reopen=True, kind=schema.RUN_KIND_TUNE
@@ -513,9 +513,11 @@ def _any_flags(study: Study, cell: Cell, scored: pd.DataFrame) -> dict[str, str]
 # --- selection -----------------------------------------------------------------------------
 
 
-def select(study: Study, scored: pd.DataFrame, objective: Objective) -> dict[str, dict[str, Any]]:
+def select(
+    study: Study, scored: pd.DataFrame, objective: Objective, *, declared: bool = False
+) -> dict[str, dict[str, Any]]:
     """The winner of every cell under ``objective``: its trial, score and values, and the
-    bounds of the cell's (final) space it sits on."""
+    bounds it sits on of the cell's final space (``declared``: of its declared one)."""
     from rprop_bench.tuning.selection import trial_scores, winner
 
     values = {(j.cell, j.trial): j.values for j in study.trials}
@@ -532,7 +534,9 @@ def select(study: Study, scored: pd.DataFrame, objective: Objective) -> dict[str
             "n_reached": int(row.n_reached),
             "n_seeds": int(row.n_seeds),
             "values": chosen,
-            "boundary": cell.spaces[-1].boundaries(chosen, study.settings.boundary_fraction),
+            "boundary": cell.spaces[0 if declared else -1].boundaries(
+                chosen, study.settings.boundary_fraction
+            ),
         }
     return best
 
@@ -653,7 +657,17 @@ def tune(flags: list[str], overrides: list[str]) -> int:
     refused = open_store_once(first)
     if refused is not None:
         return refused
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and o.input_line]
+    # Hydra composes the multirun's own config from these: its settings, the store and the
+    # bundle. Each job's overrides are complete in the job list; a value for the optimizer
+    # (optimizer.search.lr.low=...) would not fit the default optimizer it composes with.
+    fixed = [
+        o.input_line
+        for o in parsed
+        if not o.is_sweep_override()
+        and o.input_line
+        and o.key_or_group.lstrip("+").split(".")[0].split("/")[0]
+        in ("hydra", "tracking", "experiment")
+    ]
     command = " ".join([PROGRAM, "tune", *map(shlex.quote, [*flags, *overrides])]).replace(
         " --multirun", ""
     )
@@ -665,7 +679,19 @@ def tune(flags: list[str], overrides: list[str]) -> int:
         f"{len(settings.seeds)} tuning seeds ({settings.sampler}); parent run {study.run_id}",
         flush=True,
     )
-    return _run_study(study)
+    try:
+        code = _run_study(study)
+    except ConfigError as exc:  # a widened range, or a config changed on disk since the start
+        print(f"error: {exc}", file=sys.stderr)
+        code = EXIT_BAD_INPUT
+    if code:  # interrupted (128 + signal) or stopped by a store: the study did not finish
+        status = "KILLED" if code > 128 else "FAILED"
+        study.tracker.annotate(study.run_id, {
+            schema.TAG_FAILURE_REASON: f"a phase of the study ended with exit status {code}; "
+            "run the same command again to resume it",
+        })  # fmt: skip
+        study.tracker.client.set_terminated(study.run_id, status=status)
+    return code
 
 
 def _uri(cfg: DictConfig) -> str:
@@ -706,24 +732,26 @@ def _run_study(study: Study) -> int:
     out = tables(study, scored, first, reruns)
     texts = {path: frame.to_csv(index=False) for path, frame in out.items()}
     study.tracker.annotate(study.run_id, chosen_tags, texts)
+    if _has_reason(study):  # a resumed study: the reason an earlier attempt stopped is past
+        study.tracker.client.delete_tag(study.run_id, schema.TAG_FAILURE_REASON)
     study.tracker.client.set_terminated(study.run_id, status="FINISHED")
     _print_summary(study, out)
     return 0
+
+
+def _has_reason(study: Study) -> bool:
+    """Whether the study's parent carries the reason an earlier attempt stopped."""
+    return schema.TAG_FAILURE_REASON in study.tracker.client.get_run(study.run_id).data.tags
 
 
 def _first_flags(study: Study, scored: pd.DataFrame) -> dict[str, dict[str, dict[str, str]]]:
     """Per objective and cell: the bounds its winner sat on in the declared space (before any
     widening), for the tables."""
     round0 = scored[scored["round"] == 0]
-    widened = {c.name: c.spaces for c in study.cells}
     out: dict[str, dict[str, dict[str, str]]] = {}
     for obj in study.settings.objectives:
-        for cell in study.cells:
-            cell.spaces = widened[cell.name][:1]
-        best = select(study, round0, obj)
+        best = select(study, round0, obj, declared=True)
         out[obj.name] = {name: win["boundary"] for name, win in best.items()}
-    for cell in study.cells:
-        cell.spaces = widened[cell.name]
     return out
 
 

@@ -110,6 +110,13 @@ def tuning_section(ctx: ReportContext, w: DocumentWriter) -> None:
         "training runs, and gradient evaluations (summed over the trials' runs).",
         per_opt, per_opt.assign(grad_evals=[fmt(float(v)) for v in per_opt["grad_evals"]]),
     )  # fmt: skip
+    # the study's whole tables, for recomputing any number above without the store
+    for name, frame, caption in (
+        ("tuning_trials", tuning.trials, "Every trial of the study, per objective."),
+        ("tuning_gain", tuning.gain, "Tuned against default medians on the fresh seeds."),
+        ("tuning_budget_cells", budget, "The tuning budget per optimizer and problem."),
+    ):
+        w.table(name, caption, frame, frame, show=False)
     for objective in objectives:
         if "default_median" not in tuning.gain or "tuned_median" not in tuning.gain:
             break

@@ -160,9 +160,14 @@ class RunRecorder:
         self._end("FINISHED", final_metrics, title)
         return True
 
-    def fail(self, reason: str, title: str = "", status: str = "FAILED") -> None:
-        """Mark the run ``status`` (FAILED or KILLED) with ``reason`` as a tag; keep its data."""
+    def fail(
+        self, reason: str, title: str = "", status: str = "FAILED", kind: str | None = None
+    ) -> None:
+        """Mark the run ``status`` (FAILED or KILLED) with ``reason`` (and ``kind``, e.g.
+        :data:`~rprop_bench.schema.FAILURE_DIVERGED`) as tags; keep its data."""
         self.client.set_tag(self.run_id, schema.TAG_FAILURE_REASON, reason[:MAX_PARAM_VALUE])
+        if kind is not None:
+            self.client.set_tag(self.run_id, schema.TAG_FAILURE_KIND, kind)
         self._end(status, {}, title)
 
     @property

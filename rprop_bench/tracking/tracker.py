@@ -44,6 +44,7 @@ class PreviousRuns:
     running: str | None = None  # the id of a RUNNING run whose process is alive, if any
     reaped: list[str] = field(default_factory=list)  # dead RUNNING runs, now marked KILLED
     since: str | None = None  # the id of a run started at or after ``since``, not reaped
+    diverged: str | None = None  # the id of a run that FAILED because its loss diverged
 
 
 class Tracker:
@@ -135,7 +136,7 @@ class Tracker:
         sweep (a diverged seed FAILED there must not be redone alone by its own job).
         """
         runs = self._runs_tagged(schema.TAG_RUN_KEY, run_key, schema.RUN_KIND_TRAINING, 1000)
-        finished = running = recent = None
+        finished = running = recent = diverged = None
         reaped: list[str] = []
         for run in runs:
             status, run_id = run.info.status, run.info.run_id
@@ -149,7 +150,9 @@ class Tracker:
             elif dead:
                 self._mark_dead(run)
                 reaped.append(run_id)
-        return PreviousRuns(finished, running, reaped, recent)
+            elif status == "FAILED" and _diverged(run):
+                diverged = diverged or run_id
+        return PreviousRuns(finished, running, reaped, recent, diverged)
 
     def _mark_dead(self, run: Run) -> None:
         tags = run.data.tags
@@ -323,6 +326,15 @@ class Tracker:
     def _lose(self, run_id: str, winner: str) -> str:
         self.client.delete_run(run_id)
         return winner
+
+
+def _diverged(run: Run) -> bool:
+    """Whether a FAILED run failed because its loss diverged (its failure kind, or for runs
+    from before that tag, the reason the training loop gives)."""
+    tags = run.data.tags
+    if schema.TAG_FAILURE_KIND in tags:
+        return tags[schema.TAG_FAILURE_KIND] == schema.FAILURE_DIVERGED
+    return tags.get(schema.TAG_FAILURE_REASON, "").startswith(schema.DIVERGED_REASON_PREFIX)
 
 
 def log_report_artifacts(
