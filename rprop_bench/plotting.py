@@ -355,8 +355,9 @@ def tuning_gain_heatmap(
     values = ratio.to_numpy(float)
     finite = values[np.isfinite(values)]
     span = max(1.0, float(np.abs(finite).max())) if finite.size else 1.0
+    width = max(width, 0.55 * len(cols) + 1.6)  # room for a label per cell
     with mpl.rc_context(RC):
-        fig = new_figure(width, max(1.8, 0.3 * len(rows) + 1.2))
+        fig = new_figure(width, max(1.8, 0.28 * len(rows) + 1.3))
         ax = fig.add_subplot()
         cmap = mpl.colormaps["RdBu"].with_extremes(bad="0.85")
         im = ax.imshow(np.ma.masked_invalid(values), vmin=-span, vmax=span, cmap=cmap)
@@ -369,7 +370,7 @@ def tuning_gain_heatmap(
                 dark = np.isfinite(v) and abs(v) > 0.6 * span
                 ax.text(j, i, str(labels.iat[i, j]), ha="center", va="center", fontsize=5,
                         color="white" if dark else "black")  # fmt: skip
-        fig.colorbar(im, ax=ax, label="log10(default / tuned)")
+        fig.colorbar(im, ax=ax, label="log10(default / tuned)", shrink=0.8)
         if title:
             ax.set_title(title, loc="left")
         return fig

@@ -10,6 +10,11 @@ Metrics logged once at the end of a run use step 0.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 # --- per-epoch metrics (step = epoch, 1-based; epoch 0 is the initial point where logged) ---
 TRAIN_LOSS = "train_loss"
 VAL_LOSS = "val_loss"
@@ -204,6 +209,14 @@ OPTIMIZER_SEARCH_KEY = "search"
 OPTIMIZER_HARNESS_KEYS = (OPTIMIZER_ELEMENTWISE_KEY, OPTIMIZER_SEARCH_KEY)
 #: The default tracking store: an embedded SQLite file in the working directory.
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def failed_by_divergence(tags: Mapping[str, str]) -> bool:
+    """Whether a failed run's tags say its loss diverged: its failure kind, or, for runs from
+    before that tag, the reason the training loop gives."""
+    if TAG_FAILURE_KIND in tags:
+        return tags[TAG_FAILURE_KIND] == FAILURE_DIVERGED
+    return tags.get(TAG_FAILURE_REASON, "").startswith(DIVERGED_REASON_PREFIX)
 
 
 def variant_of(target: str, variant: str | None, optimizer: str) -> str:

@@ -150,6 +150,25 @@ def test_diverging_run_fails_with_reason_and_the_sweep_goes_on(tmp_path, store_u
     assert "nan" in reason or "inf" in reason
     assert fine.info.status == "FINISHED"
     assert "sweep done: 1 FAILED, 1 FINISHED" in out.stdout
+    assert failed.data.tags[schema.TAG_FAILURE_KIND] == schema.FAILURE_DIVERGED
+
+    # a divergence is deterministic: the same sweep again trains neither point ...
+    args = ("sweep", "optimizer=sgd", "problem=line", "train.seed=0", "optimizer.lr=1e30,0.05",
+            "train.epochs=20", f"tracking.uri={uri}")  # fmt: skip
+    again = run_cli(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "already FAILED (its loss diverged; sweep.retry_failed=true trains it again)" in (
+        again.stdout
+    )
+    training = [r for r in runs_of_kind(uri, None)
+                if r.data.tags.get(schema.TAG_RUN_KIND) == "training"]  # fmt: skip
+    assert len(training) == 2
+    # ... unless asked to
+    retried = run_cli(*args, "sweep.retry_failed=true", cwd=tmp_path)
+    assert retried.returncode == 0, retried.stderr
+    lrs = sorted(r.data.params["optimizer.lr"] for r in runs_of_kind(uri, None)
+                 if r.data.tags.get(schema.TAG_RUN_KIND) == "training")  # fmt: skip
+    assert lrs == ["0.05", "1e+30", "1e+30"]
 
 
 def _free_port() -> int:

@@ -331,7 +331,12 @@ class Study:
         return Job(overrides, cell.name, seed, role, **extra)
 
     def run_phase(self, name: str, jobs: list[Job]) -> int:
-        """Launch ``jobs`` as sweep ``<study>.<name>`` nested in the study; 0 or its exit code."""
+        """Launch ``jobs`` as sweep ``<study>.<name>`` nested in the study; 0 or its exit code.
+
+        Jobs whose run is done already (FINISHED, or FAILED by divergence, as a sweep skips
+        them) are not launched: a resumed study of thousands of runs would otherwise start a
+        job for each only to skip it. They are counted runs of the phase (adopted), so its
+        report covers them."""
         from rprop_bench.cli import launch_sweep
         from rprop_bench.cli.compose import check_jobs
         from rprop_bench.cli.identity import (
@@ -345,9 +350,24 @@ class Study:
         configs = check_jobs([j.overrides for j in jobs], extra_dirs)
         for job, cfg in zip(jobs, configs, strict=True):
             job.run_key = run_key(cfg)
+        sweep_id = f"{self.id}.{name}"
+        done = self._done(jobs, configs[0] if configs else None)
+        todo = [(j, c) for j, c in zip(jobs, configs, strict=True) if j.run_key not in done]
+        already = f", {len(jobs) - len(todo)} done already" if done else ""
+        print(f"tune {self.id}: phase {name}: {len(jobs)} runs{already}", flush=True)
+        if done:
+            parent = self.tracker.ensure_sweep_parent(
+                sweep_id, self.dir, f"{name} · {self.id}",
+                {schema.TAG_PARENT_RUN_ID: self.run_id, schema.TAG_COMMAND: self.command},
+            )  # fmt: skip
+            for run_id, home in done.values():
+                if sweep_id not in home:  # a run of another phase or sweep: now also this one's
+                    self.tracker.adopt(run_id, sweep_id)
+            if not todo:
+                self.tracker.end_sweep_parent(parent)
+                return 0
         path = self.dir / f"jobs_{name}.json"
-        path.write_text(json.dumps([j.overrides for j in jobs], indent=0))
-        print(f"tune {self.id}: phase {name}: {len(jobs)} runs", flush=True)
+        path.write_text(json.dumps([j.overrides for j, _ in todo], indent=0))
         env = {
             SWEEP_TITLE_ENV: f"{name} · {self.id}",
             SWEEP_COMMAND_ENV: self.command,
@@ -355,9 +375,29 @@ class Study:
         }
         return launch_sweep(
             self.flags, [*self.fixed, f"hydra.sweeper.job_list={path}"],
-            [j.overrides for j in jobs], configs, self.launcher, self.parsed,
-            sweep_id=f"{self.id}.{name}", env=env,
+            [j.overrides for j, _ in todo], [c for _, c in todo], self.launcher, self.parsed,
+            sweep_id=sweep_id, env=env,
         )  # fmt: skip
+
+    def _done(self, jobs: Sequence[Job], cfg: DictConfig | None) -> dict[str, tuple[str, str]]:
+        """The run keys of ``jobs`` that a sweep would skip, with their runs' ids and the
+        sweeps each already counts in."""
+        from rprop_bench.results import runs_with_keys
+
+        if cfg is None or not cfg.sweep.skip_finished:
+            return {}
+        runs = runs_with_keys(self.options.uri, self.options.experiment, [j.run_key for j in jobs])
+        if runs.empty:
+            return {}
+        finished = runs["status"] == "FINISHED"
+        diverged = (runs["status"] == "FAILED") & runs["diverged"]
+        keep = finished | (diverged & (not cfg.sweep.retry_failed))
+        kept = runs[keep]
+        homes = (kept["sweep_id"] + " " + kept["also_in_sweeps"]).str.split()
+        return {
+            key: (run_id, home)
+            for key, run_id, home in zip(kept["run_key"], kept["run_id"], homes, strict=True)
+        }
 
     def results(self, jobs: Sequence[Job]) -> pd.DataFrame:
         """The runs of ``jobs`` (by run key) with each job's cell, seed, role and trial."""

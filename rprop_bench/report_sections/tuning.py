@@ -32,10 +32,19 @@ def _phase_text(tuning: results.TuningResults) -> str:
     return f"phase {tuning.phase}"
 
 
+def _times(ratio: float) -> str:
+    """A ratio short enough for a heatmap cell: ``×1.19``, ``×58``, ``×1e3``."""
+    if ratio >= 1000:
+        return f"×1e{int(np.floor(np.log10(ratio)))}"
+    if ratio >= 10:
+        return f"×{ratio:.0f}"
+    return f"×{ratio:.2f}"
+
+
 def gain_matrix(gain: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Problems × optimizers: log10(default median / tuned median) of ``objective`` on the
-    fresh seeds, and each cell's label (``×3.2``; ``only tuned`` where the default never
-    reached a finite value, ``neither`` where neither did).
+    fresh seeds, and each cell's label (``×3.20``; ``only tuned`` where the default never
+    reached a finite value, ``neither`` where neither did; ``a 0`` where one median is 0).
 
     Both medians are costs (lower is better), so > 0 means tuning helped.
     """
@@ -48,9 +57,9 @@ def gain_matrix(gain: pd.DataFrame, objective: str) -> tuple[pd.DataFrame, pd.Da
         tuned, default = float(r.tuned_median), float(r.default_median)
         if np.isfinite(tuned) and np.isfinite(default) and tuned > 0 and default > 0:
             ratio.loc[r.problem, r.optimizer] = np.log10(default / tuned)
-            labels.loc[r.problem, r.optimizer] = f"×{default / tuned:.3g}"
+            labels.loc[r.problem, r.optimizer] = _times(default / tuned)
         elif np.isfinite(tuned) and np.isfinite(default):
-            labels.loc[r.problem, r.optimizer] = "0"
+            labels.loc[r.problem, r.optimizer] = "both 0" if tuned == default else "a 0"
         elif np.isfinite(tuned):
             labels.loc[r.problem, r.optimizer] = "only tuned"
         elif np.isfinite(default):
@@ -67,13 +76,20 @@ def tuning_section(ctx: ReportContext, w: DocumentWriter) -> None:
         return
     w.heading(2, "Tuning")
     budget = tuning.budget
-    trials = sorted(set(budget["trials"])) if len(budget) else []
-    equal = "the same number of trials" if len(trials) == 1 else "trials"
+    trials = budget["trials"] if len(budget) else pd.Series([0])
+    base = int(trials.min())
+    widened = int((trials > base).sum())
+    more = (
+        f" ({int(trials.max())} in the {widened} cells whose winner sat on a bound and whose "
+        "range was widened and searched again)"
+        if widened
+        else ""
+    )
     w.para(
         f"These runs are {_phase_text(tuning)}. Study `{tuning.study_id}`: every optimizer had "
-        f"{equal} ({', '.join(map(str, trials))}) per problem in its declared search space, "
-        "each trial on every tuning seed; only the reruns on fresh seeds are scored in this "
-        f"report. Command: `{tuning.command}`."
+        f"{base} trials per problem in its declared search space{more}, each trial on every "
+        "tuning seed; only the reruns on fresh seeds are scored in this report. Command: "
+        f"`{tuning.command}`."
     )
     objectives = (
         [tuning.objective] if tuning.objective else sorted(tuning.selection["objective"].unique())
@@ -123,12 +139,11 @@ def tuning_section(ctx: ReportContext, w: DocumentWriter) -> None:
         ratio, labels = gain_matrix(tuning.gain, objective)
         if ratio.empty:
             continue
-        fig = plotting.tuning_gain_heatmap(
-            ratio, labels, title=f"What tuning gained: {objective}, default / tuned"
-        )
+        fig = plotting.tuning_gain_heatmap(ratio, labels, title=f"default / tuned: {objective}")
         w.figure(
             fig, f"tuning_gain_{objective}",
             f"The median {objective} over the fresh seeds at the default configuration "
             "divided by that at the tuned one (> 1: tuning lowered it). Grey: a ratio cannot "
-            "be formed (a median is ∞: the target was not reached by half the seeds).",
+            "be formed (a median is ∞: the target was not reached by half the seeds; or 0). "
+            "A loss tuned to near 0 gives a large ratio for a small difference in loss.",
         )  # fmt: skip

@@ -196,11 +196,13 @@ def _runs_frame(runs: Sequence) -> pd.DataFrame:
             "model": tags.get(schema.TAG_MODEL, ""),
             "seed": _seed(tags.get(schema.TAG_SEED)),
             "sweep_id": tags.get(schema.TAG_SWEEP_ID, ""),
+            "also_in_sweeps": tags.get(schema.TAG_SWEEPS, ""),
             "parent_run_id": tags.get(schema.TAG_PARENT_RUN_ID, ""),
             "start_time": run.info.start_time or 0,
             "git_commit": tags.get(schema.TAG_GIT_COMMIT, ""),
             "run_key": tags.get(schema.TAG_RUN_KEY, ""),
             "command": tags.get(schema.TAG_COMMAND, ""),
+            "diverged": schema.failed_by_divergence(tags),
             "tune_role": tags.get(schema.TAG_TUNE_ROLE, ""),
             "tune_trial": _seed(tags.get(schema.TAG_TUNE_TRIAL)),
         }

@@ -150,7 +150,7 @@ class Tracker:
             elif dead:
                 self._mark_dead(run)
                 reaped.append(run_id)
-            elif status == "FAILED" and _diverged(run):
+            elif status == "FAILED" and schema.failed_by_divergence(run.data.tags):
                 diverged = diverged or run_id
         return PreviousRuns(finished, running, reaped, recent, diverged)
 
@@ -326,15 +326,6 @@ class Tracker:
     def _lose(self, run_id: str, winner: str) -> str:
         self.client.delete_run(run_id)
         return winner
-
-
-def _diverged(run: Run) -> bool:
-    """Whether a FAILED run failed because its loss diverged (its failure kind, or for runs
-    from before that tag, the reason the training loop gives)."""
-    tags = run.data.tags
-    if schema.TAG_FAILURE_KIND in tags:
-        return tags[schema.TAG_FAILURE_KIND] == schema.FAILURE_DIVERGED
-    return tags.get(schema.TAG_FAILURE_REASON, "").startswith(schema.DIVERGED_REASON_PREFIX)
 
 
 def log_report_artifacts(
