@@ -52,14 +52,19 @@ _NOT_CELL = ("train.seed=",)
 
 @dataclass
 class Cell:
-    """One (optimizer, problem, ...) of the study: its overrides (no seed), config and space."""
+    """One (optimizer, problem, ...) of the study: its overrides (no seed), config and its
+    search space in each round (the declared one first, then each widening)."""
 
     optimizer: str
     problem: str
     job: tuple[str, ...]
     config: DictConfig
-    space: SearchSpace
-    spaces: list[SearchSpace] = field(default_factory=list)  # one per round (widened ranges)
+    spaces: list[SearchSpace]
+
+    @property
+    def space(self) -> SearchSpace:
+        """The declared search space."""
+        return self.spaces[0]
 
     @property
     def name(self) -> str:
@@ -177,7 +182,7 @@ def cells_of(overrides: list[str], extra_dirs: Sequence[str] = ()) -> list[Cell]
         except SpaceError as exc:
             raise ConfigError(str(exc)) from None
         problem = str(cfg.problem.data.name)
-        cells.append(Cell(optimizer, problem, tuple(job), cfg, space, [space]))
+        cells.append(Cell(optimizer, problem, tuple(job), cfg, [space]))
     names = [c.name for c in cells]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
@@ -208,7 +213,7 @@ def _check_objectives(cells: Sequence[Cell], settings: Settings) -> None:
                     )
 
 
-def _number(value: Any) -> str:
+def _override_value(value: Any) -> str:
     """A value as a Hydra override writes it (``0.003162``, ``1e-05``, ``20``, ``true``)."""
     if isinstance(value, bool):
         return str(value).lower()
@@ -225,9 +230,9 @@ def hyperparameter_overrides(cfg: DictConfig, values: dict[str, Any]) -> list[st
         if index:
             lists.setdefault(key, list(cfg.optimizer[key]))[int(index)] = value
         else:
-            out.append(f"optimizer.{key}={_number(value)}")
+            out.append(f"optimizer.{key}={_override_value(value)}")
     for key, items in lists.items():
-        out.append(f"optimizer.{key}=[{','.join(_number(v) for v in items)}]")
+        out.append(f"optimizer.{key}=[{','.join(_override_value(v) for v in items)}]")
     return out
 
 
@@ -338,18 +343,13 @@ class Study:
         job for each only to skip it. They are counted runs of the phase (adopted), so its
         report covers them."""
         from rprop_bench.cli import launch_sweep
-        from rprop_bench.cli.compose import check_jobs
         from rprop_bench.cli.identity import (
             SWEEP_COMMAND_ENV,
             SWEEP_TITLE_ENV,
             SWEEP_WITHIN_ENV,
-            run_key,
         )
 
-        extra_dirs = _config_dirs(self.flags)
-        configs = check_jobs([j.overrides for j in jobs], extra_dirs)
-        for job, cfg in zip(jobs, configs, strict=True):
-            job.run_key = run_key(cfg)
+        configs = self.keyed(jobs)
         sweep_id = f"{self.id}.{name}"
         done = self._done(jobs, configs[0] if configs else None)
         todo = [(j, c) for j, c in zip(jobs, configs, strict=True) if j.run_key not in done]
@@ -378,6 +378,17 @@ class Study:
             [j.overrides for j, _ in todo], [c for _, c in todo], self.launcher, self.parsed,
             sweep_id=sweep_id, env=env,
         )  # fmt: skip
+
+    def keyed(self, jobs: Sequence[Job]) -> list[DictConfig]:
+        """Compose and check ``jobs`` (one line if one is bad), set their run keys, and
+        return their configs."""
+        from rprop_bench.cli.compose import check_jobs, config_dirs
+        from rprop_bench.cli.identity import run_key
+
+        configs = check_jobs([j.overrides for j in jobs], config_dirs(self.flags))
+        for job, cfg in zip(jobs, configs, strict=True):
+            job.run_key = run_key(cfg)
+        return configs
 
     def _done(self, jobs: Sequence[Job], cfg: DictConfig | None) -> dict[str, tuple[str, str]]:
         """The run keys of ``jobs`` that a sweep would skip, with their runs' ids and the
@@ -417,12 +428,6 @@ class Study:
         merged = meta.merge(runs.drop(columns=["seed"], errors="ignore"), on="run_key", how="left")
         merged["failed"] = merged["failed"].fillna(True).astype(bool)
         return merged
-
-
-def _config_dirs(flags: list[str]) -> tuple[str, ...]:
-    from rprop_bench.cli.compose import config_dirs
-
-    return config_dirs(flags)
 
 
 # --- the search ----------------------------------------------------------------------------
@@ -522,12 +527,7 @@ def run_tpe(study: Study) -> tuple[int, list[Job]]:
                 jobs.append(
                     study.job(study.by_name[name], seed, "trial", trial=number, values=values)
                 )
-    from rprop_bench.cli.compose import check_jobs
-    from rprop_bench.cli.identity import run_key
-
-    configs = check_jobs([j.overrides for j in jobs], _config_dirs(study.flags))
-    for job, cfg in zip(jobs, configs, strict=True):
-        job.run_key = run_key(cfg)
+    study.keyed(jobs)
     return 0, jobs
 
 
@@ -582,7 +582,7 @@ def select(
 
 
 def _values_text(values: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_number(v)}" for k, v in values.items())
+    return ", ".join(f"{k}={_override_value(v)}" for k, v in values.items())
 
 
 def tables(
