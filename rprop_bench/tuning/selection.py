@@ -38,32 +38,21 @@ class Objective:
     name: str
     metric: str
     tie_break: str | None
-    label: str  # in tables and figures
-    track: str  # "optimisation" or "generalisation"
 
     def for_target(self, target: int | None) -> Objective:
         """The objective at rung ``target`` of the ladder (``None``: ``train.target_loss``)."""
         if target is None or self.metric != schema.GRAD_EVALS_TO_TARGET:
             return self
         metric = schema.ladder_metric(schema.LADDER_GRAD_EVALS, target)
-        return Objective(
-            self.name, metric, self.tie_break, f"{self.label} (rung {target})", self.track
-        )
+        return Objective(self.name, metric, self.tie_break)
 
 
 OBJECTIVES: dict[str, Objective] = {
     o.name: o
     for o in (
-        Objective(
-            "train_evals_to_target",
-            schema.GRAD_EVALS_TO_TARGET,
-            schema.FINAL_TRAIN_LOSS,
-            "gradient evaluations to the training target",
-            "optimisation",
-        ),
-        Objective(
-            "best_val_loss", schema.BEST_VAL_LOSS, None, "best validation loss", "generalisation"
-        ),
+        # the optimisation track; the generalisation track
+        Objective("train_evals_to_target", schema.GRAD_EVALS_TO_TARGET, schema.FINAL_TRAIN_LOSS),
+        Objective("best_val_loss", schema.BEST_VAL_LOSS, None),
     )
 }
 
