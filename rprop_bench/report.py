@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from rprop_bench import schema
 from rprop_bench.document import DocumentWriter, render_html, render_md
 from rprop_bench.report_sections import (
     across,
@@ -58,6 +59,7 @@ __all__ = [
     "ReportOptions",
     "Section",
     "build_report",
+    "foreign_line",
 ]
 
 #: The report's sections, in the order they appear.
@@ -85,6 +87,7 @@ class Report:
     logged_to_run: str | None = None
     n_runs: int = 0
     n_failed: int = 0
+    foreign: tuple[str, ...] = ()  # runs of the experiment the harness did not write: left out
 
 
 def _count(n: int, noun: str) -> str:
@@ -108,7 +111,16 @@ def _meta(ctx: ReportContext) -> list[str]:
         *provenance.environment_lines(ctx.options.command),
         "Every run, with its resolved config (param.*), run key, commit and every final "
         "metric: tables/runs.csv.",
+        *([foreign_line(res.foreign)] if res.foreign else []),
     ]
+
+
+def foreign_line(foreign: tuple[str, ...]) -> str:
+    """The line that says which runs of the experiment a report left out."""
+    return (
+        f"Left out: {_count(len(foreign), 'run')} that the harness did not write (no "
+        f"{schema.TAG_RUN_KIND} tag), e.g. run {foreign[0]}"
+    )
 
 
 def _write_documents(ctx: ReportContext, w: DocumentWriter) -> Report:
@@ -121,7 +133,10 @@ def _write_documents(ctx: ReportContext, w: DocumentWriter) -> Report:
     shown = next(f for f in ("png", "svg", "pdf") if f in ctx.options.formats)
     md.write_text(render_md(title, meta, w.blocks, shown), encoding="utf-8")
     n_failed = int(ctx.runs["failed"].sum())
-    return Report(ctx.out, index, md, w.figures, w.tables, None, len(ctx.runs), n_failed)
+    return Report(
+        ctx.out, index, md, w.figures, w.tables, None, len(ctx.runs), n_failed,
+        ctx.results.foreign,
+    )  # fmt: skip
 
 
 def build_report(tracking_uri: str, experiment: str, options: ReportOptions) -> Report:

@@ -282,6 +282,33 @@ def test_cli_writes_the_report(capsys, standard_store, tmp_path):
     assert not list((tmp_path / "r" / "figures").glob("*.pdf"))
 
 
+def test_a_run_the_harness_did_not_write_is_left_out_in_one_line(capsys, store_factory, tmp_path):
+    from mlflow import MlflowClient
+    from mlflow_runs import standard_runs
+
+    uri = store_factory(standard_runs(), experiment="with_foreign")
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("with_foreign")
+    foreign = client.create_run(experiment.experiment_id, run_name="by hand")  # no run kind
+    client.log_metric(foreign.info.run_id, "train_loss", 0.5)
+    client.set_terminated(foreign.info.run_id)
+    code = report_command.main([
+        f"tracking.uri={uri}", "experiment=with_foreign", f"report.out={tmp_path / 'r'}",
+        "report.formats=[png]", "report.progress=false", "report.log_to_mlflow=false",
+    ])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "12 runs (1 failed)" in captured.out  # the harness's runs, the foreign one left out
+    line = (
+        f"Left out: 1 run that the harness did not write (no {schema.TAG_RUN_KIND} tag), "
+        f"e.g. run {foreign.info.run_id}"
+    )
+    assert line in captured.out
+    assert line in (tmp_path / "r" / "report.md").read_text()
+    runs_csv = (tmp_path / "r" / "tables" / "runs.csv").read_text()
+    assert foreign.info.run_id not in runs_csv
+
+
 def test_cli_nonexistent_store(capsys, tmp_path):
     code, err = _run_cli(capsys, f"tracking.uri=sqlite:///{tmp_path / 'nope.db'}")
     assert code != 0

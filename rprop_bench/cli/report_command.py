@@ -112,6 +112,10 @@ def main(overrides: list[str]) -> int:
     print(
         f"report on {report.n_runs} runs ({report.n_failed} failed) written to {report.index_html}"
     )
+    if report.foreign:
+        from rprop_bench.report import foreign_line
+
+        print(foreign_line(report.foreign))
     if report.logged_to_run:
         print(f"logged as artifacts '{_artifact_dir()}' of sweep run {report.logged_to_run}")
     return 0

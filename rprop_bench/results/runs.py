@@ -71,6 +71,8 @@ class ExperimentResults:
         parent_run_id: the sweep's parent run the report belongs to (``None`` when the runs
             are not under one sweep).
         sweep_id: the sweep id tag of that parent, if any.
+        foreign: the ids of the experiment's runs that the harness did not write (no
+            :data:`schema.TAG_RUN_KIND` tag, e.g. a run added by hand): left out.
     """
 
     experiment_name: str
@@ -79,6 +81,7 @@ class ExperimentResults:
     runs: pd.DataFrame
     parent_run_id: str | None
     sweep_id: str | None
+    foreign: tuple[str, ...] = ()
 
 
 def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
@@ -251,9 +254,20 @@ def load_experiment(
         )
     all_runs = _search_all(client, experiment.experiment_id)
     parents = [r for r in all_runs if r.data.tags.get(schema.TAG_RUN_KIND) == schema.RUN_KIND_SWEEP]
-    training = [r for r in all_runs if r.data.tags.get(schema.TAG_RUN_KIND) not in _NOT_TRAINING]
+    kinds = [r.data.tags.get(schema.TAG_RUN_KIND) for r in all_runs]
+    training = [
+        r for r, kind in zip(all_runs, kinds, strict=True) if kind == schema.RUN_KIND_TRAINING
+    ]
+    foreign = tuple(
+        r.info.run_id
+        for r, kind in zip(all_runs, kinds, strict=True)
+        if kind not in (*_NOT_TRAINING, schema.RUN_KIND_TRAINING)
+    )
     if not training:
-        raise NoRunsError(f"experiment {experiment_name!r} has no training runs in {tracking_uri}")
+        also = f" ({len(foreign)} runs that the harness did not write)" if foreign else ""
+        raise NoRunsError(
+            f"experiment {experiment_name!r} has no training runs in {tracking_uri}{also}"
+        )
     parent = _chosen_parent(parents, training, sweep, experiment_name)
     if parent is not None and sweep != "all":
         training = _runs_of_sweep(training, parent)
@@ -268,6 +282,7 @@ def load_experiment(
         runs=_runs_frame(training),
         parent_run_id=parent.info.run_id if parent is not None else None,
         sweep_id=parent.data.tags.get(schema.TAG_SWEEP_ID) if parent is not None else None,
+        foreign=foreign,
     )
 
 
