@@ -68,6 +68,7 @@ def test_latest_sweep_is_the_default_and_all_reads_every_sweep(store_factory, tm
         exp.experiment_id,
         run_name="child",
         tags={
+            schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING,  # as the harness tags its runs
             schema.TAG_PARENT_RUN_ID: later.info.run_id,
             schema.TAG_PROBLEM: "wine",
             schema.TAG_OPTIMIZER: "sgd",
