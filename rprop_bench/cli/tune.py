@@ -468,8 +468,9 @@ def run_sobol(study: Study) -> tuple[int, list[Job]]:
             break
         scored = study.results(jobs)
         widened = 0
+        flagged = _flags(study, scored)
         for cell in study.cells:
-            flags = _any_flags(study, cell, scored)
+            flags = flagged.get(cell.name, {})
             wider = cell.spaces[-1].widened(flags) if flags else cell.spaces[-1]
             if flags and wider != cell.spaces[-1]:
                 cell.spaces.append(wider)
@@ -540,13 +541,13 @@ def _journal_path(study: Study) -> Path:
     return folder / "optuna" / f"{study.id}.journal"
 
 
-def _any_flags(study: Study, cell: Cell, scored: pd.DataFrame) -> dict[str, str]:
-    """The bounds that any objective's winner of ``cell`` sits on."""
-    flags: dict[str, str] = {}
+def _flags(study: Study, scored: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per cell: the bounds that any objective's winner sits on (each objective's winners
+    selected once, for every cell together)."""
+    flags: dict[str, dict[str, str]] = {}
     for obj in study.settings.objectives:
-        best = select(study, scored, obj)
-        if cell.name in best:
-            flags.update(best[cell.name]["boundary"])
+        for name, win in select(study, scored, obj).items():
+            flags.setdefault(name, {}).update(win["boundary"])
     return flags
 
 
