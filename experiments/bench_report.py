@@ -98,9 +98,7 @@ def write_runs(uri: str, root: Path, n_runs: int, epochs: int, seed: int = 0) ->
                 }
                 if fail:
                     tags[schema.TAG_FAILURE_REASON] = "loss became nan"
-                run = client.create_run(
-                    exp, run_name=f"{variant} · {problem} · seed {s}", tags=tags
-                )
+                run = client.create_run(exp, run_name=f"{variant} s{s} · {problem}", tags=tags)
                 rid = run.info.run_id
                 rate = rng.uniform(0.02, 0.1)
                 e = np.arange(1, epochs + 1)

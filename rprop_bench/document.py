@@ -194,9 +194,13 @@ def table_html(t: Table) -> str:
             text = e(str(t.display.iat[i, j]))
             cells.append(f"<td><b>{text}</b></td>" if t.bold.iat[i, j] else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
+    # The caption is outside the table, in the page's width, and the table scrolls in its
+    # own box: a table wider than the column (many optimizers, intervals) must neither cut
+    # its last columns nor stretch the caption beyond the screen.
     table = (
-        f'<table id="{e(slug(t.name))}"><caption>{e(t.caption)}</caption>'
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        f'<figure class="table" id="{e(slug(t.name))}"><figcaption>{e(t.caption)}</figcaption>'
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div></figure>"
     )
     if t.details:
         return f"<details><summary>{e(t.caption)}</summary>{table}</details>"
@@ -207,9 +211,11 @@ _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1,h2,h3{line-height:1.2}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}
-table{border-collapse:collapse;margin:1em 0;font-size:.9em}
-caption{caption-side:top;text-align:left;font-weight:600;padding:.3em 0}
-th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left;white-space:nowrap}
+table{border-collapse:collapse;font-size:.9em}
+figure.table figcaption{font-weight:600;color:#222;padding:.3em 0}
+.scroll{max-width:100%;overflow-x:auto}
+th,td{border-bottom:1px solid #ddd;padding:.25em .6em;text-align:left}
+td{white-space:nowrap}th{min-width:4em;vertical-align:bottom}
 thead th{border-bottom:2px solid #444}
 figure{margin:1em 0}figure img{max-width:100%;height:auto}
 figcaption{font-size:.9em;color:#444}

@@ -83,6 +83,7 @@ def _draw_histogram(
         shading="flat",
         rasterized=True,
     )
+    ax.grid(False)  # the style's grid would be drawn over the cells
     fig.colorbar(mesh, ax=ax, label="log10(1+count)", pad=0.01)
 
 

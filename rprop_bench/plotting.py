@@ -29,6 +29,7 @@ from rprop_bench.plot_style import (
     method_linestyle,
     new_figure,
 )
+from rprop_bench.text import count
 
 __all__ = [
     "ONE_COLUMN",
@@ -75,6 +76,7 @@ def loss_curves(
         methods: list[str] = []
         for row, (label, band) in enumerate(bands.items()):
             cost = "evals_median" if "evals_median" in band else "step"
+            log, floor = log_axis_floor(band[["median", "q25", "q75"]].to_numpy(float))
             for col, x in enumerate((cost, "time_median")):
                 ax = axes[row, col]
                 for method, g in band.groupby("method", sort=True):
@@ -83,12 +85,19 @@ def loss_curves(
                     if x not in g or g[x].isna().all():
                         continue
                     g = g.sort_values("step")
+                    lo, mid, hi = (np.maximum(g[q], floor) for q in ("q25", "median", "q75"))
                     color, ls = method_color(method), method_linestyle(method)
-                    ax.plot(g[x], g["median"], color=color, linestyle=ls, label=method)
-                    ax.fill_between(g[x], g["q25"], g["q75"], color=color, alpha=0.2, linewidth=0)
-                values = band[["median", "q25", "q75"]].to_numpy(float)
-                if values.size and np.nanmin(values) > 0:
+                    ax.plot(g[x], mid, color=color, linestyle=ls, label=method)
+                    ax.fill_between(g[x], lo, hi, color=color, alpha=0.3, linewidth=0)
+                if log:
                     ax.set_yscale("log")
+                if floor > 0:  # exact zeros, drawn on a marked floor instead of vanishing
+                    ax.axhline(floor, color="0.5", linestyle=":", linewidth=0.8)
+                    ax.annotate(
+                        f"0 (drawn at {floor:.0e})", (1, floor), xycoords=("axes fraction", "data"),
+                        xytext=(-2, 2), textcoords="offset points", ha="right", va="bottom",
+                        fontsize="x-small", color="0.4",
+                    )  # fmt: skip
                 ax.set_xlabel({"step": "epoch", "evals_median": "gradient evaluations"}.get(
                     x, "wall time [s]"))  # fmt: skip
                 ax.set_ylabel(label)
@@ -96,6 +105,19 @@ def loss_curves(
         if title:
             fig.suptitle(title)
         return fig
+
+
+def log_axis_floor(values: np.ndarray) -> tuple[bool, float]:
+    """Whether values belong on a log axis (none negative, some positive), and the floor at
+    which exact zeros among them are drawn: a decade below the smallest positive value
+    (0.0: no zeros). A loss that reaches exactly 0 (breast_cancer, wine) must not switch the
+    axis to linear and hide every other curve's decades."""
+    finite = values[np.isfinite(values)]
+    if not finite.size or finite.min() < 0 or not (finite > 0).any():
+        return False, 0.0
+    if not (finite == 0).any():
+        return True, 0.0
+    return True, float(10 ** (np.floor(np.log10(finite[finite > 0].min())) - 1))
 
 
 def runtime_ecdfs(
@@ -393,8 +415,10 @@ def line_example(
         width: figure width in inches.
 
     Returns:
-        Left: data, the true line and each method's median fitted line. Right: every run's
-        learned ``(w, b)`` with the truth marked.
+        Left: data, the true line (dashed, drawn over the fits, which it would otherwise
+        hide under) and each method's median fitted line. Right: every run's learned
+        ``(w, b)`` with the truth marked; runs that learned the same ``(w, b)`` are one
+        marker labelled ``×n``, and the axes leave room so that no marker is clipped.
     """
     with mpl.rc_context(RC):
         fig = new_figure(width, 2.5)
@@ -409,9 +433,10 @@ def line_example(
             xs,
             truth[0] * xs + truth[1],
             color="black",
-            linewidth=0.8,
-            linestyle=":",
+            linewidth=1.0,
+            linestyle=(0, (4, 3)),
             label=f"truth y = {truth[0]:g}x + {truth[1]:g}",
+            zorder=5,  # over the fits, which lie on it when they are good
         )
         methods = sorted(ok["method"].unique())
         for m in methods:
@@ -422,12 +447,27 @@ def line_example(
                 w * xs + b,
                 color=method_color(m),
                 linestyle=method_linestyle(m),
+                linewidth=1.6,
                 label=f"{m}: {w:.3f}x + {b:.3f}",
+                zorder=3,
             )
+            same = g.groupby(["w", "b"]).size().reset_index(name="n")
             ax_p.scatter(
-                g["w"], g["b"], s=12, color=method_color(m), label=m, alpha=0.8, edgecolors="none"
-            )
-        ax_p.scatter([truth[0]], [truth[1]], marker="*", s=80, color="black", label="truth")
+                same["w"], same["b"], s=14, color=method_color(m), alpha=0.8, edgecolors="none",
+                label=m + (f" ({count(len(g), 'run')} at {count(len(same), 'point')})"
+                           if len(same) < len(g) else ""),
+                clip_on=False, zorder=3,
+            )  # fmt: skip
+            for row in same[same["n"] > 1].itertuples():
+                ax_p.annotate(
+                    f"×{row.n}", (row.w, row.b), xytext=(3, 3), textcoords="offset points",
+                    fontsize=6, color=method_color(m),
+                )  # fmt: skip
+        ax_p.scatter(
+            [truth[0]], [truth[1]], marker="*", s=80, color="black", label="truth",
+            clip_on=False, zorder=4,
+        )  # fmt: skip
+        ax_p.margins(0.15)  # room for the markers at the corners
         ax_d.set_xlabel("x")
         ax_d.set_ylabel("y")
         ax_d.legend(loc="upper left", fontsize=6)

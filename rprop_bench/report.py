@@ -47,6 +47,7 @@ from rprop_bench.report_sections.context import ProblemSection, ReportContext, S
 from rprop_bench.report_sections.inputs import load_context
 from rprop_bench.report_sections.line import LINE_PROBLEM, LINE_TRUTH
 from rprop_bench.report_sections.options import FORMATS, ReportOptions
+from rprop_bench.text import count
 
 __all__ = [
     "FORMATS",
@@ -88,10 +89,7 @@ class Report:
     n_runs: int = 0
     n_failed: int = 0
     foreign: tuple[str, ...] = ()  # runs of the experiment the harness did not write: left out
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
+    repeated: tuple[str, ...] = ()  # runs whose run key another run has: left out
 
 
 def _meta(ctx: ReportContext) -> list[str]:
@@ -103,8 +101,9 @@ def _meta(ctx: ReportContext) -> list[str]:
         f"Tracking store: {uri}; experiment {ctx.experiment} (id {res.experiment_id})",
         f"Sweep parent run: {res.parent_run_id or 'none'}"
         + (f" (sweep id {res.sweep_id})" if res.sweep_id else ""),
-        f"{len(runs)} runs ({n_failed} failed), {_count(runs['problem'].nunique(), 'problem')}, "
-        f"{_count(runs['method'].nunique(), 'optimizer')}: {', '.join(ctx.methods)}",
+        f"{count(len(runs), 'run')} ({n_failed} failed), "
+        f"{count(runs['problem'].nunique(), 'problem')}, "
+        f"{count(runs['method'].nunique(), 'optimizer')}: {', '.join(ctx.methods)}",
         f"Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC} from MLflow only "
         "(no re-training).",
         provenance.commit_line(runs),
@@ -112,14 +111,23 @@ def _meta(ctx: ReportContext) -> list[str]:
         "Every run, with its resolved config (param.*), run key, commit and every final "
         "metric: tables/runs.csv.",
         *([foreign_line(res.foreign)] if res.foreign else []),
+        *([repeated_line(res.repeated)] if res.repeated else []),
     ]
 
 
 def foreign_line(foreign: tuple[str, ...]) -> str:
     """The line that says which runs of the experiment a report left out."""
     return (
-        f"Left out: {_count(len(foreign), 'run')} that the harness did not write (no "
+        f"Left out: {count(len(foreign), 'run')} that the harness did not write (no "
         f"{schema.TAG_RUN_KIND} tag), e.g. run {foreign[0]}"
+    )
+
+
+def repeated_line(repeated: tuple[str, ...]) -> str:
+    """The line that says which repeated runs (a run key trained again) a report left out."""
+    return (
+        f"Left out: {count(len(repeated), 'run')} repeating the config (run key) of another "
+        f"run, which counts once (its newest FINISHED run), e.g. run {repeated[0]}"
     )
 
 
@@ -135,7 +143,7 @@ def _write_documents(ctx: ReportContext, w: DocumentWriter) -> Report:
     n_failed = int(ctx.runs["failed"].sum())
     return Report(
         ctx.out, index, md, w.figures, w.tables, None, len(ctx.runs), n_failed,
-        ctx.results.foreign,
+        ctx.results.foreign, ctx.results.repeated,
     )  # fmt: skip
 
 

@@ -147,6 +147,21 @@ TAG_VECTORIZED = "rprop_bench.vectorized"
 TAG_CREATE_ATTEMPT = "rprop_bench.create_attempt"
 TAG_PARENT_RUN_ID = "mlflow.parentRunId"  # MLflow's own tag for nested runs
 TAG_NOTE = "mlflow.note.content"  # MLflow's own tag: the run's description in the UI
+# MLflow's own tags for the UI's Source column: the code's commit, its name and its kind.
+TAG_SOURCE_COMMIT = "mlflow.source.git.commit"
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_SOURCE_TYPE = "mlflow.source.type"
+SOURCE_NAME = "rprop_bench"
+SOURCE_TYPE = "LOCAL"  # one of MLflow's SourceType names (a script run on this machine)
+#: MLflow 3's UI reads this experiment tag to choose its view: without it, an experiment is
+#: shown as a GenAI one (a traces dashboard, runs as "Evaluations"); this value opens the
+#: model-training view (runs, metrics, charts).
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND_TRAINING = "custom_model_development"
+#: The dataset inputs of a training run (``mlflow.log_input``): each split of its problem
+#: as ``<problem>/<split>``, with MLflow's context tag naming the split's use.
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+DATASET_SPLITS = {"train": "train", "val": "validation", "test": "test"}
 #: The other sweeps a run serves (space-separated sweep ids): a sweep that finds one of its
 #: grid points already FINISHED reuses that run and adds its id here, so its report covers
 #: its whole grid.
@@ -235,30 +250,32 @@ def is_rprop_family(label: str) -> bool:
     return label.split(" ", 1)[0] in (*RPROP_VARIANTS, TORCH_RPROP_LABEL)
 
 
-#: Every optimizer's colour, the same in every figure (Paul Tol's colour-blind-safe "muted"
-#: scheme, then black and Okabe–Ito orange). An optimizer not listed gets one of
+#: Every optimizer's colour, the same in every figure: the hues of Paul Tol's colour-blind-safe
+#: "muted" scheme and Okabe–Ito's blue and vermillion, the pale ones darkened so that every
+#: colour has a contrast of at least 3:1 against the white page (WCAG 2.1's minimum for
+#: graphics; tests/test_plotting.py checks it). An optimizer not listed gets one of
 #: :data:`FALLBACK_COLORS` by a stable hash of its name.
 FALLBACK_COLORS: tuple[str, ...] = (
     "#332288",  # indigo
-    "#88CCEE",  # cyan
-    "#44AA99",  # teal
+    "#0072B2",  # blue
+    "#2D8C7E",  # teal
     "#117733",  # green
-    "#999933",  # olive
-    "#DDCC77",  # sand
+    "#7A7A1F",  # olive
+    "#8E6C00",  # ochre
     "#CC6677",  # rose
     "#882255",  # wine
     "#AA4499",  # purple
 )
 OPTIMIZER_COLORS: dict[str, str] = {
     "irprop+": "#332288",
-    "irprop-": "#88CCEE",
+    "irprop-": "#0072B2",
     "rprop+": "#117733",
-    "rprop-": "#44AA99",
-    TORCH_RPROP_LABEL: "#999933",
-    "sgd": "#DDCC77",
+    "rprop-": "#2D8C7E",
+    TORCH_RPROP_LABEL: "#7A7A1F",
+    "sgd": "#8E6C00",
     "momentum": "#CC6677",
     "adam": "#882255",
     "adamw": "#AA4499",
-    "rmsprop": "#E69F00",
+    "rmsprop": "#D55E00",
     "lbfgs": "#000000",
 }

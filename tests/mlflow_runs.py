@@ -34,6 +34,7 @@ class HandRun:
     task: str = schema.TASK_CLASSIFICATION
     extra_histories: dict[str, list[float]] = field(default_factory=dict)
     git_commit: str = "0123456789abcdef0123"
+    run_key: str = ""  # the config's hash; default: one per problem, optimizer, variant, seed
 
 
 def write_store(root: Path, experiment: str, runs: list[HandRun], *, sweep: bool = True) -> str:
@@ -67,13 +68,13 @@ def write_store(root: Path, experiment: str, runs: list[HandRun], *, sweep: bool
             schema.TAG_SEED: str(r.seed),
             schema.TAG_SWEEP_ID: "sw1",
             schema.TAG_GIT_COMMIT: r.git_commit,
-            schema.TAG_RUN_KEY: f"key-{r.problem}-{r.variant}-{r.seed}",
+            schema.TAG_RUN_KEY: r.run_key or f"key-{r.problem}-{r.optimizer}-{r.variant}-{r.seed}",
         }
         if parent_id:
             tags[schema.TAG_PARENT_RUN_ID] = parent_id
         if r.failure_reason:
             tags[schema.TAG_FAILURE_REASON] = r.failure_reason
-        name = r.run_name or f"{r.variant} · {r.problem} · seed {r.seed}"
+        name = r.run_name or f"{r.variant} s{r.seed} · {r.problem}"
         run = client.create_run(exp_id, run_name=name, tags=tags)
         rid = run.info.run_id
         metrics = []
@@ -143,7 +144,7 @@ def finals(
     return out
 
 
-XSS_NAME = '<script>alert("x")</script> adam · iris · seed 2'
+XSS_NAME = '<script>alert("x")</script> adam s2 · iris'
 
 # iris: irprop+ test losses 0.1, 0.2, 0.4 (median 0.2, IQR [0.15, 0.3]);
 #       adam 0.3, 0.5 and one FAILED run (NaN loss) with an XSS run name.

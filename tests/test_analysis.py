@@ -318,6 +318,7 @@ def test_median_interval_takes_the_order_statistics_of_the_binomial_table(
     assert got.n == n
 
 
+@pytest.mark.slow
 def test_median_interval_covers_the_median_as_often_as_its_level_says():
     rng = np.random.default_rng(0)
     for n in (3, 5, 10):

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import json
+import shlex
 import socket
 from pathlib import Path
+from unittest.mock import ANY
 
 import pandas as pd
 import pytest
@@ -24,12 +27,12 @@ def test_run_on_line_records_everything_and_learns_the_line(tmp_path, store_uri)
     uri = store_uri
     out = run_cli("run", "problem=line", f"tracking.uri={uri}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert "FINISHED: irprop- · line · seed 0" in out.stdout
+    assert "FINISHED: irprop- s0 · line" in out.stdout
     assert "python -m rprop_bench ui" in out.stdout
     (run,) = runs_of_kind(uri, None)
     client = MlflowClient(uri)
     assert run.info.status == "FINISHED"
-    assert run.info.run_name == "irprop- · line · seed 0"
+    assert run.info.run_name == "irprop- s0 · line"
     # params: the flattened resolved config
     params = run.data.params
     assert params["optimizer.lr"] == "0.01"
@@ -47,6 +50,24 @@ def test_run_on_line_records_everything_and_learns_the_line(tmp_path, store_uri)
     assert tags[schema.TAG_COMMAND].startswith("python -m rprop_bench run")
     assert Path(tags[schema.TAG_OUTPUT_DIR]).is_dir()
     assert tags[schema.TAG_GIT_COMMIT]
+    # MLflow's own columns: Source (name, type, commit) and Dataset (the three splits)
+    assert tags[schema.TAG_SOURCE_NAME] == "rprop_bench"
+    assert tags[schema.TAG_SOURCE_TYPE] == "LOCAL"
+    if tags[schema.TAG_GIT_COMMIT] != "unknown":
+        assert tags[schema.TAG_GIT_COMMIT].startswith(tags[schema.TAG_SOURCE_COMMIT])
+    splits = {
+        d.dataset.name: ({t.key: t.value for t in d.tags}, json.loads(d.dataset.profile))
+        for d in client.get_run(run.info.run_id).inputs.dataset_inputs
+    }
+    assert splits == {
+        "line/train": ({"mlflow.data.context": "train"}, ANY),
+        "line/validation": ({"mlflow.data.context": "validation"}, ANY),
+        "line/test": ({"mlflow.data.context": "test"}, ANY),
+    }
+    assert splits["line/train"][1]["features_shape"] == [100, 1]
+    # the experiment opens in the MLflow UI's model-training view, not the GenAI one
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     assert schema.TAG_PARENT_RUN_ID not in tags
     # metric histories: one value per epoch
     for key in (schema.TRAIN_LOSS, schema.VAL_LOSS, schema.VAL_R2, schema.GRAD_NORM,
@@ -112,8 +133,33 @@ def test_sweep_makes_one_parent_and_nested_children(tmp_path, store_uri):
     out = run_cli("optimizer=rprop", "sweep", *GRID, f"tracking.uri={uri}", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "sweep: 8 runs" in out.stdout
-    assert "sweep done: 8 FINISHED" in out.stdout
+    assert "sweep done: 8 trained, 0 reused; runs: 8 FINISHED; parent run" in out.stdout
     _assert_one_parent_with_children(uri, 8)
+    # the parent's description in the UI: its command and its grid
+    (parent,) = runs_of_kind(uri, schema.RUN_KIND_SWEEP)
+    note = parent.data.tags[schema.TAG_NOTE]
+    assert "Sweep of 8 runs, started with" in note
+    assert "python -m rprop_bench sweep optimizer=rprop problem=line,iris" in note
+    assert "- `problem`: line, iris" in note
+    assert "- `optimizer.lr`: 0.01, 0.1" in note
+    assert "- `optimizer`: rprop" in note
+    assert note.endswith("Fixed: `train.epochs=5`")  # where the runs are stored is not listed
+    # run again: every run is reused, none trained, and the console says so
+    again = run_cli("optimizer=rprop", "sweep", *GRID, f"tracking.uri={uri}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "sweep done: 0 trained, 8 reused; runs: 8 FINISHED; parent run" in again.stdout
+    # a child's command tag trains that one run again: not a sweep, the same run key
+    child = next(r for r in runs_of_kind(uri, "training") if r.data.tags[schema.TAG_SEED] == "1")
+    command = shlex.split(child.data.tags[schema.TAG_COMMAND])
+    assert command[:4] == ["python", "-m", "rprop_bench", "run"]
+    assert not any(word.startswith("sweep") for word in command)
+    rerun = run_cli(*command[3:], cwd=tmp_path)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "sweep done" not in rerun.stdout
+    assert "parent run" not in rerun.stdout
+    keys = [r.data.tags[schema.TAG_RUN_KEY] for r in runs_of_kind(uri, "training")]
+    assert keys.count(child.data.tags[schema.TAG_RUN_KEY]) == 2
+    assert len(runs_of_kind(uri, schema.RUN_KIND_SWEEP)) == 1
 
 
 def test_sweep_through_the_joblib_launcher(tmp_path, store_uri):
@@ -149,7 +195,7 @@ def test_diverging_run_fails_with_reason_and_the_sweep_goes_on(tmp_path, store_u
     assert "train loss became" in reason
     assert "nan" in reason or "inf" in reason
     assert fine.info.status == "FINISHED"
-    assert "sweep done: 1 FAILED, 1 FINISHED" in out.stdout
+    assert "runs: 1 FAILED, 1 FINISHED; parent run" in out.stdout
     assert failed.data.tags[schema.TAG_FAILURE_KIND] == schema.FAILURE_DIVERGED
 
     # a divergence is deterministic: the same sweep again trains neither point ...

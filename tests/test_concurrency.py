@@ -119,6 +119,7 @@ def test_a_first_start_killed_at_any_moment_leaves_a_store_the_next_command_open
         assert outcomes["rebuilt"] == 0  # never half-made, so never rebuilt
 
 
+@pytest.mark.slow
 def test_a_store_with_runs_and_an_old_schema_is_upgraded_with_one_line(tmp_path):
     """A store that holds runs is never rebuilt: MLflow's own upgrade finishes its schema."""
     uri = new_store(tmp_path)
@@ -271,7 +272,7 @@ def test_a_shared_parent_stays_running_while_another_sweep_runs_into_it(tmp_path
     assert (ended.counts, ended.still_running) == ({"RUNNING": 1}, 1)  # another sweep's run
     assert MlflowClient(uri).get_run(parent).info.status == "RUNNING"
     MlflowClient(uri).set_terminated(other, status="FINISHED")
-    assert tracker.end_sweep_parent(parent) == ({"FINISHED": 1}, 0, 0)  # none reused
+    assert tracker.end_sweep_parent(parent) == ({"FINISHED": 1}, 0, 0, 0, 0)  # none reused
     assert MlflowClient(uri).get_run(parent).info.status == "FINISHED"
 
 
@@ -317,6 +318,7 @@ class LosingProxy:
             client.shutdown(socket.SHUT_RDWR)  # the client sees the connection close now
 
 
+@pytest.mark.slow
 def test_a_create_run_whose_reply_is_lost_makes_one_run(tracking_server, monkeypatch):
     host, port = tracking_server.uri.removeprefix("http://").split(":")
     proxy = LosingProxy((host, int(port)), b"/runs/create")
@@ -330,6 +332,7 @@ def test_a_create_run_whose_reply_is_lost_makes_one_run(tracking_server, monkeyp
     assert [r.info.run_id for r in runs] == [recorder.run_id]
 
 
+@pytest.mark.slow
 def test_cli_sweeps_into_one_store_share_its_first_start(tmp_path):
     """The quick case of the slow lane's: two sweeps of one point each, on a new store."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

@@ -114,3 +114,28 @@ def test_every_package_and_config_group_is_listed_for_the_wheel():
         folder = config.parent.relative_to(REPO_CONF)
         package = ".".join((compose.CONF_PACKAGE, *folder.parts))
         assert package in packages, f"conf/{folder} is not listed in pyproject.toml"
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_a_users_reports_are_ignored_and_the_committed_studies_are_not():
+    """A report written to reports/<experiment>/ does not dirty a checkout, and no tracked
+    file of reports/ (the committed studies) or of conf/ is ignored."""
+    import subprocess
+
+    def ignored(*paths: str) -> set[str]:
+        out = subprocess.run(
+            ["git", "-C", str(REPO), "check-ignore", "--no-index", *paths],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return set(out.stdout.split())
+
+    assert ignored("reports/rprop-bench/index.html", "reports/my_study/report.md") == {
+        "reports/rprop-bench/index.html",
+        "reports/my_study/report.md",
+    }
+    tracked = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "reports", "conf"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert tracked
+    assert ignored(*tracked) == set()

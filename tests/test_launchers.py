@@ -101,6 +101,7 @@ def _assert_one_error_line(out: subprocess.CompletedProcess[str], message: str, 
          "pip install 'rprop-bench[slurm]'"),
     ],
 )  # fmt: skip
+@pytest.mark.slow  # needs the launcher extras (the full lane's install)
 def test_a_missing_extra_is_one_line_naming_it(tmp_path, launcher, hidden, message):
     out = _hidden_cli(hidden, "sweep", "problem=line", f"hydra/launcher={launcher}", cwd=tmp_path)
     _assert_one_error_line(out, message, tmp_path)
@@ -115,6 +116,7 @@ def test_an_unknown_launcher_lists_the_valid_ones(tmp_path, command):
     assert ", ".join(LAUNCHERS) == VALID
 
 
+@pytest.mark.slow  # needs the launcher extras (the full lane's install)
 def test_a_typo_in_a_launcher_setting_is_one_line(tmp_path):
     out = run_cli(
         "sweep", "problem=line", "hydra/launcher=submitit_slurm", "hydra.launcher.partiton=gpu",
@@ -136,6 +138,7 @@ SLURM = (
 )  # fmt: skip
 
 
+@pytest.mark.slow  # needs the launcher extras (the full lane's install)
 def test_slurm_settings_compose_and_every_job_passes_the_preflight():
     jobs, configs = preflight(["problem=line", "train.seed=0,1,2", *SLURM], sweep=True)
     assert [int(c.train.seed) for c in configs] == [0, 1, 2]
@@ -160,6 +163,7 @@ def test_slurm_settings_compose_and_every_job_passes_the_preflight():
         (("++hydra.launcher.ray.init.object_store_memory=100000000",), None, 100000000),
     ],
 )
+@pytest.mark.slow  # needs the launcher extras (the full lane's install)
 def test_the_ray_launcher_config_declares_the_object_store_size(extra, address, memory):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -375,7 +379,7 @@ def test_a_sweep_on_an_existing_ray_cluster(tmp_path, tracking_server, ray_clust
         f"tracking.experiment={experiment}", cwd=tmp_path, env=env, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "sweep done: 4 FINISHED" in out.stdout
+    assert "runs: 4 FINISHED; parent run" in out.stdout
     # The cluster started before this sweep: its workers never saw the CLI's environment, so
     # that the runs share the one parent proves the sweep id came with each job's config.
     runs = _assert_complete_sweep(uri, experiment, 4)
@@ -398,7 +402,7 @@ def test_a_sweep_through_submitit_local_with_seed_groups(tmp_path, tracking_serv
         f"tracking.uri={uri}", f"tracking.experiment={experiment}", cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "sweep done: 4 FINISHED" in out.stdout
+    assert "runs: 4 FINISHED; parent run" in out.stdout
     runs = _assert_complete_sweep(uri, experiment, 4)
     # submitit_local runs the jobs on this machine: the seed plan reaches them and each
     # problem's two seeds train as one stacked model (by whichever job took the group's lock)
@@ -437,7 +441,7 @@ def test_a_sweep_resumes_across_launchers(tmp_path, tracking_server):
         shutil.rmtree(temp, ignore_errors=True)
     assert second.returncode == 0, second.stderr[-3000:]
     assert f"resuming parent run {parent.info.run_id}" in second.stdout
-    assert "sweep done: 2 FINISHED, 1 KILLED" in second.stdout
+    assert "runs: 2 FINISHED, 1 KILLED; parent run" in second.stdout
     runs = runs_of_kind(uri, experiment=experiment)
     assert sorted(r.info.status for r in runs) == ["FINISHED", "FINISHED", "KILLED"]
     finished = [r for r in runs if r.info.status == "FINISHED"]

@@ -18,6 +18,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from lanes import fast_first
 from sklearn.datasets import load_wine
 from torch import nn
 
@@ -201,7 +202,9 @@ TORCH_EQUIVALENCE = [
 ]
 
 
-@pytest.mark.parametrize(("dtype", "torch_foreach", "ours_foreach", "maximize"), TORCH_EQUIVALENCE)
+@pytest.mark.parametrize(
+    ("dtype", "torch_foreach", "ours_foreach", "maximize"), fast_first(TORCH_EQUIVALENCE)
+)
 def test_irprop_minus_equals_torch_rprop_on_an_mlp_bit_for_bit(
     dtype: torch.dtype, torch_foreach: bool, ours_foreach: bool, maximize: bool
 ):
@@ -239,7 +242,9 @@ def test_irprop_minus_equals_torch_rprop_on_an_mlp_bit_for_bit(
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, torch.complex64])
+@pytest.mark.parametrize(
+    "dtype", fast_first([torch.float32, torch.float64, torch.bfloat16, torch.complex64])
+)
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_irprop_minus_equals_torch_rprop_on_random_tensors(
     device: str, dtype: torch.dtype, implementation: dict
@@ -282,7 +287,9 @@ REFERENCE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("variant", "maximize", "implementation"), REFERENCE_CASES)
+@pytest.mark.parametrize(
+    ("variant", "maximize", "implementation"), fast_first(REFERENCE_CASES, every=6)
+)
 def test_every_variant_equals_the_numpy_reference_bit_for_bit(
     variant: str, maximize: bool, implementation: dict
 ):
@@ -455,7 +462,7 @@ PATH_DTYPES = [torch.float32, torch.float64, torch.bfloat16, torch.complex128]
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS[1:])
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype", PATH_DTYPES)
+@pytest.mark.parametrize("dtype", fast_first(PATH_DTYPES))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_every_implementation_matches_single_tensor(
     variant: str, dtype: torch.dtype, device: str, implementation: dict
@@ -538,7 +545,7 @@ def member_loss(k: int, *params: torch.Tensor) -> torch.Tensor:
     return sum(wavy(p * (1.0 + 0.5 * k)) for p in params)
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation", fast_first(IMPLEMENTATIONS, keep=2))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_stacked_members_follow_their_own_trajectories_bit_for_bit(
     variant: str, implementation: dict
@@ -767,7 +774,16 @@ MINIMISATION_CASES = [
     pytest.param(parabola, [5.0, 5.0], [1.0, -2.0], 200, 1e-4, torch.float64, id="parabola-f64"),
     # Rprop creeps along Rosenbrock's curved valley: every variant is within 2e-3 of the
     # minimum after 10,000 steps from the standard start (measured: 5e-4 to 1.2e-3).
-    pytest.param(rosenbrock, [-1.2, 1.0], [1.0, 1.0], 10_000, 2e-3, torch.float64, id="rosenbrock"),
+    pytest.param(
+        rosenbrock,
+        [-1.2, 1.0],
+        [1.0, 1.0],
+        10_000,
+        2e-3,
+        torch.float64,
+        id="rosenbrock",
+        marks=pytest.mark.slow,  # 10,000 steps: the full lane
+    ),
 ]
 
 
@@ -789,6 +805,7 @@ def test_every_variant_reaches_the_minimum(
     assert torch.allclose(w.detach(), torch.tensor(minimum, dtype=dtype), atol=tol)
 
 
+@pytest.mark.slow
 def test_fused_path_without_a_compiler_warns_once_and_falls_back(tmp_path):
     """No C compiler: one warning line, and the same bits as the single-tensor path."""
     script = """
@@ -821,6 +838,7 @@ print("fallback ok")
     assert "fallback ok" in result.stdout
 
 
+@pytest.mark.slow
 def test_fused_kernel_is_built_once_and_reused(tmp_path):
     env = {**os.environ, "RPROP_BENCH_CACHE": str(tmp_path)}
     code = "from rprop_bench.optim.fused import load_fused_kernel as k; print(k()._name)"
@@ -837,7 +855,7 @@ def test_fused_kernel_is_built_once_and_reused(tmp_path):
 # --------------------------------------------------------------------------- torch's arguments
 
 
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS[:3])
+@pytest.mark.parametrize("implementation", fast_first(IMPLEMENTATIONS[:3]))
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_zero_step_size_min_is_legal_and_a_zero_step_size_stays_zero(
     variant: str, implementation: dict
@@ -931,6 +949,7 @@ def test_capturable_on_cpu_is_refused_at_step_naming_the_devices():
         opt.step()
 
 
+@pytest.mark.slow
 def test_fused_path_without_the_kernel_source_warns_once_and_falls_back(tmp_path):
     """An install that lacks _fused_rprop.c: one warning line, and the single-tensor bits."""
     script = """

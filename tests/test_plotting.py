@@ -33,6 +33,77 @@ def test_known_optimizers_have_distinct_fixed_colours():
     assert plotting.method_color("irprop+") == "#332288"  # Tol muted indigo, in every report
 
 
+def _contrast_with_white(colour: str) -> float:
+    """WCAG 2.1's contrast ratio of an sRGB colour against white: (1 + 0.05) / (L + 0.05)."""
+    channels = [int(colour.lstrip("#")[i : i + 2], 16) / 255 for i in (0, 2, 4)]
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    luminance = 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+    return 1.05 / (luminance + 0.05)
+
+
+@pytest.mark.parametrize(
+    ("colour", "ratio"), [("#FFFFFF", 1.0), ("#000000", 21.0), ("#777777", 4.48)]
+)
+def test_the_contrast_ratio_is_wcags(colour, ratio):
+    assert _contrast_with_white(colour) == pytest.approx(ratio, abs=0.01)
+
+
+def test_every_optimizer_colour_stands_out_on_a_white_page():
+    """At least 3:1 against white (WCAG 2.1, non-text contrast): the pale sky blue that
+    iRprop- had (1.8:1) and its bands were hard to see."""
+    from rprop_bench import schema
+
+    for colour in (*schema.OPTIMIZER_COLORS.values(), *schema.FALLBACK_COLORS):
+        assert _contrast_with_white(colour) >= 3.0, colour
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([1.0, 0.5], (True, 0.0)),  # all positive: log, no zeros
+        ([1.0, 0.1, 0.0], (True, 0.01)),  # a zero: drawn a decade below the smallest positive
+        ([np.nan, 3e-4, 0.0], (True, 1e-5)),
+        ([-1.0, 1.0], (False, 0.0)),  # a negative value: linear
+        ([0.0, 0.0], (False, 0.0)),  # nothing positive: linear
+        ([np.nan], (False, 0.0)),
+    ],
+)
+def test_log_axis_floor(values, expected):
+    log, floor = plotting.log_axis_floor(np.array(values))
+    assert log == expected[0]
+    assert floor == pytest.approx(expected[1], rel=1e-12)
+
+
+def test_a_loss_of_exactly_zero_keeps_the_log_axis_and_is_marked():
+    band = _band(["sgd", "irprop+"])
+    band.loc[band["step"] == 5, ["median", "q25", "q75"]] = 0.0  # e.g. wine, breast_cancer
+    fig = plotting.loss_curves({"training loss": band})
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    floor = 0.01  # a decade below the smallest positive value, 0.8 / 4 = 0.2 -> 0.01
+    (curve,) = [line for line in ax.get_lines() if line.get_label() == "sgd"]
+    assert curve.get_ydata()[-1] == pytest.approx(floor)  # drawn, not dropped by the log axis
+    assert [t.get_text() for t in ax.texts] == ["0 (drawn at 1e-02)"]
+
+
+def test_the_seed_example_shows_the_truth_over_the_fits_and_counts_identical_seeds():
+    fits = pd.DataFrame(
+        {"method": ["irprop-"] * 3 + ["adam"] * 2, "w": [2.0, 2.0, 2.0, 1.9, 1.95],
+         "b": [3.0, 3.0, 3.0, 2.8, 2.9]}
+    )  # fmt: skip
+    data = pd.DataFrame({"x": np.linspace(-2, 2, 9), "y": 2 * np.linspace(-2, 2, 9) + 3})
+    fig = plotting.line_example(data, fits)
+    ax_d, ax_p = fig.axes[:2]
+    truth = next(line for line in ax_d.get_lines() if line.get_label().startswith("truth"))
+    fitted = [line for line in ax_d.get_lines() if not line.get_label().startswith("truth")]
+    assert all(truth.get_zorder() > line.get_zorder() for line in fitted)
+    labels = [c.get_label() for c in ax_p.collections]
+    assert "irprop- (3 runs at 1 point)" in labels  # three identical seeds: one marker, said
+    assert [t.get_text() for t in ax_p.texts] == ["×3"]
+    assert all(not c.get_clip_on() for c in ax_p.collections)  # no marker cut at a corner
+    assert ax_p.margins()[0] >= 0.1
+
+
 def test_unknown_and_suffixed_names_are_stable():
     assert plotting.method_color("my_opt") == plotting.method_color("my_opt")
     assert plotting.method_color("adam batch_size=8") == plotting.method_color("adam")

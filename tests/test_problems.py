@@ -197,6 +197,7 @@ def test_the_spirals_follow_the_1988_formula():
 # --- MNIST-1D and its models -----------------------------------------------------------------
 
 
+@pytest.mark.slow  # generates MNIST-1D's 5,000 signals (seconds)
 def test_mnist1d_is_the_packages_data_with_a_validation_set_carved_from_its_training_set():
     from mnist1d.data import get_dataset_args, make_dataset
 
@@ -215,6 +216,7 @@ def test_mnist1d_is_the_packages_data_with_a_validation_set_carved_from_its_trai
     assert not torch.equal(load_problem("mnist1d", split_seed=1).y_val, data.y_val)
 
 
+@pytest.mark.slow  # generates MNIST-1D's 5,000 signals (seconds)
 def test_mnist1d_is_generated_afresh_to_the_same_signals_and_leaves_global_generators_alone():
     import random
 

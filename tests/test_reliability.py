@@ -22,6 +22,7 @@ import pytest
 from harness_helpers import (
     communicate_or_explain,
     compose,
+    free_port,
     mlflow_server,
     new_store,
     run_cli,
@@ -32,6 +33,7 @@ from harness_helpers import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from lanes import fast_first
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
@@ -77,7 +79,7 @@ KEY_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("first", "second", "same"), KEY_CASES)
+@pytest.mark.parametrize(("first", "second", "same"), fast_first(KEY_CASES, keep=2, every=3))
 def test_run_key_depends_only_on_what_the_run_computes(first, second, same):
     assert (run_key(compose(*first)) == run_key(compose(*second))) is same
 
@@ -277,6 +279,7 @@ GROUP_CHOICES = ("optimizer=rprop", "optimizer=adam", "optimizer=lbfgs", "optimi
     values=st.lists(st.tuples(st.sampled_from(FUZZ_KEYS), st.sampled_from(FUZZ_VALUES)),
                     max_size=4),
 )  # fmt: skip
+@pytest.mark.slow
 def test_fuzzed_overrides_build_or_fail_in_one_clear_line(groups, values):
     overrides = [*groups, *(f"{key}={value}" for key, value in values)]
     try:
@@ -415,8 +418,8 @@ def test_kill_9_mid_sweep_then_the_same_command_resumes(tmp_path, store_uri):
 
     resumed = run_cli(*args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"run {victim} of irprop- · line · seed 1 was left RUNNING" in resumed.stdout
-    assert "SKIPPED irprop- · line · seed 0: already FINISHED" in resumed.stdout
+    assert f"run {victim} of irprop- s1 · line was left RUNNING" in resumed.stdout
+    assert "SKIPPED irprop- s0 · line: already FINISHED" in resumed.stdout
     assert f"resuming parent run {parent.info.run_id}" in resumed.stdout
     runs = runs_of_kind(store_uri)
     statuses = sorted(r.info.status for r in runs)
@@ -553,7 +556,7 @@ def test_a_tracking_server_records_runs_and_its_loss_is_reported(tmp_path):
     assert "Traceback" not in stderr
     line = next(li for li in stderr.splitlines() if "marked FAILED locally" in li)
     assert line.startswith("error: the MLflow store stayed unavailable for 3 s")
-    assert f"run {run_id} (irprop- · line · seed 1) marked FAILED locally in " in line
+    assert f"run {run_id} (irprop- s1 · line) marked FAILED locally in " in line
     record = json.loads(Path(line.rsplit(" in ", 1)[1]).read_text())
     assert (record["status"], record["run_id"], record["uri"]) == ("FAILED", run_id, uri)
 
@@ -567,3 +570,28 @@ def test_ui_binds_to_loopback_unless_told_otherwise(tmp_path, overrides, host):
     cfg = compose(*overrides)
     command = ui_command(new_store(tmp_path), int(cfg.tracking.ui_port), str(cfg.tracking.ui_host))
     assert command[command.index("--host") + 1] == host
+
+
+@pytest.mark.slow
+def test_ui_prints_its_address_only_once_the_server_answers(tmp_path):
+    """The address line comes when ``/health`` answers: a browser opened on it connects."""
+    import urllib.request
+
+    new_store(tmp_path)  # tmp_path/mlflow.db, the default store of that directory
+    port = free_port()
+    process = start_cli("ui", f"tracking.ui_port={port}", cwd=tmp_path)
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("starting the MLflow UI for sqlite:///"), first
+        lines = iter(process.stdout.readline, "")  # MLflow's own lines come in between
+        ready = next(line for line in lines if line.startswith("MLflow UI:"))
+        # the experiment's runs, in the model-training view (MLflow 3.17 opens GenAI otherwise)
+        assert ready.startswith(
+            f"MLflow UI: http://127.0.0.1:{port}/#/?workflowType=machine_learning"
+        ), ready  # the store has no experiment yet: the home page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+            assert answer.status == 200  # at once: no "connection refused" window
+    finally:
+        stop_group(process, signal.SIGTERM)
+        process.communicate(timeout=60)

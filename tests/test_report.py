@@ -16,6 +16,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
+import numpy as np
 import pandas as pd
 import pytest
 from mlflow_runs import XSS_NAME, HandRun, finals
@@ -51,7 +52,17 @@ TABLES = [
 
 @pytest.fixture(scope="module")
 def built(standard_store, tmp_path_factory) -> report.Report:
+    """The standard runs' report with PNG figures (what most tests read)."""
     out = tmp_path_factory.mktemp("report") / "exp"
+    opts = report.ReportOptions(out=out, formats=("png",), progress=False)
+    return report.build_report(standard_store, "exp", opts)
+
+
+@pytest.fixture(scope="module")
+def built_in_every_format(standard_store, tmp_path_factory) -> report.Report:
+    """The same report with every figure in PDF, PNG and SVG (the full lane: PDF and SVG
+    double the time of the figures)."""
+    out = tmp_path_factory.mktemp("report_all_formats") / "exp"
     opts = report.ReportOptions(out=out, formats=("pdf", "png", "svg"), progress=False)
     return report.build_report(standard_store, "exp", opts)
 
@@ -82,9 +93,11 @@ class _Collector(HTMLParser):
 # ------------------------------------------------------------------ files
 
 
-def test_every_promised_file_exists_and_is_valid(built):
+@pytest.mark.slow
+def test_every_promised_file_exists_and_is_valid(built_in_every_format):
     from pypdf import PdfReader
 
+    built = built_in_every_format
     assert built.index_html == built.out / "index.html"
     assert built.markdown.read_text(encoding="utf-8").startswith("# rprop-bench report: exp")
     for name in FIGURES:
@@ -264,6 +277,7 @@ def _run_cli(capsys, *overrides: str) -> tuple[int, str]:
     return code, err
 
 
+@pytest.mark.slow
 def test_cli_writes_the_report(capsys, standard_store, tmp_path):
     code = report_command.main(
         [
@@ -282,6 +296,7 @@ def test_cli_writes_the_report(capsys, standard_store, tmp_path):
     assert not list((tmp_path / "r" / "figures").glob("*.pdf"))
 
 
+@pytest.mark.slow
 def test_a_run_the_harness_did_not_write_is_left_out_in_one_line(capsys, store_factory, tmp_path):
     from mlflow import MlflowClient
     from mlflow_runs import standard_runs
@@ -324,7 +339,7 @@ def test_cli_experiment_without_runs(capsys, tmp_path):
     MlflowClient(uri).create_experiment("empty", artifact_location=(tmp_path / "a").as_uri())
     code, err = _run_cli(capsys, f"tracking.uri={uri}", "experiment=empty")
     assert code != 0
-    assert err == f"rprop-bench report: error: experiment 'empty' has no training runs in {uri}"
+    assert err == f"error: experiment 'empty' has no training runs in {uri}"
     code, err = _run_cli(capsys, f"tracking.uri={uri}", "experiment=absent")
     assert code != 0
     assert "no experiment named 'absent'" in err
@@ -342,7 +357,7 @@ def test_cli_runs_lacking_a_metric(capsys, store_factory, tmp_path):
     )
     assert code != 0
     assert "1 of 2 finished runs lack metric 'test_loss'" in err
-    assert "adam · iris · seed 1" in err
+    assert "adam s1 · iris" in err
     assert len(err.splitlines()) == 1
 
 
@@ -387,7 +402,7 @@ def test_cli_runs_lacking_a_loss_history(capsys, store_factory, tmp_path):
         "report.progress=false",
     )
     assert code != 0
-    assert err.startswith("rprop-bench report: error: 1 of 2 finished runs lack metric history")
+    assert err.startswith("error: 1 of 2 finished runs lack metric history")
     assert "'train_loss'" in err
 
 
@@ -472,9 +487,10 @@ def test_the_report_opens_with_its_reproducibility_record(built):
     for column in ("param.optimizer.lr", "run_key", "git_commit", "test_loss",
                    "final_train_loss", "epochs_to_target", "test_accuracy"):  # fmt: skip
         assert column in runs, column
-    assert set(runs["run_key"]) >= {"key-iris-irprop+-0", "key-line-adam-1"}
+    assert set(runs["run_key"]) >= {"key-iris-irprop_plus-irprop+-0", "key-line-adam-adam-1"}
 
 
+@pytest.mark.slow
 def test_the_report_command_records_itself(capsys, standard_store, tmp_path):
     out = tmp_path / "r"
     code = report_command.main([f"tracking.uri={standard_store}", "tracking.experiment=exp",
@@ -528,6 +544,7 @@ def test_expected_running_time_and_the_runtime_ecdf_by_hand(built):
     assert ert.loc[("line", "irprop+"), "ert"] == pytest.approx(11.0)  # 10, 11, 12
 
 
+@pytest.mark.slow
 def test_cli_unknown_control_is_one_line(capsys, standard_store, tmp_path):
     code = report_command.main([f"tracking.uri={standard_store}", "tracking.experiment=exp",
                                 f"report.out={tmp_path / 'r'}", "report.control=lbfgs",
@@ -535,6 +552,60 @@ def test_cli_unknown_control_is_one_line(capsys, standard_store, tmp_path):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err == (
-        "rprop-bench report: error: report.control='lbfgs' is not a method of these runs; "
-        "valid: adam, irprop+"
+        "error: report.control='lbfgs' is not a method of these runs; valid: adam, irprop+"
     )
+
+
+@pytest.mark.slow
+def test_unbalanced_problems_and_repeated_runs_are_left_out_and_named(
+    capsys, store_factory, tmp_path
+):
+    """A problem that not every optimizer ran is left out of the statistics across problems
+    (not ranked as ∞), and a config trained twice counts once (its newest FINISHED run)."""
+    import time
+
+    from mlflow import MlflowClient
+    from mlflow_runs import HandRun, finals, standard_runs
+
+    wine = [
+        HandRun("wine", "irprop_plus", "irprop+", s, finals(0.1 + s / 10, acc=0.9), [1.0, 0.5])
+        for s in range(3)
+    ]
+    uri = store_factory([*standard_runs(), *wine], experiment="unbalanced")
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("unbalanced")
+    (first,) = client.search_runs(
+        [experiment.experiment_id],
+        f"tags.`{schema.TAG_RUN_KEY}` = 'key-iris-irprop_plus-irprop+-0'",
+    )
+    time.sleep(0.05)  # the repeat starts later: it is the newer run of the key
+    tags = {k: v for k, v in first.data.tags.items() if k != "mlflow.runName"}
+    repeat = client.create_run(experiment.experiment_id, run_name="again", tags=tags)
+    for key, value in first.data.metrics.items():
+        client.log_metric(repeat.info.run_id, key, value, step=0)
+    for epoch, loss in enumerate([1.0, 0.5, 0.3, 0.2, 0.1], start=1):
+        client.log_metric(repeat.info.run_id, schema.TRAIN_LOSS, loss, step=epoch)
+    client.set_terminated(repeat.info.run_id)
+    code = report_command.main([
+        f"tracking.uri={uri}", "experiment=unbalanced", f"report.out={tmp_path / 'r'}",
+        "report.formats=[png]", "report.progress=false", "report.log_to_mlflow=false",
+    ])  # fmt: skip
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "report on 15 runs (1 failed)" in out.out  # 12 + 3 wine, the older repeat left out
+    repeated = (
+        "Left out: 1 run repeating the config (run key) of another run, which counts once "
+        f"(its newest FINISHED run), e.g. run {first.info.run_id}"
+    )
+    assert repeated in out.out
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert repeated in md
+    runs_csv = (tmp_path / "r" / "tables" / "runs.csv").read_text()
+    assert first.info.run_id not in runs_csv
+    assert repeat.info.run_id in runs_csv
+    assert "Left out of the comparisons across problems" in md
+    assert "wine (not run by adam)" in md
+    assert "Average ranks over 2 problems" in md  # iris and line, which both ran
+    ranks = pd.read_csv(tmp_path / "r" / "tables" / "ranks.csv")
+    assert set(ranks["method"]) == {"adam", "irprop+"}
+    assert np.isfinite(ranks["average_rank"]).all()

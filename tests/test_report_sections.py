@@ -6,11 +6,14 @@ The store is the hand-chosen one of ``conftest.standard_runs`` (two problems, tw
 
 from __future__ import annotations
 
+import pytest
+
 from rprop_bench import report
 from rprop_bench.document import DocumentWriter
 from rprop_bench.report_sections import problem
 
 
+@pytest.mark.slow
 def test_a_registered_section_shows_in_the_report_and_leaves_no_trace(
     standard_store, tmp_path, monkeypatch
 ):

@@ -14,6 +14,9 @@ from mlflow_runs import HandRun, finals
 
 from rprop_bench import report
 
+# Each test renders a whole report from a store of hand-made runs (about 30 s): the full lane.
+pytestmark = pytest.mark.slow
+
 PROBLEMS = [f"set{i}" for i in range(6)]
 # (optimizer, variant, test loss on every problem); torch_rprop copies irprop-'s runs
 METHODS = [("irprop_minus", "irprop-", 0.1), ("torch_rprop", "torch_rprop", 0.1),

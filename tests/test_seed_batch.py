@@ -13,6 +13,7 @@ import pytest
 import torch
 from harness_helpers import compose
 from hydra.utils import instantiate
+from lanes import fast_first
 
 from rprop_bench import schema
 from rprop_bench.cli.build import optimizer_partial
@@ -110,7 +111,7 @@ def _assert_same_run(a: TrainResult, b: TrainResult) -> None:
 
 
 @pytest.mark.parametrize("problem", PROBLEMS)
-@pytest.mark.parametrize("optimizer", RPROP_FAMILY + BASELINES)
+@pytest.mark.parametrize("optimizer", fast_first(RPROP_FAMILY + BASELINES, keep=4))
 def test_exact_mode_equals_training_each_seed_alone_bit_for_bit(optimizer, problem):
     """``exact=True``: weights, every logged metric (step-size diagnostics and gradient norm
     included), every histogram row and every final metric equal the one-by-one run's bits.
@@ -144,7 +145,7 @@ BATCHED_TOLERANCE = {
 LOSSES = (schema.TRAIN_LOSS, schema.VAL_LOSS)
 
 
-@pytest.mark.parametrize(("optimizer", "problem"), list(BATCHED_TOLERANCE))
+@pytest.mark.parametrize(("optimizer", "problem"), fast_first(list(BATCHED_TOLERANCE), keep=4))
 def test_batched_mode_stays_within_its_pinned_distance_of_training_alone(optimizer, problem):
     """Batched mode (the default): how close each seed stays to its one-by-one run, and why.
 
@@ -296,7 +297,9 @@ DIVERGENCE_AND_TARGET_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("optimizer", "lr", "log_every", "target"), DIVERGENCE_AND_TARGET_CASES)
+@pytest.mark.parametrize(
+    ("optimizer", "lr", "log_every", "target"), fast_first(DIVERGENCE_AND_TARGET_CASES, keep=3)
+)
 def test_alone_and_stacked_agree_on_divergence_and_target(optimizer, lr, log_every, target):
     cfg = compose(f"optimizer={optimizer}", "problem=line", f"optimizer.lr={lr}")
     data = instantiate(cfg.problem.data)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from harness_helpers import compose
 from hydra.utils import instantiate
+from lanes import fast_first
 
 from rprop_bench import schema
 from rprop_bench.cli.build import optimizer_partial
@@ -38,7 +39,7 @@ def test_seed_example_learns_w_2_and_b_3(variant):
     assert abs(model[0].bias.item() - 3) < 0.05
 
 
-@pytest.mark.parametrize("optimizer_name", group_options("optimizer"))
+@pytest.mark.parametrize("optimizer_name", fast_first(group_options("optimizer"), keep=4))
 def test_every_optimizer_config_trains_through_a_closure(optimizer_name):
     cfg = compose(f"optimizer={optimizer_name}", "problem=iris")
     data = instantiate(cfg.problem.data)
@@ -288,7 +289,7 @@ def test_the_generalisation_track_keeps_the_best_validation_epoch_and_its_test_m
 # --- precision and loss as config ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("optimizer_name", group_options("optimizer"))
+@pytest.mark.parametrize("optimizer_name", fast_first(group_options("optimizer"), keep=4))
 def test_every_optimizer_trains_in_float64(optimizer_name):
     from rprop_bench.cli.build import build
 

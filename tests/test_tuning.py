@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from harness_helpers import compose
+from lanes import fast_first
 
 from rprop_bench import schema
 from rprop_bench.cli.tune import hyperparameter_overrides
@@ -162,7 +163,7 @@ OPTIMIZERS_WITH_SPACES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", OPTIMIZERS_WITH_SPACES)
+@pytest.mark.parametrize("name", fast_first(OPTIMIZERS_WITH_SPACES))
 def test_every_optimizer_declares_a_space_whose_trials_are_valid_configs(name):
     cfg = compose(f"optimizer={name}")
     space = SearchSpace.parse(cfg.optimizer.search, f"optimizer={name}")

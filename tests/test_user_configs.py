@@ -94,7 +94,7 @@ def test_a_joblib_sweep_with_a_users_optimizer_from_config_dir(tmp_path, user_co
         f"tracking.uri={store_uri}", cwd=work,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "sweep done: 2 FINISHED" in out.stdout
+    assert "runs: 2 FINISHED; parent run" in out.stdout
     runs = runs_of_kind(store_uri)
     lrs = {r.data.tags[schema.TAG_OPTIMIZER]: r.data.params["optimizer.lr"] for r in runs}
     assert lrs == {NAME: "0.05", "sgd": "0.1"}
@@ -155,7 +155,7 @@ def test_a_throwaway_optimizer_and_problem_sweep_stack_and_report(tmp_path, stor
         f"tracking.uri={store_uri}", cwd=work, env=env,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    assert "sweep done: 8 FINISHED" in out.stdout
+    assert "runs: 8 FINISHED; parent run" in out.stdout
     runs = runs_of_kind(store_uri)
     assert len(runs) == 8
     ours = [r for r in runs if r.data.tags[schema.TAG_OPTIMIZER] == "sign_descent"]

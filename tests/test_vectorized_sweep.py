@@ -53,7 +53,7 @@ def test_a_vectorised_sweep_records_each_seed_as_the_same_sweep_one_by_one(tmp_p
     stacked_uri, plain_uri = new_store(tmp_path / "stacked"), new_store(tmp_path / "plain")
     stdout = _sweep(tmp_path, stacked_uri, *GRID, VECTORIZE)
     _sweep(tmp_path, plain_uri, *GRID)
-    assert "sweep done: 6 FINISHED" in stdout
+    assert "runs: 6 FINISHED; parent run" in stdout
     assert stdout.count("trained with its seed group in this sweep") == 4
 
     (parent,) = runs_of_kind(stacked_uri, schema.RUN_KIND_SWEEP)
@@ -94,16 +94,16 @@ def test_a_resumed_vectorised_sweep_redoes_only_the_runs_not_finished(tmp_path, 
     _sweep(tmp_path, store_uri, *args)
     client = MlflowClient(store_uri)
     first = _by_name(runs_of_kind(store_uri))
-    lost = {"irprop- · iris · seed 1": "KILLED", "irprop- · iris · seed 2": "FAILED"}
+    lost = {"irprop- s1 · iris": "KILLED", "irprop- s2 · iris": "FAILED"}
     for name, status in lost.items():
         client.set_terminated(first[name].info.run_id, status=status)
 
     stdout = _sweep(tmp_path, store_uri, *args)
-    assert "SKIPPED irprop- · iris · seed 0: already FINISHED" in stdout
+    assert "SKIPPED irprop- s0 · iris: already FINISHED" in stdout
     runs = runs_of_kind(store_uri)
     finished = [r for r in runs if r.info.status == "FINISHED"]
     assert sorted(r.info.run_name for r in finished) == sorted(first)  # one result per seed
-    redone = [r for r in finished if r.info.run_id != first["irprop- · iris · seed 0"].info.run_id]
+    redone = [r for r in finished if r.info.run_id != first["irprop- s0 · iris"].info.run_id]
     assert {r.info.run_name for r in redone} == set(lost)
     assert {r.data.tags[schema.TAG_VECTORIZED] for r in redone} == {"2"}  # trained together
     assert len(runs) == 5
@@ -116,7 +116,7 @@ def test_diverged_seeds_fail_alone_and_l_bfgs_trains_one_by_one(tmp_path, store_
     )  # fmt: skip
     (line,) = [s for s in stdout.splitlines() if "train one by one" in s]
     assert line.startswith("train.vectorize_seeds: 2 runs train one by one: LBFGS cannot")
-    assert "sweep done: 4 FAILED" in stdout
+    assert "runs: 4 FAILED; parent run" in stdout
     runs = runs_of_kind(store_uri)
     assert len(runs) == 4  # a diverged seed's own job did not train it again
     for run in runs:

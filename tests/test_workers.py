@@ -88,6 +88,7 @@ def test_workers_are_forked_from_a_server_that_imported_torch_and_the_rest():
     assert found["main_torch"] is False  # the main process never paid for those imports
 
 
+@pytest.mark.slow
 def test_thread_variables_set_by_the_user_win():
     env = {**os.environ, "OMP_NUM_THREADS": "3"}
     found = _python(WORKERS_SCRIPT.replace("range(6)", "range(2)"), env)

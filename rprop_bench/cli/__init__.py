@@ -41,6 +41,7 @@ from rprop_bench.cli.compose import (
     preflight,
 )
 from rprop_bench.cli.validate import ConfigError
+from rprop_bench.text import count
 
 if TYPE_CHECKING:
     from hydra.core.override_parser.types import Override
@@ -197,7 +198,7 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
         return _error(str(exc))
     if not sweep:
         return _single_run(flags, overrides, first)
-    print(f"sweep: {len(jobs)} runs into {uri}", flush=True)
+    print(f"sweep: {count(len(jobs), 'run')} into {uri}", flush=True)
     return launch_sweep(flags, overrides, jobs, configs, launcher, parsed)
 
 

@@ -14,10 +14,13 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    from rprop_bench.tracking.tracker import SweepEnd
 
 #: The longest run name MLflow's SQL stores keep (``runs.name`` is VARCHAR(250); PostgreSQL and
 #: MySQL refuse a longer one, SQLite does not check).
@@ -34,17 +37,82 @@ def parent_run_name(shown: str, sweep_dir: Path) -> str:
     return f"sweep · {shown}{when}"
 
 
+def sweep_description(
+    command: str, params: dict[str, str], overrides: list[str], jobs: str | None
+) -> str:
+    """The parent's description in the MLflow UI (Markdown): how many runs, the command that
+    started the sweep, and its grid (the sweep config's ``params`` with the command line's
+    overrides of them) and fixed overrides.
+
+    Example:
+        >>> print(sweep_description("python -m rprop_bench sweep optimizer=sgd",
+        ...       {"optimizer": "adam,sgd", "train.seed": "0,1"}, ["optimizer=sgd"], "2"))
+        Sweep of 2 runs, started with
+        <BLANKLINE>
+            python -m rprop_bench sweep optimizer=sgd
+        <BLANKLINE>
+        Grid:
+        <BLANKLINE>
+        - `optimizer`: sgd
+        - `train.seed`: 0, 1
+    """
+    grid = dict(params)
+    fixed = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key.split(".")[0] in ("sweep", "tracking") or not value:
+            continue  # how the sweep is run and stored, not what it computes
+        if key in grid or "," in value:
+            grid[key] = value
+        else:
+            fixed.append(override)
+    size = f"{jobs} runs" if jobs else "runs"
+    lines = [f"Sweep of {size}, started with", "", f"    {command}", ""]
+    if grid:
+        lines += ["Grid:", ""]
+        lines += [f"- `{k}`: {', '.join(v.split(','))}" for k, v in grid.items()]
+    else:
+        lines.append("Its jobs are listed one by one (a phase of a tuning study).")
+    if fixed:
+        lines += ["", "Fixed: " + ", ".join(f"`{o}`" for o in fixed)]
+    return "\n".join(lines)
+
+
+def sweep_summary(ended: SweepEnd) -> str:
+    """What a sweep did, e.g. ``6 trained, 6 reused; runs: 12 FINISHED``: the runs this
+    invocation trained, those it reused (FINISHED by an earlier attempt or sweep), and the
+    sweep's runs by status (reused ones included; earlier interrupted attempts too)."""
+    from rprop_bench.text import count
+
+    counts = dict(ended.counts)
+    if ended.reused:
+        counts["FINISHED"] = counts.get("FINISHED", 0) + ended.reused
+    statuses = ", ".join(f"{n} {status}" for status, n in sorted(counts.items())) or "none"
+    reused = ended.reused + ended.finished_before
+    summary = f"{ended.trained} trained, {reused} reused; runs: {statuses}"
+    if ended.still_running:
+        summary += (
+            f" (parent left RUNNING: {count(ended.still_running, 'run')} of another sweep "
+            "still running into it)"
+        )
+    return summary
+
+
 class SweepParentCallback(Callback):
     """Creates and ends the MLflow parent run of a Hydra multirun."""
 
     def __init__(self) -> None:
         self._tracker: Any = None
         self._parent_run_id: str | None = None
+        self._started = 0.0  # Unix time: runs started since were trained by this invocation
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Create the sweep's parent run before the first job starts."""
+        import time
+
         from rprop_bench.store import TrackingError
 
+        self._started = time.time()
         try:
             self._start(config)
         except TrackingError as exc:  # e.g. a store MLflow cannot open: one line, no traceback
@@ -57,6 +125,7 @@ class SweepParentCallback(Callback):
         from rprop_bench.cli.identity import (
             PROGRAM,
             SWEEP_COMMAND_ENV,
+            SWEEP_SIZE_ENV,
             SWEEP_TITLE_ENV,
             SWEEP_WITHIN_ENV,
             git_commit,
@@ -78,6 +147,10 @@ class SweepParentCallback(Callback):
             schema.TAG_OUTPUT_DIR: str(sweep_dir),
             schema.TAG_GIT_COMMIT: git_commit(),
         }
+        params = {str(k): str(v) for k, v in (config.hydra.sweeper.get("params") or {}).items()}
+        tags[schema.TAG_NOTE] = sweep_description(
+            tags[schema.TAG_COMMAND], params, overrides, os.environ.get(SWEEP_SIZE_ENV)
+        )
         within = os.environ.get(SWEEP_WITHIN_ENV)  # a phase of a tuning study: nested in it
         if within:
             tags[schema.TAG_PARENT_RUN_ID] = within
@@ -92,19 +165,10 @@ class SweepParentCallback(Callback):
         """Mark the parent run FINISHED and print how the children ended."""
         if self._tracker is None or self._parent_run_id is None:
             return
-        ended = self._tracker.end_sweep_parent(self._parent_run_id)
-        summary = (
-            ", ".join(f"{n} {status}" for status, n in sorted(ended.counts.items())) or "no runs"
-        )
-        if ended.reused:
-            summary += f", {ended.reused} reused (FINISHED by an earlier sweep)"
-        left = (
-            f" (left RUNNING: {ended.still_running} runs of another sweep still run into it)"
-            if ended.still_running
-            else ""
-        )
+
+        ended = self._tracker.end_sweep_parent(self._parent_run_id, since=self._started)
         print(
-            f"sweep done: {summary}; parent run {self._parent_run_id}{left}\n"
+            f"sweep done: {sweep_summary(ended)}; parent run {self._parent_run_id}\n"
             f"  compare the runs in the MLflow UI: python -m rprop_bench ui",
             file=sys.stdout,
             flush=True,

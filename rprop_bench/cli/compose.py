@@ -298,6 +298,37 @@ def _selects_files(override: Override) -> bool:
     )
 
 
+def dotted_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Every key of ``cfg``, nested ones dotted (``train``, ``train.epochs``, ...)."""
+    keys = []
+    for key, value in cfg.items_ex(resolve=False) if isinstance(cfg, DictConfig) else ():
+        dotted = f"{prefix}{key!s}"
+        keys.append(dotted)
+        if isinstance(value, DictConfig):
+            keys += dotted_keys(value, dotted + ".")
+    return keys
+
+
+def no_such_key(key: str, cfg: DictConfig) -> str | None:
+    """``"train.epoch: no such key; did you mean train.epochs?"`` if ``cfg`` lacks ``key``
+    (the nearest existing key by :mod:`difflib`, else the valid keys beside it), or
+    ``None`` if the key exists."""
+    missing = object()
+    if OmegaConf.select(cfg, key, default=missing) is not missing:
+        return None
+    import difflib
+
+    close = difflib.get_close_matches(key, dotted_keys(cfg), n=1, cutoff=0.75)
+    if close:
+        return f"{key}: no such key; did you mean {close[0]}?"
+    parent = key.rpartition(".")[0]
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    if isinstance(node, DictConfig):
+        where = f" under {parent}" if parent else ""
+        return f"{key}: no such key; the keys{where}: {', '.join(map(str, node.keys()))}"
+    return f"{key}: no such key"
+
+
 def _apply_values(cfg: DictConfig, values: list[Override]) -> DictConfig:
     """A copy of ``cfg`` with plain ``key=value`` overrides applied (struct mode: no new keys)."""
     cfg = copy.deepcopy(cfg)
@@ -307,6 +338,9 @@ def _apply_values(cfg: DictConfig, values: list[Override]) -> DictConfig:
         except ValidationError as exc:  # a value a structured field cannot hold
             raise wrong_type(exc, override.value()) from exc
         except Exception as exc:
+            unknown = no_such_key(override.key_or_group, cfg)
+            if unknown and "override 'model." not in f"override '{override.key_or_group}":
+                raise ConfigError(unknown) from exc
             raise ConfigError(
                 _with_hint(f"Could not override '{override.key_or_group}': {_one_line(exc)}")
             ) from exc

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -83,9 +84,10 @@ class RunNames:
 
     @property
     def run_name(self) -> str:
-        """A readable run name, e.g. ``irprop+ · iris · seed 3``."""
+        """A short run name, e.g. ``irprop+ s3 · iris``: the optimizer and the seed come first,
+        so that the MLflow UI's narrow name column still tells a sweep's runs apart."""
         label = self.variant if self.optimizer != schema.TORCH_RPROP_LABEL else self.optimizer
-        return f"{label} · {self.problem} · seed {self.seed}"
+        return f"{label} s{self.seed} · {self.problem}"
 
 
 def run_names(cfg: DictConfig, optimizer_choice: str | None) -> RunNames:
@@ -181,11 +183,67 @@ def run_tags(
         schema.TAG_MODEL: names.model,
         schema.TAG_SEED: str(names.seed),
         schema.TAG_GIT_COMMIT: git_commit(),
-        schema.TAG_COMMAND: " ".join([PROGRAM, "run", *overrides]),
+        schema.TAG_COMMAND: rerun_command(overrides, sweep_settings(cfg)),
         schema.TAG_OUTPUT_DIR: str(output_dir.resolve()),
         schema.TAG_RUN_KEY: run_key(cfg),
+        **source_tags(),
     }
     tags.update(tune_tags(cfg))
+    return tags
+
+
+def rerun_command(overrides: Iterable[str], settings: Iterable[str] = ()) -> str:
+    """The command that trains this one run again, shell-quoted (``shlex.join``): the job's
+    overrides less those that choose a sweep (``sweep=...``, ``sweep.*``), which would make
+    it a one-job sweep that skips the run instead of training it, and plus ``settings``, what
+    the sweep config set (:func:`sweep_settings`), so that the run key is the same."""
+    kept = [o for o in overrides if o.lstrip("+~").split("=", 1)[0].split(".")[0] != "sweep"]
+    return " ".join([PROGRAM, "run", *map(shlex.quote, [*kept, *settings])])
+
+
+def sweep_settings(cfg: DictConfig) -> list[str]:
+    """``key=value`` for every setting outside ``hydra`` that this job's sweep config (e.g.
+    ``conf/sweep/default.yaml``: ``train.log_every``) sets, with the job's own value; ``[]``
+    outside a sweep. Found in Hydra's search path (``hydra.runtime.config_sources``)."""
+    runtime = HydraConfig.get().runtime
+    choice = runtime.choices.get("sweep")
+    if not choice or choice == "null":
+        return []
+    for source in runtime.config_sources:
+        path = Path(str(source.path)) / "sweep" / f"{choice}.yaml"
+        if source.schema == "file" and path.is_file():
+            content = OmegaConf.to_container(OmegaConf.load(path))
+            assert isinstance(content, dict)
+            content.pop("hydra", None)
+            return [
+                f"{key}={_override_value(OmegaConf.select(cfg, key))}" for key in _leaves(content)
+            ]
+    return []
+
+
+def _leaves(tree: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            keys += _leaves(value, f"{prefix}{key}.")
+        else:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def _override_value(value: object) -> str:
+    """A value in Hydra's override grammar (JSON's scalars and lists are valid in it)."""
+    plain = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+    return plain if isinstance(plain, str) else json.dumps(plain)
+
+
+def source_tags() -> dict[str, str]:
+    """MLflow's own source tags (the UI's Source column): this code's name, kind and commit
+    (without the ``-dirty`` mark, which MLflow would take for part of the hash)."""
+    tags = {schema.TAG_SOURCE_NAME: schema.SOURCE_NAME, schema.TAG_SOURCE_TYPE: schema.SOURCE_TYPE}
+    commit = git_commit().removesuffix("-dirty")
+    if commit != "unknown":
+        tags[schema.TAG_SOURCE_COMMIT] = commit
     return tags
 
 

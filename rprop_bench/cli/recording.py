@@ -13,10 +13,22 @@ from rprop_bench.cli.outcome import Entry, failed_locally, guarded, record_resul
 
 
 def log_inputs(entry: Entry, data: Any) -> None:
-    """The run's input artifacts: the composed config, and the data of problem ``line``."""
+    """The run's inputs: the composed config, its problem's splits as MLflow datasets, and
+    the data of problem ``line`` as a table."""
     import torch
 
     entry.recorder.log_text(OmegaConf.to_yaml(entry.cfg, resolve=True), schema.ARTIFACT_CONFIG)
+    entry.recorder.log_datasets(
+        [
+            (
+                f"{entry.names.problem}/{context}",
+                context,
+                getattr(data, f"x_{split}").cpu().numpy(),
+                getattr(data, f"y_{split}").cpu().numpy(),
+            )
+            for split, context in schema.DATASET_SPLITS.items()
+        ]
+    )
     if entry.names.problem == "line":
         rows = torch.cat([data.x_train, data.y_train], dim=1).cpu().tolist()
         entry.recorder.log_table(("x", "y"), rows, schema.ARTIFACT_LINE_DATA)

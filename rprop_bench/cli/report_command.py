@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from rprop_bench.text import count
+
 EXIT_BAD_INPUT = 2
 
 USAGE = """usage: python -m rprop_bench report [experiment=NAME] [KEY=VALUE ...]
@@ -73,7 +75,6 @@ def main(overrides: list[str]) -> int:
     from rprop_bench.report import ReportOptions, build_report
     from rprop_bench.results import ResultsError
 
-    prog = "rprop-bench report"
     if any(a in ("-h", "--help") for a in overrides):
         from rprop_bench.cli.compose import CONF_DIR
 
@@ -104,18 +105,21 @@ def main(overrides: list[str]) -> int:
         )
         report = build_report(str(cfg.tracking.uri), str(cfg.tracking.experiment), options)
     except (ResultsError, HydraException, OmegaConfBaseException, ValueError) as exc:
-        print(f"{prog}: error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except OSError as exc:
-        print(f"{prog}: error: cannot write the report: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: cannot write the report: {_one_line(exc)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(
-        f"report on {report.n_runs} runs ({report.n_failed} failed) written to {report.index_html}"
+        f"report on {count(report.n_runs, 'run')} ({report.n_failed} failed) "
+        f"written to {report.index_html}"
     )
-    if report.foreign:
-        from rprop_bench.report import foreign_line
+    from rprop_bench.report import foreign_line, repeated_line
 
+    if report.foreign:
         print(foreign_line(report.foreign))
+    if report.repeated:
+        print(repeated_line(report.repeated))
     if report.logged_to_run:
         print(f"logged as artifacts '{_artifact_dir()}' of sweep run {report.logged_to_run}")
     return 0

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from rprop_bench import schema
 from rprop_bench.cli.validate import ConfigError
+from rprop_bench.text import count
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -354,7 +355,7 @@ class Study:
         done = self._done(jobs, configs[0] if configs else None)
         todo = [(j, c) for j, c in zip(jobs, configs, strict=True) if j.run_key not in done]
         already = f", {len(jobs) - len(todo)} done already" if done else ""
-        print(f"tune {self.id}: phase {name}: {len(jobs)} runs{already}", flush=True)
+        print(f"tune {self.id}: phase {name}: {count(len(jobs), 'run')}{already}", flush=True)
         if done:
             parent = self.tracker.ensure_sweep_parent(
                 sweep_id, self.dir, f"{name} · {self.id}",

@@ -16,6 +16,7 @@ from rprop_bench.document import DocumentWriter
 from rprop_bench.report_sections import common
 from rprop_bench.report_sections.common import column, fmt
 from rprop_bench.report_sections.context import ReportContext, Section
+from rprop_bench.text import count
 
 __all__ = [
     "PARTS",
@@ -99,7 +100,7 @@ def performance_profiles(ctx: ReportContext, w: DocumentWriter) -> None:
     """Performance profiles of costs to the target (gradient evaluations and seconds), capped
     at AlgoPerf's τ_max = 4, with the integrated area as a score. A loss is not a cost: a
     best loss near 0 makes every ratio explode, so losses get no profile."""
-    runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
+    runs, problems, methods = ctx.compared.runs, ctx.compared.problems, ctx.compared.methods
     tiny = np.finfo(float).tiny
     tau_max = analysis.ALGOPERF_TAU_MAX
     evals, fell_back = _evals_to_target(runs)
@@ -180,7 +181,7 @@ def _merged_note(ctx: ReportContext) -> str:
 def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
     """Average ranks per criterion (practical ties first), the omnibus test, and the
     Nemenyi critical difference only where the omnibus test rejects."""
-    runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
+    runs, problems, methods = ctx.compared.runs, ctx.compared.problems, ctx.compared.methods
     opts = ctx.options
     rope = comparison.Rope(opts.rope_relative, opts.rope_absolute)
     w.heading(3, "Ranks, Friedman test and critical difference")
@@ -260,7 +261,7 @@ def ranks(ctx: ReportContext, w: DocumentWriter) -> None:
 def improvement(ctx: ReportContext, w: DocumentWriter) -> None:
     """P(X beats Y) on the final test loss and the evaluations to target, with stratified-bootstrap
     intervals: figure and table."""
-    runs, problems, methods = ctx.compared.runs, ctx.problems, ctx.compared.methods
+    runs, problems, methods = ctx.compared.runs, ctx.compared.problems, ctx.compared.methods
     opts = ctx.options
     rope = comparison.Rope(opts.rope_relative, opts.rope_absolute)
     w.heading(3, "Probability of improvement")
@@ -307,11 +308,21 @@ PARTS: list[Section] = [performance_profiles, ranks, improvement]
 def across_problems(ctx: ReportContext, w: DocumentWriter) -> None:
     """The heading, then each part of :data:`PARTS` (with two problems and two optimizers)."""
     w.heading(2, "Across problems")
-    if len(ctx.problems) < 2 or len(ctx.methods) < 2:
+    compared = ctx.compared
+    if compared.dropped:
         w.para(
-            "Comparisons across problems need at least two problems and two optimizers; "
-            f"this report has {len(ctx.problems)} problem(s) and {len(ctx.methods)} "
-            "optimizer(s)."
+            "Left out of the comparisons across problems, because not every optimizer ran on "
+            "them (a method cannot be ranked on a problem it did not run): "
+            + "; ".join(
+                f"{p} (not run by {', '.join(missing)})" for p, missing in compared.dropped.items()
+            )
+            + "."
+        )
+    if len(compared.problems) < 2 or len(compared.methods) < 2:
+        w.para(
+            "Comparisons across problems need at least two problems that every optimizer ran "
+            f"on, and two optimizers; this report has {count(len(compared.problems), 'problem')}"
+            f" and {count(len(compared.methods), 'optimizer')}."
         )
         return
     for part in PARTS:

@@ -35,17 +35,24 @@ IDENTITY_METRICS = (
 class Compared:
     """The runs that the statistics across problems compare: methods whose runs are
     bit-identical on every problem and seed merged into one, labelled ``a = b``, so that
-    one method does not enter a rank test twice.
+    one method does not enter a rank test twice; and only the problems that every method
+    ran on, so that a method is never ranked on a problem it did not run (as ∞) while the
+    pairwise tables leave the same pair out.
 
     Attributes:
-        runs: the runs, one method of each identical group kept, under the merged label.
+        runs: the runs of :attr:`problems`, one method of each identical group kept, under
+            the merged label.
         methods: the labels compared, sorted.
         merged: the groups of identical methods (empty when there are none).
+        problems: the problems every method ran on, sorted.
+        dropped: each problem left out, with the methods that did not run on it.
     """
 
     runs: pd.DataFrame
     methods: list[str]
     merged: list[tuple[str, ...]]
+    problems: list[str]
+    dropped: dict[str, list[str]]
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,8 @@ class ReportContext:
         return self.wide[self.wide["problem"] == problem]
 
     @cached_property
-    def compared(self) -> Compared:
-        """The runs the statistics across problems compare (:class:`Compared`)."""
+    def _merged(self) -> tuple[pd.DataFrame, list[tuple[str, ...]]]:
+        """Every run, with identical methods merged (:class:`Compared`), and the groups."""
         values = [c for c in (*IDENTITY_METRICS, "failed") if c in self.runs]
         merged = comparison.identical_methods(self.runs, values)
         runs = self.runs
@@ -106,12 +113,27 @@ class ReportContext:
             runs = runs.assign(
                 method=runs["method"].where(runs["method"] != group[0], " = ".join(group))
             )
-        return Compared(runs, sorted(runs["method"].unique()), merged)
+        return runs, merged
+
+    @cached_property
+    def compared(self) -> Compared:
+        """The runs the statistics across problems compare (:class:`Compared`)."""
+        runs, merged = self._merged
+        methods = sorted(runs["method"].unique())
+        ran = runs.groupby("problem")["method"].unique()
+        dropped = {
+            str(p): sorted(set(methods) - set(ran[p]))
+            for p in self.problems
+            if set(ran.get(p, [])) != set(methods)
+        }
+        problems = [p for p in self.problems if p not in dropped]
+        runs = runs[runs["problem"].isin(problems)]
+        return Compared(runs, methods, merged, problems, dropped)
 
     def compared_wide(self, problem: str) -> pd.DataFrame:
-        """The metric histories of one problem's compared runs (:attr:`compared`), under the
-        compared labels."""
-        labels = self.compared.runs[["run_id", "method"]]
+        """The metric histories of one problem's runs, under the compared labels (identical
+        methods merged, as in :attr:`compared`), whether or not every method ran on it."""
+        labels = self._merged[0][["run_id", "method"]]
         wide = self.problem_wide(problem).drop(columns="method")
         return wide.merge(labels, on="run_id")
 

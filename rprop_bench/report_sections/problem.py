@@ -17,6 +17,7 @@ from rprop_bench import analysis, plotting, schema
 from rprop_bench.document import DocumentWriter, slug
 from rprop_bench.report_sections.common import fmt, representative, step_methods
 from rprop_bench.report_sections.context import ProblemSection, ReportContext
+from rprop_bench.text import count
 
 __all__ = [
     "PARTS",
@@ -37,8 +38,8 @@ def overview(ctx: ReportContext, problem: str, w: DocumentWriter) -> None:
     runs = ctx.problem_runs(problem)
     n_failed = int(runs["failed"].sum())
     w.para(
-        f"{len(runs)} runs: {runs['method'].nunique()} optimizers × "
-        f"{runs['seed'].nunique()} seeds; {n_failed} failed or diverged."
+        f"{count(len(runs), 'run')}: {count(runs['method'].nunique(), 'optimizer')} × "
+        f"{count(runs['seed'].nunique(), 'seed')}; {n_failed} failed or diverged."
     )
 
 
@@ -63,7 +64,9 @@ def loss_curves(ctx: ReportContext, problem: str, w: DocumentWriter) -> None:
             plotting.loss_curves(bands, title=problem),
             f"{slug(problem)}_loss_curves",
             f"{problem}: median loss across seeds with interquartile band, against {x} "
-            "(left) and median wall time (right). Diverged values are left out of the band.",
+            "(left) and median wall time (right), on a log axis. Diverged values are left out "
+            "of the band; a loss of exactly 0 is drawn on the dotted floor a decade below the "
+            "smallest positive loss, marked on the axis.",
         )
 
 

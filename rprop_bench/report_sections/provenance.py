@@ -15,6 +15,8 @@ import subprocess
 
 import pandas as pd
 
+from rprop_bench.text import count
+
 __all__ = ["PACKAGES", "commit_line", "environment_lines"]
 
 #: The packages whose versions decide a report's numbers and figures.
@@ -28,7 +30,7 @@ def commit_line(runs: pd.DataFrame) -> str:
     if commits is None or commits.empty:
         return "Code: no commit recorded"
     counts = commits.value_counts()
-    shown = ", ".join(f"{c[:12]} ({n} runs)" for c, n in counts.items())
+    shown = ", ".join(f"{c[:12]} ({count(n, 'run')})" for c, n in counts.items())
     return f"Code: the runs were made at commit{'s' if len(counts) > 1 else ''} {shown}"
 
 

@@ -20,6 +20,7 @@ import pandas as pd
 
 from rprop_bench import schema
 from rprop_bench.store import sqlite_path
+from rprop_bench.text import count
 
 #: Per-epoch metrics a report draws, read in bulk by default.
 HISTORY_METRICS: tuple[str, ...] = (
@@ -73,6 +74,9 @@ class ExperimentResults:
         sweep_id: the sweep id tag of that parent, if any.
         foreign: the ids of the experiment's runs that the harness did not write (no
             :data:`schema.TAG_RUN_KIND` tag, e.g. a run added by hand): left out.
+        repeated: the ids of runs left out because another run has the same run key (the
+            same config trained twice, e.g. one single run repeated): a grid point counts
+            once, not as two seeds (:func:`one_run_per_key`).
     """
 
     experiment_name: str
@@ -82,6 +86,7 @@ class ExperimentResults:
     parent_run_id: str | None
     sweep_id: str | None
     foreign: tuple[str, ...] = ()
+    repeated: tuple[str, ...] = ()
 
 
 def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
@@ -264,7 +269,7 @@ def load_experiment(
         if kind not in (*_NOT_TRAINING, schema.RUN_KIND_TRAINING)
     )
     if not training:
-        also = f" ({len(foreign)} runs that the harness did not write)" if foreign else ""
+        also = f" ({count(len(foreign), 'run')} that the harness did not write)" if foreign else ""
         raise NoRunsError(
             f"experiment {experiment_name!r} has no training runs in {tracking_uri}{also}"
         )
@@ -275,15 +280,32 @@ def load_experiment(
             raise NoRunsError(
                 f"sweep {parent.info.run_id} of experiment {experiment_name!r} has no runs"
             )
+    runs, repeated = one_run_per_key(_runs_frame(training))
     return ExperimentResults(
         experiment_name=experiment_name,
         experiment_id=experiment.experiment_id,
         tracking_uri=tracking_uri,
-        runs=_runs_frame(training),
+        runs=runs,
         parent_run_id=parent.info.run_id if parent is not None else None,
         sweep_id=parent.data.tags.get(schema.TAG_SWEEP_ID) if parent is not None else None,
         foreign=foreign,
+        repeated=repeated,
     )
+
+
+def one_run_per_key(runs: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """Keep one run per run key, so that a config trained twice counts once: the newest
+    FINISHED run of the key, else (none finished) its newest run. Runs without a key (made
+    before keys existed) are all kept. Returns the runs kept and the ids left out."""
+    if runs.empty or "run_key" not in runs:
+        return runs, ()
+    keyed = runs[runs["run_key"] != ""]
+    order = keyed.assign(_finished=keyed["status"] == "FINISHED").sort_values(
+        ["_finished", "start_time", "run_id"]
+    )
+    kept = order.groupby("run_key").tail(1).index
+    dropped = keyed.index.difference(kept)
+    return runs.drop(index=dropped), tuple(sorted(runs.loc[dropped, "run_id"]))
 
 
 #: The run kinds that are not training runs: a sweep's parent, a tuning study's parent.

@@ -100,6 +100,26 @@ class RunRecorder:
         with self._timed():
             self.client.log_text(self.run_id, text, artifact_file)
 
+    def log_datasets(self, datasets: Sequence[tuple[str, str, Any, Any]]) -> None:
+        """Log the run's data as MLflow dataset inputs, so that the UI's Dataset column and
+        filter show it: ``(name, context, features, targets)`` per split, NumPy arrays, e.g.
+        ``("iris/train", "train", x, y)``. MLflow keeps a digest, schema and shape, not the
+        data."""
+        from mlflow.data.numpy_dataset import from_numpy
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        with self._timed():
+            inputs = []
+            for name, context, features, targets in datasets:
+                described = from_numpy(features, targets=targets, name=name)
+                inputs.append(
+                    DatasetInput(
+                        Dataset(**described.to_dict()),
+                        tags=[InputTag(schema.DATASET_CONTEXT_TAG, context)],
+                    )
+                )
+            self.client.log_inputs(self.run_id, datasets=inputs)
+
     def log_table(
         self, columns: Sequence[str], rows: Sequence[Sequence[object]], artifact_file: str
     ) -> None:

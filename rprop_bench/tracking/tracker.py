@@ -34,6 +34,8 @@ class SweepEnd(NamedTuple):
     counts: dict[str, int]  # the children by status
     still_running: int  # children RUNNING in live processes (another sweep): parent not ended
     reused: int = 0  # FINISHED runs of earlier sweeps that this sweep's grid reused
+    trained: int = 0  # children started since ``since`` (trained by this invocation)
+    finished_before: int = 0  # children FINISHED before ``since`` (an earlier attempt)
 
 
 @dataclass(frozen=True)
@@ -85,21 +87,28 @@ class Tracker:
             raise TrackingError(f"cannot open MLflow store {options.uri}: {first}") from exc
 
     def _experiment_id(self) -> str:
+        """The experiment's id, made (or restored) if need be, with the training-view tag."""
         name = self.options.experiment
         found = self.client.get_experiment_by_name(name)
-        if found is not None:
-            if found.lifecycle_stage == "deleted":
-                self.client.restore_experiment(found.experiment_id)
-            return found.experiment_id
-        try:
-            return self.client.create_experiment(
-                name, artifact_location=artifact_root(self.options.uri)
+        if found is None:
+            kind = {schema.EXPERIMENT_KIND_TAG: schema.EXPERIMENT_KIND_TRAINING}
+            try:
+                return str(
+                    self.client.create_experiment(
+                        name, artifact_location=artifact_root(self.options.uri), tags=kind
+                    )
+                )
+            except MlflowException:  # another process created it first
+                found = self.client.get_experiment_by_name(name)
+                if found is None:
+                    raise
+        if found.lifecycle_stage == "deleted":
+            self.client.restore_experiment(found.experiment_id)
+        if schema.EXPERIMENT_KIND_TAG not in found.tags:  # made before the tag; a user's kind stays
+            self.client.set_experiment_tag(
+                found.experiment_id, schema.EXPERIMENT_KIND_TAG, schema.EXPERIMENT_KIND_TRAINING
             )
-        except MlflowException:  # another process created it first
-            found = self.client.get_experiment_by_name(name)
-            if found is None:
-                raise
-            return found.experiment_id
+        return str(found.experiment_id)
 
     def start_run(
         self,
@@ -272,27 +281,36 @@ class Tracker:
         self.client.set_terminated(parent, status="KILLED")
         return len(dead)
 
-    def end_sweep_parent(self, run_id: str, status: str = "FINISHED") -> SweepEnd:
+    def end_sweep_parent(
+        self, run_id: str, status: str = "FINISHED", since: float | None = None
+    ) -> SweepEnd:
         """End the parent run of a sweep, unless another sweep still runs into it.
 
         Two sweeps of one grid share a parent; the first to end leaves it RUNNING while a
         child of the other is RUNNING in a live process, and the last to end ends it.
+        ``since`` (Unix time): when this invocation of the sweep started, to tell the runs it
+        trained from those an earlier attempt finished.
 
         Returns:
-            The children counted by status, and how many are still RUNNING alive (the parent
-            was ended only if none is).
+            The children counted by status, how many are still RUNNING alive (the parent
+            was ended only if none is), and how many were reused, trained now, or finished
+            by an earlier attempt.
         """
         counts: dict[str, int] = {}
-        alive = 0
+        alive = trained = finished_before = 0
         for child in self._children(run_id):
             counts[child.info.status] = counts.get(child.info.status, 0) + 1
             if child.info.status == "RUNNING":
                 alive += run_is_alive(child, self.options.stale_seconds)
+            if since is not None and (child.info.start_time or 0) >= since * 1000:
+                trained += 1
+            elif since is not None and child.info.status == "FINISHED":
+                finished_before += 1
         if not alive:
             self.client.set_terminated(run_id, status=status)
         sweep_id = self.client.get_run(run_id).data.tags.get(schema.TAG_SWEEP_ID, "")
         reused = len(self._adopted(sweep_id)) if sweep_id else 0
-        return SweepEnd(counts, alive, reused)
+        return SweepEnd(counts, alive, reused, trained, finished_before)
 
     def lost_claim(self, run_id: str, run_key: str, *, finished_counts: bool) -> str | None:
         """Whether the new run ``run_id`` lost its claim on ``run_key`` to another run.
