@@ -127,7 +127,8 @@ def repeated_line(repeated: tuple[str, ...]) -> str:
     """The line that says which repeated runs (a run key trained again) a report left out."""
     return (
         f"Left out: {count(len(repeated), 'run')} repeating the config (run key) of another "
-        f"run, which counts once (its newest FINISHED run), e.g. run {repeated[0]}"
+        f"run, which counts once (by its newest FINISHED run, else its newest), e.g. run "
+        f"{repeated[0]}"
     )
 
 

@@ -67,6 +67,14 @@ def built_in_every_format(standard_store, tmp_path_factory) -> report.Report:
     return report.build_report(standard_store, "exp", opts)
 
 
+def _report_cli(uri: str, experiment: str, out: Path) -> int:
+    """``report`` on ``experiment`` into ``out``: PNG figures, no progress bars, not logged."""
+    return report_command.main([
+        f"tracking.uri={uri}", f"experiment={experiment}", f"report.out={out}",
+        "report.formats=[png]", "report.progress=false", "report.log_to_mlflow=false",
+    ])  # fmt: skip
+
+
 def _table(built: report.Report, name: str) -> pd.DataFrame:
     return pd.read_csv(built.out / "tables" / f"{name}.csv")
 
@@ -307,10 +315,7 @@ def test_a_run_the_harness_did_not_write_is_left_out_in_one_line(capsys, store_f
     foreign = client.create_run(experiment.experiment_id, run_name="by hand")  # no run kind
     client.log_metric(foreign.info.run_id, "train_loss", 0.5)
     client.set_terminated(foreign.info.run_id)
-    code = report_command.main([
-        f"tracking.uri={uri}", "experiment=with_foreign", f"report.out={tmp_path / 'r'}",
-        "report.formats=[png]", "report.progress=false", "report.log_to_mlflow=false",
-    ])  # fmt: skip
+    code = _report_cli(uri, "with_foreign", tmp_path / "r")
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "12 runs (1 failed)" in captured.out  # the harness's runs, the foreign one left out
@@ -586,16 +591,13 @@ def test_unbalanced_problems_and_repeated_runs_are_left_out_and_named(
     for epoch, loss in enumerate([1.0, 0.5, 0.3, 0.2, 0.1], start=1):
         client.log_metric(repeat.info.run_id, schema.TRAIN_LOSS, loss, step=epoch)
     client.set_terminated(repeat.info.run_id)
-    code = report_command.main([
-        f"tracking.uri={uri}", "experiment=unbalanced", f"report.out={tmp_path / 'r'}",
-        "report.formats=[png]", "report.progress=false", "report.log_to_mlflow=false",
-    ])  # fmt: skip
+    code = _report_cli(uri, "unbalanced", tmp_path / "r")
     out = capsys.readouterr()
     assert code == 0, out.err
     assert "report on 15 runs (1 failed)" in out.out  # 12 + 3 wine, the older repeat left out
     repeated = (
         "Left out: 1 run repeating the config (run key) of another run, which counts once "
-        f"(its newest FINISHED run), e.g. run {first.info.run_id}"
+        f"(by its newest FINISHED run, else its newest), e.g. run {first.info.run_id}"
     )
     assert repeated in out.out
     md = (tmp_path / "r" / "report.md").read_text()

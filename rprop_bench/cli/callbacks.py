@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,8 +109,6 @@ class SweepParentCallback(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Create the sweep's parent run before the first job starts."""
-        import time
-
         from rprop_bench.store import TrackingError
 
         self._started = time.time()
@@ -165,7 +164,6 @@ class SweepParentCallback(Callback):
         """Mark the parent run FINISHED and print how the children ended."""
         if self._tracker is None or self._parent_run_id is None:
             return
-
         ended = self._tracker.end_sweep_parent(self._parent_run_id, since=self._started)
         print(
             f"sweep done: {sweep_summary(ended)}; parent run {self._parent_run_id}\n"

@@ -339,7 +339,7 @@ def _apply_values(cfg: DictConfig, values: list[Override]) -> DictConfig:
             raise wrong_type(exc, override.value()) from exc
         except Exception as exc:
             unknown = no_such_key(override.key_or_group, cfg)
-            if unknown and "override 'model." not in f"override '{override.key_or_group}":
+            if unknown and not override.key_or_group.startswith("model."):  # model: its hint
                 raise ConfigError(unknown) from exc
             raise ConfigError(
                 _with_hint(f"Could not override '{override.key_or_group}': {_one_line(exc)}")

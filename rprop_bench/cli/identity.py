@@ -212,23 +212,21 @@ def sweep_settings(cfg: DictConfig) -> list[str]:
     for source in runtime.config_sources:
         path = Path(str(source.path)) / "sweep" / f"{choice}.yaml"
         if source.schema == "file" and path.is_file():
-            content = OmegaConf.to_container(OmegaConf.load(path))
-            assert isinstance(content, dict)
-            content.pop("hydra", None)
-            return [
-                f"{key}={_override_value(OmegaConf.select(cfg, key))}" for key in _leaves(content)
-            ]
+            return [f"{key}={_override_value(OmegaConf.select(cfg, key))}"
+                    for key in _settings_of(str(path))]  # fmt: skip
     return []
 
 
-def _leaves(tree: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            keys += _leaves(value, f"{prefix}{key}.")
-        else:
-            keys.append(f"{prefix}{key}")
-    return keys
+@functools.cache
+def _settings_of(sweep_file: str) -> tuple[str, ...]:
+    """The dotted keys a sweep config sets outside ``hydra`` (read once per process: every run
+    of a sweep asks)."""
+    from rprop_bench.params import flatten
+
+    content = OmegaConf.to_container(OmegaConf.load(sweep_file))
+    assert isinstance(content, dict)
+    content.pop("hydra", None)
+    return tuple(flatten({str(k): v for k, v in content.items()}))
 
 
 def _override_value(value: object) -> str:
