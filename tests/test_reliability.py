@@ -381,7 +381,7 @@ def test_four_parallel_workers_lose_no_run_and_no_metric(tmp_path, store_uri):
         cwd=tmp_path, timeout=500,
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "sweep done: 40 FINISHED" in out.stdout
+    assert "sweep done: 40 trained, 0 reused; runs: 40 FINISHED;" in out.stdout
     runs = runs_of_kind(store_uri)
     assert len(runs) == 40
     assert _finished_per_key(runs) == {r.data.tags[schema.TAG_RUN_KEY]: 1 for r in runs}

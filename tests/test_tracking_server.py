@@ -53,7 +53,7 @@ def swept(tracking_server: TrackingServer, tmp_path_factory) -> tuple[TrackingSe
 
 def test_every_run_is_there_once_finished_and_nested_under_one_parent(swept):
     server, _, stdout = swept
-    assert "sweep done: 4 FINISHED" in stdout
+    assert "runs: 4 FINISHED; parent run" in stdout
     runs = runs_of_kind(server.uri, experiment=EXPERIMENT)
     grid = {(r.data.tags[schema.TAG_PROBLEM], int(r.data.tags[schema.TAG_SEED])) for r in runs}
     assert len(runs) == 4
