@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
 from rprop_bench.params import MAX_PARAM_VALUE
@@ -118,7 +120,21 @@ class RunRecorder:
                         tags=[InputTag(schema.DATASET_CONTEXT_TAG, context)],
                     )
                 )
-            self.client.log_inputs(self.run_id, datasets=inputs)
+            # Two runs that log the same new dataset at once (parallel workers, a seed group
+            # on a server store) race in MLflow's SQL store: both insert it, one gets an
+            # IntegrityError. Again, the dataset exists and is only linked; the inputs describe
+            # the run for the UI, so a run never fails for them.
+            for attempt in range(3):
+                try:
+                    self.client.log_inputs(self.run_id, datasets=inputs)
+                    return
+                except MlflowException as exc:
+                    if attempt == 2:
+                        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                        print(f"warning: run {self.run_id}: its dataset inputs were not logged "
+                              f"({first[:200]})", file=sys.stderr, flush=True)  # fmt: skip
+                        return
+                    time.sleep(0.05 * (attempt + 1))
 
     def log_table(
         self, columns: Sequence[str], rows: Sequence[Sequence[object]], artifact_file: str
