@@ -153,9 +153,9 @@ TAG_SOURCE_NAME = "mlflow.source.name"
 TAG_SOURCE_TYPE = "mlflow.source.type"
 SOURCE_NAME = "rprop_bench"
 SOURCE_TYPE = "LOCAL"  # one of MLflow's SourceType names (a script run on this machine)
-#: MLflow 3's UI reads this experiment tag to choose its view: without it, an experiment is
-#: shown as a GenAI one (a traces dashboard, runs as "Evaluations"); this value opens the
-#: model-training view (runs, metrics, charts).
+#: The experiment tag that MLflow 3's UI read to choose its view before its GenAI / Model
+#: training toggle (3.17 reads the toggle or the URL's ``workflowType`` instead:
+#: rprop_bench.cli.ui); this value asks for the model-training view (runs, metrics, charts).
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND_TRAINING = "custom_model_development"
 #: The dataset inputs of a training run (``mlflow.log_input``): each split of its problem
