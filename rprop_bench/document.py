@@ -23,6 +23,7 @@ import matplotlib as mpl
 import pandas as pd
 
 from rprop_bench import plotting
+from rprop_bench.plot_style import plain_text
 
 __all__ = ["DocumentWriter", "Figure", "Heading", "Para", "Table", "render_html", "render_md"]
 
@@ -168,8 +169,33 @@ def table_latex(t: Table) -> str:
     return "\n".join(lines)
 
 
+#: What makes Markdown text live: a backslash (which could undo an escape), a table's ``|``,
+#: and a ``]`` that closes a link's or an image's text (``[x](javascript:...)``,
+#: ``![](http://...)``, ``[x][ref]``, ``[ref]: url``). Backslash-escaped; a bracket that opens
+#: no link (a confidence interval, ``[0.1, 0.3]``) stays as written.
+_MD_LIVE = re.compile(r"(\\|\||\](?=[(\[:]))")
+
+
 def md_cell(text: str) -> str:
-    return html.escape(str(text), quote=False).replace("|", "\\|").replace("\n", " ")
+    """``text`` as plain Markdown text on one line: HTML escaped (no raw tags, no
+    ``<autolinks>``), and no link or image can form (:data:`_MD_LIVE`)."""
+    return _MD_LIVE.sub(r"\\\1", html.escape(str(text), quote=False)).replace("\n", " ")
+
+
+#: What a spreadsheet reads as the start of a formula (OWASP's CSV injection list).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell that a spreadsheet would run as a formula
+    (``=HYPERLINK(...)``) prefixed with ``'``; numbers stay numbers."""
+    out = frame.copy()
+    for column in out.columns:
+        if out[column].dtype == object or pd.api.types.is_string_dtype(out[column]):
+            out[column] = out[column].map(
+                lambda v: f"'{v}" if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+            )
+    return out
 
 
 def table_md(t: Table) -> str:
@@ -299,6 +325,7 @@ class DocumentWriter:
         self.blocks.append(Para(text))
 
     def figure(self, fig, name: str, caption: str) -> None:
+        plain_text(fig)  # run-derived names: no mathtext
         with mpl.rc_context(plotting.RC):
             buf = io.BytesIO()
             fig.savefig(buf, format="png")
@@ -331,7 +358,7 @@ class DocumentWriter:
             name, caption, display.reset_index(drop=True), bold.reset_index(drop=True), details
         )
         csv = self.out / "tables" / f"{name}.csv"
-        numbers.to_csv(csv, index=False)
+        csv_safe(numbers).to_csv(csv, index=False)
         tex = self.out / "tables" / f"{name}.tex"
         tex.write_text(table_latex(t), encoding="utf-8")
         self.tables += [csv, tex]

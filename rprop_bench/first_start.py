@@ -33,7 +33,7 @@ from pathlib import Path
 
 from rprop_bench.locks import file_lock
 from rprop_bench.retry import call_with_retry
-from rprop_bench.store import TrackingError, sqlite_path
+from rprop_bench.store import TrackingError, check_mlflow_database, sqlite_path
 
 __all__ = ["open_store", "schema_head"]
 
@@ -159,12 +159,17 @@ def _finish(db: Path, uri: str) -> str | None:
     return _upgrade(db, uri, revision, head)
 
 
-def open_store(uri: str, *, check_schema: bool = False, retry_seconds: float = 30.0) -> str | None:
+def open_store(
+    uri: str, *, check_schema: bool = False, check_integrity: bool = False,
+    retry_seconds: float = 30.0,
+) -> str | None:  # fmt: skip
     """Open the store at ``uri`` with MLflow, safely for a SQLite store (see the module).
 
     Returns a line saying what was repaired or upgraded, or ``None``. ``check_schema`` also
-    compares the schema with the installed MLflow's (the CLI does so once per command; jobs
-    open a store the CLI has checked). A busy store is retried for ``retry_seconds``.
+    compares the schema with the installed MLflow's, and checks an existing store's
+    integrity (:func:`~rprop_bench.store.check_mlflow_database`); ``check_integrity`` only
+    the latter. The CLI does so once per command; jobs open a store the CLI has checked.
+    A busy store is retried for ``retry_seconds``.
 
     Raises:
         TrackingError: a store that cannot be made usable (one line).
@@ -188,6 +193,8 @@ def open_store(uri: str, *, check_schema: bool = False, retry_seconds: float = 3
             db.unlink(missing_ok=True)
             _create_whole(db)
             return None
+        if check_schema or check_integrity:  # a damaged or foreign file: one line
+            check_mlflow_database(db, retry_seconds)
         try:
             note = _finish(db, uri) if check_schema else None
             touch()

@@ -8,9 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-__all__ = ["MAX_PARAM_VALUE", "flatten"]
+__all__ = ["MAX_PARAM_VALUE", "MAX_TAG_VALUE", "cut", "flatten"]
 
-MAX_PARAM_VALUE = 6000  # MLflow's limit for the length of a param (or tag) value
+MAX_PARAM_VALUE = 6000  # MLflow's limit for the length of a param value
+MAX_TAG_VALUE = 8000  # MLflow's limit for a tag value (its SQL stores refuse a longer one)
+
+
+def cut(value: str, limit: int) -> str:
+    """``value``, or its start and a note of how much was left out if it is over ``limit``.
+
+    >>> cut("x" * 20, 18)
+    'x… (20 chars, cut)'
+    """
+    if len(value) <= limit:
+        return value
+    note = f"… ({len(value)} chars, cut)"
+    return value[: max(limit - len(note), 0)] + note
 
 
 def flatten(config: Mapping[str, object], prefix: str = "") -> dict[str, str]:
@@ -25,5 +38,5 @@ def flatten(config: Mapping[str, object], prefix: str = "") -> dict[str, str]:
         if isinstance(value, Mapping):
             flat.update(flatten(value, f"{name}."))
         else:
-            flat[name] = str(value)[:MAX_PARAM_VALUE]
+            flat[name] = cut(str(value), MAX_PARAM_VALUE)
     return flat

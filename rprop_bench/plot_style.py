@@ -48,6 +48,25 @@ RC: dict[Any, Any] = {  # Any keys: matplotlib types rcParams keys as a Literal
 RPROP_VARIANTS = schema.RPROP_VARIANTS
 
 
+def plain_text(fig: Any) -> Any:
+    """Draw every text of ``fig`` that is not an axis's tick label as plain text: titles,
+    labels, legends and annotations carry run data (names, problems, params), and a name
+    such as ``$\\foo$`` must show as written, not be parsed as mathtext (and fail). Tick
+    labels keep mathtext, which log axes' ``10^k`` labels need. Returns ``fig``."""
+    from matplotlib.text import Text
+
+    ticks: set[int] = set()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            ticks.add(id(axis.get_offset_text()))
+            for tick in [*axis.get_major_ticks(), *axis.get_minor_ticks()]:
+                ticks.update((id(tick.label1), id(tick.label2)))
+    for text in fig.findobj(Text):
+        if id(text) not in ticks:
+            text.set_parse_math(False)
+    return fig
+
+
 def is_rprop(method: str) -> bool:
     """Whether a method label belongs to the Rprop family (ours or torch's)."""
     return schema.is_rprop_family(method)

@@ -92,6 +92,35 @@ class UnknownProblemError(ValueError):
     """Raised for a problem name that is not in :data:`PROBLEMS`."""
 
 
+class BadDataError(ValueError):
+    """A problem's data cannot be trained on: an empty split, NaN or infinite values, or an
+    option its builder does not take. Raised before training, so that it is never taken for
+    the optimizer's divergence."""
+
+
+def check_data(data: ProblemData) -> None:
+    """Raise :class:`BadDataError` if a split of ``data`` is empty or holds a NaN or an
+    infinity (a builder option such as ``noise=nan``, or a user's data file)."""
+    for split in ("train", "val", "test"):
+        for part in ("x", "y"):
+            tensor = getattr(data, f"{part}_{split}")
+            if tensor.shape[0] == 0:
+                raise BadDataError(f"problem {data.name!r} has no {split} samples")
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise BadDataError(
+                    f"problem {data.name!r}: {bad} NaN or infinite values in {part}_{split}"
+                )
+
+
+def builder_options(name: str) -> list[str]:
+    """The options (keyword arguments) that problem ``name``'s builder takes."""
+    import inspect
+
+    parameters = list(inspect.signature(PROBLEMS[name]).parameters.values())[1:]  # not seed
+    return [p.name for p in parameters if p.kind is not p.VAR_KEYWORD]
+
+
 # --- builders -------------------------------------------------------------------------------
 
 
@@ -294,10 +323,18 @@ def load_problem(
 
     Raises:
         UnknownProblemError: if ``name`` is not a registered problem; the message lists them.
+        BadDataError: an option the problem's builder does not take.
     """
     if name not in PROBLEMS:
         raise UnknownProblemError(
             f"unknown problem {name!r}; valid problems: {', '.join(problem_names())}"
+        )
+    valid = builder_options(name)
+    unknown = sorted(set(options or {}) - set(valid))
+    if unknown:
+        raise BadDataError(
+            f"problem.data.options.{unknown[0]}: problem {name!r} has no such option; its "
+            f"options: {', '.join(valid) or 'none'}"
         )
     raw = PROBLEMS[name](split_seed, **(options or {}))
     return prepare(

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from rprop_bench import schema
 from rprop_bench.document import DocumentWriter, render_html, render_md
+from rprop_bench.redaction import redact
 from rprop_bench.report_sections import (
     across,
     budgets,
@@ -90,12 +91,14 @@ class Report:
     n_failed: int = 0
     foreign: tuple[str, ...] = ()  # runs of the experiment the harness did not write: left out
     repeated: tuple[str, ...] = ()  # runs whose run key another run has: left out
+    interrupted: tuple[str, ...] = ()  # KILLED attempts, store failures: no results
+    running: tuple[str, ...] = ()  # runs still RUNNING: left out, named
 
 
 def _meta(ctx: ReportContext) -> list[str]:
     """The report's header lines: where the runs come from, how many, when, and the
     reproducibility record (:mod:`~rprop_bench.report_sections.provenance`)."""
-    res, runs, uri = ctx.results, ctx.runs, ctx.tracking_uri
+    res, runs, uri = ctx.results, ctx.runs, redact(ctx.tracking_uri)  # no password in a report
     n_failed = int(runs["failed"].sum())
     return [
         f"Tracking store: {uri}; experiment {ctx.experiment} (id {res.experiment_id})",
@@ -112,7 +115,24 @@ def _meta(ctx: ReportContext) -> list[str]:
         "metric: tables/runs.csv.",
         *([foreign_line(res.foreign)] if res.foreign else []),
         *([repeated_line(res.repeated)] if res.repeated else []),
+        *([interrupted_line(res.interrupted)] if res.interrupted else []),
+        *([running_line(res.running)] if res.running else []),
     ]
+
+
+def interrupted_line(interrupted: tuple[str, ...]) -> str:
+    """The line that says which attempts the report did not count as results."""
+    return (
+        f"Left out: {count(len(interrupted), 'interrupted attempt')} (KILLED by a signal, or "
+        f"FAILED because the store failed), which are no results: they are neither runs "
+        f"nor failures of their optimizer here, e.g. run {interrupted[0]}"
+    )
+
+
+def running_line(running: tuple[str, ...]) -> str:
+    """The line that names the runs still RUNNING, which the report left out."""
+    shown = ", ".join(running[:5]) + (", ..." if len(running) > 5 else "")
+    return f"Left out: {count(len(running), 'run')} still RUNNING: {shown}"
 
 
 def foreign_line(foreign: tuple[str, ...]) -> str:
@@ -144,7 +164,8 @@ def _write_documents(ctx: ReportContext, w: DocumentWriter) -> Report:
     n_failed = int(ctx.runs["failed"].sum())
     return Report(
         ctx.out, index, md, w.figures, w.tables, None, len(ctx.runs), n_failed,
-        ctx.results.foreign, ctx.results.repeated,
+        ctx.results.foreign, ctx.results.repeated, ctx.results.interrupted,
+        ctx.results.running,
     )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ loses nothing. The policy itself is :mod:`tenacity`'s; this module only says whe
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import random
@@ -28,10 +29,13 @@ from rprop_bench.signals import interrupts_held
 from rprop_bench.store import TrackingError
 
 __all__ = [
+    "STORE_FAULT_MARKERS",
     "TRANSIENT_MARKERS",
     "RetryingClient",
+    "StoreFault",
     "StoreUnavailable",
     "call_with_retry",
+    "is_store_fault",
     "is_transient",
 ]
 
@@ -41,6 +45,14 @@ TRANSIENT_MARKERS = (
     "Connection refused", "Connection aborted", "Connection reset", "RemoteDisconnected",
     "timed out", "failed with error code 50", "ConnectionError",
 )  # fmt: skip
+#: Words that mark an error of the store's own disk or file: it will not pass by waiting.
+STORE_FAULT_MARKERS = (
+    "database or disk is full", "No space left on device", "disk I/O error",
+    "readonly database", "Read-only file system", "database disk image is malformed",
+    "file is not a database", "unable to open database file", "Disk quota exceeded",
+)  # fmt: skip
+#: The same, as the errno of an OSError (an artifact written beside the database).
+_FAULT_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO})
 FIRST_DELAY = 0.05  # seconds before the first retry; doubled each time ...
 MAX_DELAY = 2.0  # ... up to this; every wait is then scaled by a random factor in [0.5, 1.5]
 T = TypeVar("T")
@@ -49,6 +61,26 @@ log = logging.getLogger(__name__)
 
 class StoreUnavailable(TrackingError):
     """The store stayed busy or unreachable for the whole retry budget."""
+
+
+class StoreFault(StoreUnavailable):
+    """The store's disk or file failed (full, read-only, damaged): no retry can help. Handled
+    as an unavailable store: the run is marked FAILED locally and the sweep stops."""
+
+
+def is_store_fault(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) is a fault of the store's disk or
+    database file (:data:`STORE_FAULT_MARKERS`)."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) and seen.errno in _FAULT_ERRNOS:
+            return True
+        if any(marker in str(seen) for marker in STORE_FAULT_MARKERS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -74,6 +106,21 @@ def _first_line(exc: BaseException | None) -> str:
     return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
+def _fault_line(exc: BaseException) -> str:
+    """The line of ``exc`` (or of its causes) that names the fault."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        for line in str(seen).splitlines():
+            if any(marker in line for marker in STORE_FAULT_MARKERS):
+                return line.strip()[:200]
+        if isinstance(seen, OSError) and seen.errno in _FAULT_ERRNOS:
+            return f"{seen.strerror} ({seen.filename or 'artifact'})"[:200]
+        seen = seen.__cause__ or seen.__context__
+    return _first_line(exc)
+
+
 class _JitteredExponential(wait_exponential):
     """tenacity's exponential backoff, each wait scaled by a random factor in [0.5, 1.5]."""
 
@@ -93,7 +140,14 @@ def call_with_retry(call: Callable[[], T], retry_seconds: float, what: str) -> T
 
     def attempt() -> T:
         with interrupts_held():
-            return call()
+            try:
+                return call()
+            except Exception as exc:
+                if is_store_fault(exc) and not is_transient(exc):
+                    raise StoreFault(
+                        f"the MLflow store failed ({what}: {_fault_line(exc)})"
+                    ) from exc
+                raise
 
     def give_up(state: RetryCallState) -> T:
         exc = state.outcome.exception() if state.outcome else None

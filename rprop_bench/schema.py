@@ -129,6 +129,9 @@ TAG_FAILURE_REASON = "rprop_bench.failure_reason"  # set on FAILED/KILLED runs
 #: which a re-run of its sweep does not train again (``sweep.retry_failed``).
 TAG_FAILURE_KIND = "rprop_bench.failure_kind"
 FAILURE_DIVERGED = "diverged"
+FAILURE_STORE = "store"  # the store failed or went away: recorded in LOCAL_FAILURE_FILE
+#: What a run leaves in its Hydra output directory when the store failed or went away.
+LOCAL_FAILURE_FILE = "run_failed_locally.json"
 #: How the reason of a diverged run begins (rprop_bench.training): it marks the runs made
 #: before the failure-kind tag existed.
 DIVERGED_REASON_PREFIX = "train loss became "

@@ -10,12 +10,20 @@ and the command hung (seen in CI under load).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Interrupted", "install_sigterm_handler", "interrupts_held"]
+__all__ = [
+    "Interrupted", "die_with_parent", "install_sigterm_handler", "interrupts_held", "orphaned",
+]  # fmt: skip
+
+#: Linux's prctl option that sends the calling process a signal when its parent exits.
+_PR_SET_PDEATHSIG = 1
 
 
 @contextlib.contextmanager
@@ -78,3 +86,35 @@ def install_sigterm_handler() -> None:
     """
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _raise_interrupted)
+
+
+def die_with_parent(signum: int, parent_pid: int | None = None) -> bool:
+    """Have the kernel send this process ``signum`` when its parent exits (Linux's
+    ``PR_SET_PDEATHSIG``); if the parent ``parent_pid`` is already gone, exit now.
+
+    Why: a sweep's joblib workers, and the fork server they come from, outlived a main
+    process killed with ``kill -9`` and went on training queued jobs into the store. Returns
+    whether the kernel took the request (elsewhere than Linux it cannot: nothing is done).
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    global _parent
+    _parent = parent_pid
+    if parent_pid is not None and os.getppid() != parent_pid:  # died before the request
+        os._exit(128 + signum)
+    return True
+
+
+_parent: int | None = None  # the parent that die_with_parent watches
+
+
+def orphaned() -> bool:
+    """Whether the parent given to :func:`die_with_parent` has exited (a worker whose sweep
+    was killed: it ends once its run is recorded, instead of waiting for more jobs)."""
+    return _parent is not None and os.getppid() != _parent

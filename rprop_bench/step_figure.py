@@ -68,5 +68,6 @@ def step_heatmap(rows: Sequence[HistogramRow], title: str = "") -> Figure:
     ax.set_xlabel("epoch", fontsize=11)
     ax.set_ylabel("log10 step size", fontsize=11)
     ax.tick_params(labelsize=10)
-    ax.set_title(title or "step size per weight", fontsize=13, loc="left")
+    # the run's name, as written: no mathtext
+    ax.set_title(title or "step size per weight", fontsize=13, loc="left", parse_math=False)
     return fig

@@ -272,7 +272,7 @@ def test_a_shared_parent_stays_running_while_another_sweep_runs_into_it(tmp_path
     assert (ended.counts, ended.still_running) == ({"RUNNING": 1}, 1)  # another sweep's run
     assert MlflowClient(uri).get_run(parent).info.status == "RUNNING"
     MlflowClient(uri).set_terminated(other, status="FINISHED")
-    assert tracker.end_sweep_parent(parent) == ({"FINISHED": 1}, 0, 0, 0, 0)  # none reused
+    assert tracker.end_sweep_parent(parent) == ({"FINISHED": 1}, 0, 0, 0, 0, 0)  # none reused
     assert MlflowClient(uri).get_run(parent).info.status == "FINISHED"
 
 

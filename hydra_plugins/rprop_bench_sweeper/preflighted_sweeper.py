@@ -23,6 +23,8 @@ a JSON file of the jobs' override lists replaces the grid. ``python -m rprop_ben
 launches its trials so, since a search's points are no Cartesian product.
 """
 
+import contextlib
+import io
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,6 +58,27 @@ ConfigStore.instance().store(
 )
 
 
+def _stop_if_the_store_failed(results: Sequence[Any]) -> None:
+    """Exit 2 if a job stopped the sweep because the store failed (it printed the one line),
+    before the basic sweeper re-raises that job's error with Hydra's "Error executing job"
+    and a traceback. Reading a failed job's ``return_value`` raises its error, and writes
+    that line to stderr: held back here."""
+    from hydra.core.utils import JobStatus
+
+    from rprop_bench.cli.outcome import SweepStopped
+
+    for result in results:
+        if result.status != JobStatus.FAILED:
+            continue
+        with contextlib.redirect_stderr(io.StringIO()):
+            try:
+                _ = result.return_value
+            except SweepStopped:
+                raise SystemExit(2) from None
+            except BaseException:  # another error: the basic sweeper reports it
+                pass
+
+
 class PreflightedSweeper(BasicSweeper):
     """Hydra's basic sweeper for configs that were composed and validated before Hydra ran."""
 
@@ -86,14 +109,27 @@ class PreflightedSweeper(BasicSweeper):
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         # joblib's workers are processes of this machine: they read the compositions made here
         self._share = "JoblibLauncher" in str(config.hydra.launcher.get("_target_", ""))
+        assert self.launcher is not None
+        launch = self.launcher.launch
+
+        def launch_then_stop(*args: Any, **kwargs: Any) -> Any:
+            results = launch(*args, **kwargs)
+            _stop_if_the_store_failed(results)
+            return results
+
+        self.launcher.launch = launch_then_stop  # type: ignore[method-assign]
 
     def sweep(self, arguments: List[str]) -> Any:  # noqa: UP006 - as the base class says
         """Sweep as the basic sweeper (or the jobs of ``job_list``); remove the shared
         compositions' file at the end."""
+        from rprop_bench.cli.outcome import SweepStopped
+
         try:
             if self._job_list is None:
                 return super().sweep(arguments)
             return self._sweep_listed(json.loads(Path(self._job_list).read_text()))
+        except SweepStopped:  # the store failed; the job that saw it printed the one line
+            raise SystemExit(2) from None
         finally:
             if self._loader is not None:
                 self._loader.forget_shared()

@@ -60,8 +60,6 @@ _HYDRA_VALUE_FLAGS = {
 _MULTIRUN_FLAGS = {"--multirun", "-m"}
 
 EXIT_BAD_INPUT = 2
-#: Overrides that move Hydra's output directories away from the working directory.
-_OUTPUT_DIR_KEYS = ("hydra.run.dir=", "hydra.sweep.dir=")
 
 
 def split_arguments(args: Sequence[str]) -> tuple[str, list[str], list[str]]:
@@ -178,28 +176,67 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
             flags = [*flags, "--multirun"]
         if sweep and launcher.name == "joblib":
             from rprop_bench.cli.compose import hydra_settings
-            from rprop_bench.cli.workers import start_worker_server
+            from rprop_bench.cli.workers import check_joblib_settings, start_worker_server
 
+            settings = hydra_settings(overrides, extra_dirs).launcher
+            check_joblib_settings(settings)
             # first, so that its workers' imports overlap the checks below
-            start_worker_server(hydra_settings(overrides, extra_dirs).launcher)
+            start_worker_server(settings)
         jobs, configs = preflight(overrides, sweep=sweep, extra_dirs=extra_dirs)
+        from rprop_bench.cli.build import check_buildable
+
+        check_buildable(configs)  # data, model size, optimizer arguments: before any job
     except ConfigError as exc:
         return _error(str(exc))
 
-    from rprop_bench.store import TrackingError, check_store, check_writable_dir, resolve_uri
+    from rprop_bench.store import TrackingError, check_store, resolve_uri
 
     first = configs[0]
     uri = resolve_uri(str(first.tracking.uri), Path.cwd())
     try:
-        if not any(o.startswith(_OUTPUT_DIR_KEYS) for o in overrides):
-            check_writable_dir(Path.cwd(), "cannot write Hydra's outputs: the working directory")
-        check_store(uri, timeout=float(first.tracking.check_timeout_seconds))
+        _check_output_dir(overrides, extra_dirs, sweep)
+        check_store(
+            uri,
+            timeout=float(first.tracking.check_timeout_seconds),
+            wait_seconds=float(first.tracking.retry_seconds),
+        )
     except TrackingError as exc:
         return _error(str(exc))
     if not sweep:
         return _single_run(flags, overrides, first)
     print(f"sweep: {count(len(jobs), 'run')} into {uri}", flush=True)
     return launch_sweep(flags, overrides, jobs, configs, launcher, parsed)
+
+
+def _check_output_dir(overrides: list[str], extra_dirs: Sequence[str], sweep: bool) -> None:
+    """Hydra's output directory (``hydra.run.dir`` or ``hydra.sweep.dir``) must be writable:
+    its deepest folder that exists now is probed (the rest has a time in it, and is made by
+    Hydra). Raises :class:`~rprop_bench.store.TrackingError` in one line."""
+    from omegaconf import OmegaConf
+
+    from rprop_bench.cli.compose import hydra_settings
+    from rprop_bench.store import TrackingError
+
+    key = "sweep.dir" if sweep else "run.dir"
+    try:
+        node = hydra_settings(overrides, extra_dirs)
+        plain: Any = OmegaConf.to_container(node, resolve=False)
+        pattern = str(plain["sweep" if sweep else "run"]["dir"])
+    except (ConfigError, KeyError, TypeError):
+        pattern = "."
+    fixed = Path.cwd() / pattern.split("${", 1)[0]
+    existing = next(p for p in [fixed, *fixed.parents] if p.exists())
+    if not existing.is_dir():
+        raise TrackingError(f"cannot write Hydra's outputs: hydra.{key}={pattern} is under "
+                            f"{existing}, which is not a directory")  # fmt: skip
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".rprop_bench_probe_"):
+            pass
+    except OSError as exc:
+        raise TrackingError(
+            f"cannot write Hydra's outputs: hydra.{key}={pattern}: {existing} is not writable "
+            f"({exc.strerror or type(exc).__name__})"
+        ) from exc
 
 
 def open_store_once(cfg: DictConfig) -> int | None:
@@ -383,7 +420,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     ``argv`` (default: ``sys.argv[1:]``) lets a caller run a command in its own process.
     """
     try:
-        _dispatch(list(sys.argv[1:] if argv is None else argv))
+        with _redacted_output(), _private_files():
+            _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except KeyboardInterrupt as exc:  # one that came outside a command's own handling
+        from rprop_bench.signals import Interrupted
+
+        signum = exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+        print(f"error: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        sys.exit(128 + signum)
     finally:
         if argv is None:
             # The process ends here. The interpreter's shutdown would collect garbage over
@@ -391,6 +435,34 @@ def main(argv: Sequence[str] | None = None) -> None:
             # of a single run), though none of it needs the collector at exit; it skips
             # frozen objects.
             gc.freeze()
+
+
+@contextlib.contextmanager
+def _redacted_output() -> Iterator[None]:
+    """Console output with every URI password masked (:mod:`rprop_bench.redaction`): MLflow's,
+    SQLAlchemy's and Hydra's messages and tracebacks included."""
+    from rprop_bench.redaction import RedactingStream
+
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = RedactingStream(sys.stdout), RedactingStream(sys.stderr)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        sys.stdout, sys.stderr = saved
+
+
+@contextlib.contextmanager
+def _private_files() -> Iterator[None]:
+    """Files made by the command (the SQLite store, artifacts, Hydra's outputs, reports) are
+    not readable by other users: the user's umask, with "others" masked out."""
+    old = os.umask(0o077)
+    os.umask(old | 0o007)
+    try:
+        yield
+    finally:
+        os.umask(old)
 
 
 def _dispatch(args: list[str]) -> None:

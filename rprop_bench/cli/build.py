@@ -34,26 +34,63 @@ class Built:
     settings: TrainSettings
 
 
+def check_device(device: str) -> None:
+    """Raise :class:`ConfigError` unless this machine has ``device`` (``cuda:1`` needs two
+    GPUs; ``mps`` an Apple GPU)."""
+    import torch
+
+    kind, _, index = device.partition(":")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"train.device={device!r} is out of range: CUDA is not available here"
+            )
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise ConfigError(
+                f"train.device={device!r} is out of range: this machine has {count} CUDA "
+                f"device(s), cuda:0 to cuda:{count - 1}"
+            )
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"train.device={device!r} is out of range: MPS is not available here")
+
+
 def build_data(cfg: DictConfig) -> ProblemData:
-    """The problem's data on ``train.device`` (and torch's thread count set for the run)."""
+    """The problem's data on ``train.device`` (and torch's thread count set for the run).
+
+    Raises:
+        ConfigError: a device this machine lacks, or data that cannot be built or trained on
+            (an option the builder refuses, an empty split, NaN or infinite values): refused
+            before training, so that bad data is never recorded as the optimizer's divergence.
+    """
     import torch
 
     device = str(cfg.train.device)
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device={device!r} is out of range: CUDA is not available here")
+    check_device(device)
     torch.set_num_threads(int(cfg.train.num_threads))
     from hydra.errors import InstantiationException
 
-    from rprop_bench.problems import UnknownProblemError
+    from rprop_bench.problems import BadDataError, check_data
 
+    name = cfg.problem.data.get("name", "?")
     try:
         data = hydra_instantiate(cfg.problem.data).to(device, train_dtype(cfg))
+        check_data(data)
     except InstantiationException as exc:  # Hydra wraps what the problem's builder raised
-        if isinstance(exc.__cause__, UnknownProblemError):  # a job run without the pre-flight
-            raise ConfigError(str(exc.__cause__)) from exc
+        cause = exc.__cause__
+        if isinstance(cause, OSError):  # a data file that is missing or unreadable
+            raise ConfigError(f"cannot load the data of problem {name!r}: {cause}") from exc
+        if isinstance(cause, BadDataError | ValueError | TypeError):  # an UnknownProblemError too
+            text = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
+            if isinstance(cause, BadDataError | ValueError) and text.startswith("problem."):
+                raise ConfigError(text) from exc
+            raise ConfigError(
+                f"problem.data: the data of problem {name!r} cannot be built ({text})"
+            ) from exc
         raise
-    except OSError as exc:  # a data file that is missing or unreadable
-        name = cfg.problem.data.get("name", "?")
+    except BadDataError as exc:
+        raise ConfigError(f"problem.data: {exc}; refused before training") from exc
+    except OSError as exc:
         raise ConfigError(f"cannot load the data of problem {name!r}: {exc}") from exc
     from rprop_bench.metrics import loss_function
 
@@ -121,6 +158,82 @@ def build(cfg: DictConfig) -> Built:
     model = model_builder(cfg, data)()
     optimizer = optimizer_partial(cfg)(model.parameters())
     return Built(data, model, optimizer, train_settings(cfg))
+
+
+#: What training holds per parameter, in parameter-sized copies: the weights, their gradient,
+#: and up to three optimizer buffers (Rprop: previous gradient, step sizes, last update).
+COPIES_PER_PARAMETER = 5
+
+
+def check_buildable(configs: list[DictConfig]) -> None:
+    """Build what each job would build, short of training, before any job starts: its data
+    (each distinct data config once), its model on torch's ``meta`` device (no memory), whose
+    size must fit in this machine's free memory, and its optimizer's arguments.
+
+    Raises:
+        ConfigError: the first job that could not train, in one line.
+    """
+    import psutil
+    import torch
+
+    data_of: dict[str, Any] = {}
+    checked: set[str] = set()
+    for cfg in configs:
+        data_key = OmegaConf.to_yaml(cfg.problem.data, resolve=True) + str(cfg.train.device)
+        if data_key not in data_of:
+            data_of[data_key] = build_data(cfg)
+        data = data_of[data_key]
+        job_key = data_key + OmegaConf.to_yaml(cfg.model) + OmegaConf.to_yaml(cfg.optimizer)
+        if job_key in checked:
+            continue
+        checked.add(job_key)
+        partial = hydra_instantiate(cfg.model)
+        with torch.device("meta"):
+            model = partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
+        size = sum(p.numel() for p in model.parameters())
+        need = size * train_dtype(cfg).itemsize * COPIES_PER_PARAMETER
+        free = psutil.virtual_memory().available
+        if need > free:
+            raise ConfigError(
+                f"model.hidden={list(cfg.model.get('hidden', []))}: the model has {size:,} "
+                f"parameters, about {need / 2**30:.1f} GiB to train, and this machine has "
+                f"{free / 2**30:.1f} GiB free"
+            )
+        check_optimizer_arguments(cfg, model)
+
+
+def check_optimizer_arguments(cfg: DictConfig, model: torch.nn.Module) -> None:
+    """The optimizer's config keys must be arguments of its class; a key its class does not
+    take gets one line naming the valid ones. The class is constructed on ``model``'s
+    (``meta``) parameters, so a value it refuses is caught too."""
+    import inspect
+
+    from hydra.utils import get_class
+
+    target = str(cfg.optimizer.get("_target_", ""))
+    try:
+        cls = get_class(target)
+    except Exception as exc:
+        raise ConfigError(f"optimizer._target_={target!r} cannot be imported ({exc})") from exc
+    parameters = inspect.signature(cls).parameters
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    valid = [name for name in parameters if name != "params"]
+    for key in cfg.optimizer:
+        key = str(key)
+        if key.startswith("_") or key in schema.OPTIMIZER_HARNESS_KEYS or takes_any:
+            continue
+        if key not in parameters:
+            raise ConfigError(
+                f"optimizer.{key}: {target} takes no such argument; its arguments: "
+                f"{', '.join(valid)}"
+            )
+    try:
+        optimizer_partial(cfg)(list(model.parameters()))
+    except Exception as exc:
+        text = str(exc.__cause__ or exc).strip().splitlines()
+        raise ConfigError(
+            f"optimizer: {target} refuses this config ({text[0] if text else type(exc).__name__})"
+        ) from exc
 
 
 def tracking_options(cfg: DictConfig, cwd: Path) -> TrackingOptions:

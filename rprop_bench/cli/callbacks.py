@@ -161,7 +161,10 @@ class SweepParentCallback(Callback):
         print(f"sweep {sweep_id}: {how} {self._parent_run_id} in {uri}", flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        """Mark the parent run FINISHED and print how the children ended."""
+        """Mark the parent run FINISHED and print how the children ended; exit 1 if a child
+        was left RUNNING by a process that is gone."""
+        from rprop_bench.text import count
+
         if self._tracker is None or self._parent_run_id is None:
             return
         ended = self._tracker.end_sweep_parent(self._parent_run_id, since=self._started)
@@ -171,3 +174,12 @@ class SweepParentCallback(Callback):
             file=sys.stdout,
             flush=True,
         )
+        if ended.unfinished:  # work left undone is not a success
+            print(
+                f"error: {count(ended.unfinished, 'run')} of this sweep ended without recording "
+                "how (RUNNING, its process gone); the parent is marked FAILED; run the same "
+                "command again to redo them",
+                file=sys.stderr,
+                flush=True,
+            )
+            raise SystemExit(1)

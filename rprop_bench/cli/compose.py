@@ -26,6 +26,7 @@ from omegaconf.errors import ValidationError
 
 from rprop_bench.cli.structured import register_schema
 from rprop_bench.cli.validate import ConfigError, validate, wrong_type
+from rprop_bench.params import MAX_PARAM_VALUE
 
 register_schema()  # conf/config.yaml's defaults name it: before anything composes
 
@@ -181,6 +182,10 @@ def _with_hint(text: str) -> str:
 
 def _one_line(exc: BaseException) -> str:
     """An exception's message in one line, with a hint for overriding the default model."""
+    cause = exc.__cause__
+    if cause is not None and "does not support deletion" in str(cause):
+        key = getattr(cause, "full_key", "") or str(exc).rpartition("~")[2]
+        return f"~{key}: {key} cannot be deleted (the schema needs it); set it instead ({key}=...)"
     lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
     return _with_hint(" ".join(lines[:2]) if lines else type(exc).__name__)
 
@@ -405,6 +410,13 @@ def check_jobs(jobs: list[list[str]], extra_dirs: Sequence[str] = ()) -> list[Di
     with initialized(extra_dirs):
         for job in jobs:
             parsed = parse(job)
+            for override in parsed:
+                if len(override.input_line or "") > MAX_PARAM_VALUE:
+                    raise ConfigError(
+                        f"{override.key_or_group}: the override is "
+                        f"{len(override.input_line or ''):,} characters long; a run's params "
+                        f"keep at most {MAX_PARAM_VALUE:,} (MLflow's limit)"
+                    )
             # hydra/... settings (launcher, sweeper) do not change the job config being checked;
             # hydra.searchpath does: it says where the chosen config files are
             selecting = tuple(

@@ -23,7 +23,7 @@ from rprop_bench.cli.build import (
     train_settings,
 )
 from rprop_bench.cli.identity import SWEEP_SIZE_ENV, RunNames, run_key, run_names, run_tags
-from rprop_bench.cli.outcome import Entry, failed_locally, guarded, record_result
+from rprop_bench.cli.outcome import Entry, all_failed_locally, guarded, record_result
 from rprop_bench.cli.recording import draw_step_heatmap, log_inputs, run_params, train_and_record
 from rprop_bench.cli.resume import lost_to_another_sweep, skip_if_done
 
@@ -171,7 +171,7 @@ def train_stacked(
     try:
         results = guarded(train_all, entries, multirun=True)
     except StoreUnavailable as exc:
-        summaries = [failed_locally(entry, str(exc), multirun=True) for entry in entries]
+        return all_failed_locally(entries, str(exc), multirun=True)  # raises SweepStopped
     else:
         summaries = [
             record_result(entry, result, model, uri, multirun=True)

@@ -8,6 +8,9 @@ the skip policy (:mod:`~rprop_bench.cli.resume`), training and recording
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,12 @@ from rprop_bench import schema
 from rprop_bench.cli.build import build, tracking_options
 from rprop_bench.cli.group_job import run_seed_group
 from rprop_bench.cli.identity import job_label, run_key, run_names, run_tags, sweep_id_for
-from rprop_bench.cli.outcome import Entry
+from rprop_bench.cli.outcome import Entry, SweepStopped, stop_file, stopped_sweep
 from rprop_bench.cli.recording import draw_step_heatmap, run_params, train_and_record
 from rprop_bench.cli.resume import lost_to_another_sweep, skip_if_done
 from rprop_bench.cli.seed_groups import group_of
 from rprop_bench.cli.validate import ConfigError, validate
-from rprop_bench.signals import install_sigterm_handler
+from rprop_bench.signals import Interrupted, install_sigterm_handler, orphaned
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -38,11 +41,64 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
     from rprop_bench.store import TrackingError
 
     install_sigterm_handler()
+    _redact_hydra_files()
     try:
         return _run_job(cfg)
+    except KeyboardInterrupt as exc:
+        _kill_live_runs(exc)
+        raise
     except (ConfigError, TrackingError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        if isinstance(exc, TrackingError) and HydraConfig.get().mode == RunMode.MULTIRUN:
+            with contextlib.suppress(OSError):  # the store failed: no later job of the sweep
+                stop_file().write_text(str(exc))
+            raise SweepStopped(str(exc)) from None
         raise SystemExit(2) from None
+    finally:
+        if orphaned():  # a joblib worker whose sweep died: its run is recorded; end it now
+            sys.stderr.flush()
+            os._exit(128 + signal.SIGTERM)
+
+
+def _kill_live_runs(exc: KeyboardInterrupt) -> None:
+    """Mark KILLED the runs of this job that an interrupt left RUNNING: one that came while a
+    run was created, or wrote its final metrics and artifacts (training marks its own)."""
+    from rprop_bench.tracking import live_recorders
+
+    why = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
+    live = live_recorders()
+    if not live:
+        return
+    # a second signal meanwhile: no half-written mark
+    saved = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for recorder in live:
+            try:
+                recorder.kill(f"{why} while the run was being recorded")
+            except Exception as error:  # the store is away: a later sweep finds the run dead
+                print(f"run {recorder.run_id} could not be marked KILLED: {error}",
+                      file=sys.stderr)  # fmt: skip
+            else:
+                print(f"run {recorder.run_id} KILLED: {why}", file=sys.stderr)
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def _redact_hydra_files() -> None:
+    """Hydra's record of the job (``.hydra/*.yaml``, and a sweep's ``multirun.yaml``) holds the
+    overrides as given: mask a password of ``tracking.uri``, and make them private."""
+    from rprop_bench.redaction import redact_file
+
+    hydra_cfg = HydraConfig.get()
+    output = Path(hydra_cfg.runtime.output_dir)
+    files = list((output / str(hydra_cfg.output_subdir or ".hydra")).glob("*.yaml"))
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        files.append(Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml")
+    for path in files:
+        # (an OSError: another job of the sweep is rewriting multirun.yaml; it redacts it)
+        with contextlib.suppress(OSError):
+            redact_file(path)
 
 
 def _run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -59,6 +115,7 @@ def _run_job(cfg: DictConfig) -> dict[str, Any]:
     sweep_tags: dict[str, str] = {}
     group = group_of(run_key(cfg)) if multirun else None
     if multirun:
+        stopped_sweep()  # an earlier job saw the store fail: this one would too
         sweep_dir = (cwd / str(hydra_cfg.sweep.dir)).resolve()
         sweep_tags[schema.TAG_SWEEP_ID] = sweep_id = sweep_id_for(sweep_dir)
         if group is None:

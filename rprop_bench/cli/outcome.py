@@ -7,6 +7,7 @@ went away leaves the failure, and the unsent metrics, in a file in the output di
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -19,10 +20,31 @@ from omegaconf import DictConfig
 from rprop_bench import schema
 from rprop_bench.cli.console import print_summary
 from rprop_bench.cli.identity import RunNames
+from rprop_bench.redaction import redact
 from rprop_bench.signals import Interrupted
 
-#: The name of the file a run leaves in its Hydra output directory when the store went away.
-LOCAL_FAILURE_FILE = "run_failed_locally.json"
+LOCAL_FAILURE_FILE = schema.LOCAL_FAILURE_FILE
+#: The file in a sweep's directory that tells its later jobs that the store failed.
+STOP_FILE = ".rprop_bench_store_failed"
+
+
+class SweepStopped(RuntimeError):
+    """The store failed in a sweep: the job that saw it said so in one line, and no later
+    job trains (the CLI exits 2). One argument, so that it pickles back from a worker."""
+
+
+def stop_file() -> Path:
+    """This sweep's :data:`STOP_FILE`."""
+    from hydra.core.hydra_config import HydraConfig
+
+    return (Path.cwd() / str(HydraConfig.get().sweep.dir)).resolve() / STOP_FILE
+
+
+def stopped_sweep() -> None:
+    """Raise :class:`SweepStopped` if an earlier job of this sweep saw the store fail."""
+    path = stop_file()
+    if path.exists():
+        raise SweepStopped(path.read_text(errors="replace") or "the store failed")
 
 
 @dataclass
@@ -59,7 +81,10 @@ def guarded(train_call: Any, entries: list[Entry], *, multirun: bool) -> Any:
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"
         for entry in entries:
-            entry.recorder.fail(reason, entry.names.run_name)
+            try:
+                entry.recorder.fail(reason, entry.names.run_name)
+            except StoreUnavailable as store:  # the store failed too: the runs fail locally
+                raise StoreUnavailable(f"{store}; the run had failed: {reason}") from exc
             print(f"run {entry.recorder.run_id} FAILED: {entry.names.run_name}: {reason}",
                   file=sys.stderr)  # fmt: skip
         if multirun:
@@ -110,30 +135,44 @@ def _reaped(entry: Entry, *, multirun: bool) -> dict[str, Any]:
 
 
 def failed_locally(entry: Entry, reason: str, *, multirun: bool) -> dict[str, Any]:
-    """The store went away mid-run: record the failure (and the unsent metrics) in a file.
+    """The store failed or went away mid-run: record the failure (and the unsent metrics) in
+    a file, say so in one line, and stop (see :func:`all_failed_locally`)."""
+    return all_failed_locally([entry], reason, multirun=multirun)
 
-    The run cannot be marked FAILED in a store that does not answer, so it is marked FAILED
-    here, in the Hydra output directory, and the user is told where. In the store it stays
-    RUNNING; its process ends, so a later sweep sees it dead, marks it KILLED and redoes it.
+
+def all_failed_locally(entries: list[Entry], reason: str, *, multirun: bool) -> dict[str, Any]:
+    """The store failed or went away while ``entries`` trained: record each failure (and the
+    unsent metrics) in a file in its output directory, say so in one line, and stop.
+
+    The runs cannot be marked FAILED in a store that does not answer, so they are marked
+    FAILED here, and the user is told where. In the store they stay RUNNING until a later
+    sweep finds their process dead and records them FAILED from this file
+    (:meth:`~rprop_bench.tracking.Tracker.previous_runs`). A single run exits 2; in a sweep
+    no later job trains (:class:`SweepStopped`): they would fail the same way.
     """
-    recorder, names = entry.recorder, entry.names
-    path = entry.output_dir.resolve() / LOCAL_FAILURE_FILE
-    record = {
-        "status": "FAILED", "run_id": recorder.run_id, "run_name": names.run_name,
-        "uri": recorder.options.uri, "reason": reason, "time": time.time(),
-        "unsent_metrics": recorder.unsent_metrics(),
-    }  # fmt: skip
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1))
-    print(
-        f"error: {reason}; run {recorder.run_id} ({names.run_name}) marked FAILED locally "
-        f"in {path}",
-        file=sys.stderr,
-        flush=True,
-    )
-    if multirun:
-        return {"status": "FAILED", "run_id": recorder.run_id, "reason": reason}
-    raise SystemExit(1)
+    wheres = []
+    for entry in entries:
+        recorder, names = entry.recorder, entry.names
+        path = entry.output_dir.resolve() / LOCAL_FAILURE_FILE
+        record = {
+            "status": "FAILED", "run_id": recorder.run_id, "run_name": names.run_name,
+            "uri": redact(recorder.options.uri), "reason": redact(reason), "time": time.time(),
+            "unsent_metrics": recorder.unsent_metrics(),
+        }  # fmt: skip
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(record, indent=1))
+            where = f"marked FAILED locally in {path}"
+        except OSError as exc:  # the disk that is full holds the output directory too
+            where = f"could not be marked FAILED locally either ({exc.strerror})"
+        wheres.append(f"run {recorder.run_id} ({names.run_name}) {where}")
+    line = f"{reason}; {'; '.join(wheres)}"
+    print(f"error: {line}", file=sys.stderr, flush=True)
+    if not multirun:
+        raise SystemExit(2)
+    with contextlib.suppress(OSError):
+        stop_file().write_text(line)
+    raise SweepStopped(line)
 
 
 def line_weights(model: Any) -> dict[str, float]:

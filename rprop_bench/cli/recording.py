@@ -18,6 +18,7 @@ def log_inputs(entry: Entry, data: Any) -> None:
     import torch
 
     entry.recorder.log_text(OmegaConf.to_yaml(entry.cfg, resolve=True), schema.ARTIFACT_CONFIG)
+    # (redacted by the recorder: tracking.uri may hold a password)
     entry.recorder.log_datasets(
         [
             (
@@ -38,12 +39,15 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
     """The run's MLflow params: the resolved config, flattened to dotted keys.
 
     Left out: how a tuning study searches (``tune``, the optimizer's ``search`` space); the
-    run's tags say which study and trial it belongs to."""
+    run's tags say which study and trial it belongs to. And the store's URI, which may hold
+    a password and is where the run is, not what it computed."""
     from rprop_bench.params import flatten
 
     plain = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(plain, dict)
     plain.pop("tune", None)
+    if isinstance(plain.get("tracking"), dict):
+        plain["tracking"].pop("uri", None)
     if isinstance(plain.get("optimizer"), dict):
         plain["optimizer"].pop(schema.OPTIMIZER_SEARCH_KEY, None)
     return flatten({str(k): v for k, v in plain.items()})

@@ -114,12 +114,16 @@ def main(overrides: list[str]) -> int:
         f"report on {count(report.n_runs, 'run')} ({report.n_failed} failed) "
         f"written to {report.index_html}"
     )
-    from rprop_bench.report import foreign_line, repeated_line
+    from rprop_bench.report import foreign_line, interrupted_line, repeated_line, running_line
 
     if report.foreign:
         print(foreign_line(report.foreign))
     if report.repeated:
         print(repeated_line(report.repeated))
+    if report.interrupted:
+        print(interrupted_line(report.interrupted))
+    if report.running:
+        print(running_line(report.running))
     if report.logged_to_run:
         print(f"logged as artifacts '{_artifact_dir()}' of sweep run {report.logged_to_run}")
     return 0

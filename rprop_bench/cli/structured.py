@@ -19,6 +19,7 @@ rule still checks that the value is a number.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +46,8 @@ from rprop_bench.cli.validate import (
 
 #: The name of the root schema in Hydra's ConfigStore (first in conf/config.yaml's defaults).
 ROOT_SCHEMA = "rprop_bench_schema"
+#: The most torch threads a run may ask for: this machine's CPUs (at least 1).
+MAX_THREADS = os.cpu_count() or 1
 
 
 def checked(rule: Rule) -> Any:
@@ -59,9 +62,9 @@ class TrainConfig:
     epochs: int = checked(at_least(1))
     batch_size: int | None = checked(at_least(1).or_null())
     target_loss: Any = checked(non_negative().or_null())
-    seed: int = checked(at_least(0))
+    seed: int = checked(integer_in(0, 2**32 - 1, "NumPy's seed range"))
     device: str = checked(device())
-    num_threads: int = checked(at_least(1))
+    num_threads: int = checked(integer_in(1, MAX_THREADS, "more threads than CPUs only slow a run"))
     log_every: int = checked(at_least(1))
     histogram_every: int = checked(at_least(0))
     vectorize_seeds: bool = checked(boolean())
@@ -77,7 +80,7 @@ class DataConfig:
 
     _target_: str = MISSING
     name: str = MISSING  # checked against the problem registry by the pre-flight
-    split_seed: int = checked(at_least(0))
+    split_seed: int = checked(integer_in(0, 2**32 - 1, "NumPy's seed range"))
     val_fraction: Any = checked(open_unit_interval())
     test_fraction: Any = checked(open_unit_interval())
     standardize: bool = checked(boolean())
@@ -138,7 +141,7 @@ class TuneConfig:
     trials: int = checked(at_least(1))
     total_trials: int | None = checked(at_least(1).or_null())
     sampler: str = checked(one_of(schema.TUNE_SAMPLERS))
-    seed: int = checked(at_least(0))
+    seed: int = checked(integer_in(0, 2**32 - 1, "NumPy's seed range"))
     batch: int = checked(at_least(1))
     seeds: list[int] = checked(seed_list(schema.MIN_TUNING_SEEDS))
     rerun_seeds: list[int] = checked(seed_list(schema.MIN_RERUN_SEEDS))

@@ -169,11 +169,13 @@ def cells_of(overrides: list[str], extra_dirs: Sequence[str] = ()) -> list[Cell]
     Raises:
         ConfigError: a bad config or search space, in one line.
     """
+    from rprop_bench.cli.build import check_buildable
     from rprop_bench.cli.compose import check_jobs
     from rprop_bench.tuning.space import SearchSpace, SpaceError
 
     jobs = _cell_jobs(overrides, extra_dirs)
     configs = check_jobs(jobs, extra_dirs)
+    check_buildable(configs)  # each cell's data, model size and optimizer arguments
     cells = []
     for job, cfg in zip(jobs, configs, strict=True):
         optimizer = _choice(job, "optimizer", "rprop")

@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from rprop_bench.cli.compose import compose_config
+from rprop_bench.cli.compose import check_jobs
 from rprop_bench.cli.validate import ConfigError
 
 
@@ -85,10 +85,7 @@ def serve(overrides: list[str]) -> int:
     """
     from rprop_bench.store import resolve_uri, sqlite_path
 
-    try:
-        cfg = compose_config(overrides)
-    except Exception as exc:
-        raise ConfigError(f"invalid configuration: {str(exc).splitlines()[0]}") from exc
+    cfg = check_jobs([overrides])[0]  # typed and range-checked: tracking.ui_port=abc is a line
     uri = resolve_uri(str(cfg.tracking.uri), Path.cwd())
     if uri.startswith(("http://", "https://")):
         print(f"the runs are on the tracking server: open {uri}/#/{TRAINING_VIEW} in a browser")

@@ -158,8 +158,19 @@ def objectives() -> Rule:
 
 
 def device() -> Rule:
-    """``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
-    return Rule(f"one of {DEVICES}", lambda v: str(v).split(":")[0] in DEVICES)
+    """``cpu``, ``cuda``, ``cuda:1``, ``mps`` (whether this machine has it is checked when the
+    data is built: :func:`rprop_bench.cli.build.check_device`)."""
+
+    def ok(v: Any) -> bool:
+        kind, _, index = str(v).partition(":")
+        return kind in DEVICES and (not index or (kind == "cuda" and index.isdigit()))
+
+    return Rule(f"one of {DEVICES}, or cuda:N", ok, "a device name", lambda v: isinstance(v, str))
+
+
+def optional_boolean() -> Rule:
+    """``true``, ``false`` or ``null`` (torch's "choose for me"), e.g. ``foreach``."""
+    return Rule("", _anything, "true, false or null", lambda v: v is None or isinstance(v, bool))
 
 
 def check_fields(node: DictConfig, path: str, values: Mapping[str, Any]) -> None:
@@ -205,6 +216,13 @@ def _require(path: str, value: Any, holds: bool, text: str) -> None:
     Rule(text, lambda _: holds).check(path, value)
 
 
+#: torch's optimizer switches: true or false ...
+_OPTIMIZER_FLAGS = ("maximize", "nesterov", "amsgrad", "centered", "capturable",
+                    "differentiable", "decoupled_weight_decay")  # fmt: skip
+#: ... and those where null lets torch choose.
+_OPTIMIZER_OPTIONAL_FLAGS = ("foreach", "fused")
+
+
 def validate_optimizer(opt: Mapping[str, Any], batch_size: int | None) -> None:
     """Check the optimizer group's hyperparameters (only the keys it has)."""
     target = opt.get("_target_", "")
@@ -223,6 +241,8 @@ def validate_optimizer(opt: Mapping[str, Any], batch_size: int | None) -> None:
         "line_search_fn": one_of(LINE_SEARCHES, "null or 'strong_wolfe'"),
         "variant": one_of(schema.RPROP_VARIANTS, str(schema.RPROP_VARIANTS)),
         schema.OPTIMIZER_ELEMENTWISE_KEY: boolean(),
+        **{key: boolean() for key in _OPTIMIZER_FLAGS},
+        **{key: optional_boolean() for key in _OPTIMIZER_OPTIONAL_FLAGS},
     }
     for key, rule in by_key.items():
         if key in opt:
@@ -274,6 +294,9 @@ def validate_model(model: Mapping[str, Any]) -> None:
     ).check("model.hidden", hidden)
     if model["kind"] == "linear":
         _require("model.hidden", hidden, not hidden, "[] for a linear model")
+    if model["kind"] == "mlp":
+        _require("model.hidden", hidden, bool(hidden),
+                 "at least one hidden layer for an MLP (model=linear has none)")  # fmt: skip
     if model["kind"] == "residual_mlp":
         _require("model.hidden", hidden, bool(hidden) and len(set(hidden)) == 1,
                  "hidden layers of one width for a residual MLP")  # fmt: skip
@@ -310,6 +333,12 @@ def validate(cfg: DictConfig) -> None:
     except Exception as exc:  # an interpolation that cannot resolve
         raise ConfigError(f"config cannot be resolved: {str(exc).splitlines()[0]}") from exc
     assert isinstance(plain, dict)
+    for group in ("optimizer", "problem", "model", "train", "tracking"):
+        if not isinstance(plain.get(group), dict):  # `~optimizer` deleted the whole group
+            raise ConfigError(
+                f"{group}: the config has no {group} group (was it deleted with ~{group}?); "
+                f"choose one with {group}=NAME"
+            )
 
     def structured(path: str) -> None:
         values: Any = plain

@@ -8,8 +8,11 @@ signals.
 
 import gc
 import importlib
+import os
 import signal
 import threading
+
+from rprop_bench.signals import die_with_parent
 
 #: What a job imports, found by comparing a worker's ``sys.modules`` after its jobs.
 MODULES = (
@@ -33,6 +36,13 @@ MODULES = (
     "rprop_bench.tracking",
     "rprop_bench.training",
 )
+
+# The server dies with the sweep's main process, and each worker it forks with the server: a
+# main process killed with SIGKILL leaves no process behind. A worker gets SIGTERM, so that
+# the run it trains is marked KILLED; the server has nothing to record.
+_SERVER = os.getpid()
+die_with_parent(signal.SIGKILL, int(os.environ.get("RPROP_BENCH_MAIN_PID") or os.getppid()))
+os.register_at_fork(after_in_child=lambda: die_with_parent(signal.SIGTERM, _SERVER))
 
 _ON_MAIN_THREAD = threading.current_thread() is threading.main_thread()
 if _ON_MAIN_THREAD:

@@ -30,6 +30,8 @@ PRELOAD = "rprop_bench.cli.worker_imports"
 #: imports what a job needs itself): for measuring what the fork server saves, or where
 #: forking is unwelcome.
 FORK_SERVER_ENV = "RPROP_BENCH_FORK_SERVER"
+#: The main process's pid, for the fork server to die with it (:mod:`.worker_imports`).
+MAIN_PID_ENV = "RPROP_BENCH_MAIN_PID"
 #: Variables that size the thread pools of OpenMP, BLAS and friends. Loky sets them in each
 #: worker it spawns (cores / workers, unless the environment sets them); a forked worker
 #: inherits the server's pools, so the server must start with them.
@@ -37,6 +39,19 @@ THREAD_VARIABLES = (
     "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
     "VECLIB_MAXIMUM_THREADS", "NUMBA_NUM_THREADS", "NUMEXPR_NUM_THREADS",
 )  # fmt: skip
+
+
+def check_joblib_settings(launcher: Mapping[str, Any]) -> None:
+    """``hydra.launcher.n_jobs`` must be an integer other than 0 (joblib: -1 is every CPU,
+    -2 all but one); raises :class:`~rprop_bench.cli.validate.ConfigError` in one line."""
+    from rprop_bench.cli.validate import ConfigError
+
+    n_jobs = launcher.get("n_jobs", -1)
+    if not isinstance(n_jobs, int) or isinstance(n_jobs, bool) or n_jobs == 0:
+        raise ConfigError(
+            f"hydra.launcher.n_jobs={n_jobs!r} is out of range: must be an integer >= 1 (the "
+            "number of workers), or < 0 (-1: one per CPU, -2: all but one)"
+        )
 
 
 def worker_count(launcher: Mapping[str, Any]) -> int:
@@ -85,6 +100,7 @@ def start_worker_server(launcher: Mapping[str, Any]) -> bool:
     from joblib.externals.loky.backend.context import set_start_method
 
     multiprocessing.set_forkserver_preload([PRELOAD])
+    os.environ[MAIN_PID_ENV] = str(os.getpid())
     try:
         with _thread_limits(workers):
             multiprocessing.forkserver.ensure_running()

@@ -15,6 +15,7 @@ import subprocess
 
 import pandas as pd
 
+from rprop_bench.redaction import redact
 from rprop_bench.text import count
 
 __all__ = ["PACKAGES", "commit_line", "environment_lines"]
@@ -71,7 +72,7 @@ def environment_lines(command: str) -> list[str]:
     """The command, the package versions and the machine of the rendering process."""
     versions = ", ".join(f"{p} {_version(p)}" for p in PACKAGES)
     return [
-        f"Command: {command or '(library call: rprop_bench.report.build_report)'}",
+        f"Command: {redact(command) or '(library call: rprop_bench.report.build_report)'}",
         f"Software: Python {platform.python_version()}, {versions}",
         f"Machine: {platform.system()} {platform.release()}; CPU {_cpu()}; GPU {_gpus()}",
     ]

@@ -77,6 +77,9 @@ class ExperimentResults:
         repeated: the ids of runs left out because another run has the same run key (the
             same config trained twice, e.g. one single run repeated): a grid point counts
             once, not as two seeds (:func:`one_run_per_key`).
+        interrupted: the ids of attempts that are no result (:func:`split_attempts`): KILLED
+            by a signal, or FAILED because the store failed. Left out, and listed apart.
+        running: the names of runs still RUNNING: left out, and named.
     """
 
     experiment_name: str
@@ -87,6 +90,30 @@ class ExperimentResults:
     sweep_id: str | None
     foreign: tuple[str, ...] = ()
     repeated: tuple[str, ...] = ()
+    interrupted: tuple[str, ...] = ()
+    running: tuple[str, ...] = ()
+
+
+def split_attempts(runs: pd.DataFrame) -> tuple[pd.DataFrame, tuple[str, ...], tuple[str, ...]]:
+    """The runs that are results, the ids of interrupted attempts, the names of runs still
+    RUNNING.
+
+    A grid point's result is its FINISHED run, or its FAILED one (diverged, or an error of
+    the run's own). An attempt KILLED by a signal, or FAILED because the store failed
+    (:data:`~rprop_bench.schema.FAILURE_STORE`), says nothing about the optimizer: counted as
+    a failure, it would be an infinite cost in medians, ranks and profiles.
+    """
+    if runs.empty:
+        return runs, (), ()
+    store_failed = runs["failure_kind"] == schema.FAILURE_STORE
+    interrupted = (runs["status"] == "KILLED") | ((runs["status"] == "FAILED") & store_failed)
+    running = runs["status"] == "RUNNING"
+    kept = runs[~interrupted & ~running]
+    return (
+        kept,
+        tuple(sorted(runs.loc[interrupted, "run_id"])),
+        tuple(sorted(runs.loc[running, "run_name"])),
+    )
 
 
 def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
@@ -114,7 +141,7 @@ def connect(tracking_uri: str):  # -> mlflow.MlflowClient (import kept lazy)
         from rprop_bench.store import TrackingError
 
         try:
-            note = open_store(tracking_uri)
+            note = open_store(tracking_uri, check_integrity=True)
         except TrackingError as exc:
             raise StoreNotFoundError(str(exc)) from exc
         if note:
@@ -196,6 +223,7 @@ def _runs_frame(runs: Sequence) -> pd.DataFrame:
             "status": run.info.status,
             "failed": run.info.status in _NOT_FINISHED or bool(reason),
             "failure_reason": reason,
+            "failure_kind": tags.get(schema.TAG_FAILURE_KIND, ""),
             "optimizer": optimizer,
             "variant": variant,
             "method": method_label(optimizer, variant),
@@ -280,7 +308,13 @@ def load_experiment(
             raise NoRunsError(
                 f"sweep {parent.info.run_id} of experiment {experiment_name!r} has no runs"
             )
-    runs, repeated = one_run_per_key(_runs_frame(training))
+    results, interrupted, running = split_attempts(_runs_frame(training))
+    if results.empty:
+        raise NoRunsError(
+            f"experiment {experiment_name!r} has no finished or failed runs yet "
+            f"({count(len(interrupted), 'interrupted attempt')}, {len(running)} RUNNING)"
+        )
+    runs, repeated = one_run_per_key(results)
     return ExperimentResults(
         experiment_name=experiment_name,
         experiment_id=experiment.experiment_id,
@@ -290,6 +324,8 @@ def load_experiment(
         sweep_id=parent.data.tags.get(schema.TAG_SWEEP_ID) if parent is not None else None,
         foreign=foreign,
         repeated=repeated,
+        interrupted=interrupted,
+        running=running,
     )
 
 

@@ -17,7 +17,7 @@ the retry policy of :mod:`rprop_bench.retry` (every call goes through it), and t
 """
 
 from rprop_bench.tracking.options import TrackingOptions
-from rprop_bench.tracking.recorder import RunRecorder
+from rprop_bench.tracking.recorder import RunRecorder, live_recorders
 from rprop_bench.tracking.tracker import (
     MAX_PARAMS_PER_BATCH,
     PreviousRuns,
@@ -27,5 +27,6 @@ from rprop_bench.tracking.tracker import (
 
 __all__ = [
     "MAX_PARAMS_PER_BATCH", "PreviousRuns", "RunRecorder", "Tracker", "TrackingOptions",
+    "live_recorders",
     "log_report_artifacts",
 ]  # fmt: skip

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 
@@ -53,4 +54,7 @@ def open_client(uri: str, retry_seconds: float) -> RetryingClient:
     if uri.startswith(("http://", "https://")):
         for name, value in _HTTP_DEFAULTS.items():
             os.environ.setdefault(name, value)
+    # MLflow's SQL store logs every database error, traceback and all, before it raises it;
+    # the harness retries it or reports it in one line (rprop_bench.retry)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     return RetryingClient(MlflowClient(tracking_uri=uri), retry_seconds)

@@ -17,6 +17,7 @@ from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
 from rprop_bench.params import MAX_PARAM_VALUE
+from rprop_bench.redaction import redact
 from rprop_bench.tracking.options import TrackingOptions
 
 if TYPE_CHECKING:  # diagnostics imports torch: 1.4 s that a sweep's main process never needs
@@ -29,6 +30,16 @@ if TYPE_CHECKING:  # diagnostics imports torch: 1.4 s that a sweep's main proces
 
 #: zlib level 1 instead of 6 for the heatmap PNG: ~20 ms less a figure (of ~90), ~13 % bigger.
 _FAST_PNG = {"pil_kwargs": {"compress_level": 1}}
+
+
+#: The runs this process has started and not yet ended, by run id: what an interrupt that
+#: comes outside training (while a run is created, or writes its final artifacts) marks KILLED.
+_LIVE: dict[str, RunRecorder] = {}
+
+
+def live_recorders() -> list[RunRecorder]:
+    """The recorders of this process's runs that have not ended."""
+    return list(_LIVE.values())
 
 
 class RunRecorder:
@@ -55,6 +66,7 @@ class RunRecorder:
         self._last_flush = time.monotonic()
         self._histograms: list[HistogramRow] = []
         self._ended = False
+        _LIVE[run_id] = self
 
     @contextlib.contextmanager
     def _timed(self) -> Iterator[None]:
@@ -100,7 +112,7 @@ class RunRecorder:
     def log_text(self, text: str, artifact_file: str) -> None:
         """Write ``text`` as the artifact ``artifact_file`` (e.g. ``schema.ARTIFACT_CONFIG``)."""
         with self._timed():
-            self.client.log_text(self.run_id, text, artifact_file)
+            self.client.log_text(self.run_id, redact(text), artifact_file)
 
     def log_datasets(self, datasets: Sequence[tuple[str, str, Any, Any]]) -> None:
         """Log the run's data as MLflow dataset inputs, so that the UI's Dataset column and
@@ -175,7 +187,7 @@ class RunRecorder:
             self._buffer.extend(Metric(k, float(v), now, 0) for k, v in finals.items())
             self._flush()
             self.client.set_terminated(self.run_id, status=status)
-        self._ended = True
+        self._mark_ended()
 
     def reaped(self) -> bool:
         """Whether another process has declared this run dead (KILLED) meanwhile: its writer
@@ -191,7 +203,7 @@ class RunRecorder:
         with self._timed():
             if self.reaped():
                 self._buffer.clear()
-                self._ended = True
+                self._mark_ended()
                 return False
         self._end("FINISHED", final_metrics, title)
         return True
@@ -201,10 +213,29 @@ class RunRecorder:
     ) -> None:
         """Mark the run ``status`` (FAILED or KILLED) with ``reason`` (and ``kind``, e.g.
         :data:`~rprop_bench.schema.FAILURE_DIVERGED`) as tags; keep its data."""
-        self.client.set_tag(self.run_id, schema.TAG_FAILURE_REASON, reason[:MAX_PARAM_VALUE])
+        reason = redact(reason)[:MAX_PARAM_VALUE]
+        self.client.set_tag(self.run_id, schema.TAG_FAILURE_REASON, reason)
         if kind is not None:
             self.client.set_tag(self.run_id, schema.TAG_FAILURE_KIND, kind)
         self._end(status, {}, title)
+
+    def _mark_ended(self) -> None:
+        self._ended = True
+        _LIVE.pop(self.run_id, None)
+
+    def kill(self, reason: str) -> None:
+        """Mark the run KILLED at once, with ``reason`` and its buffered metrics, but no
+        artifacts (an interrupt should end the process soon). A run the store already shows
+        ended (the signal came as it was being marked) is left as it is."""
+        if self._ended:
+            return
+        if self.client.get_run(self.run_id).info.status in ("FINISHED", "FAILED", "KILLED"):
+            self._mark_ended()
+            return
+        self.client.set_tag(self.run_id, schema.TAG_FAILURE_REASON, redact(reason))
+        self._flush()
+        self.client.set_terminated(self.run_id, status="KILLED")
+        self._mark_ended()
 
     @property
     def ended(self) -> bool:

@@ -3,6 +3,7 @@ KILLED, and a report logged under its sweep (see the package)."""
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Mapping
@@ -10,13 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
-from mlflow.entities import Param, Run
+from mlflow.entities import Metric, Param, Run
 from mlflow.exceptions import MlflowException
 
 from rprop_bench import schema
 from rprop_bench.first_start import open_store
 from rprop_bench.liveness import process_tags, run_is_alive
 from rprop_bench.locks import file_lock
+from rprop_bench.params import MAX_TAG_VALUE, cut
+from rprop_bench.redaction import redact
 from rprop_bench.store import TrackingError, artifact_root
 from rprop_bench.tracking.options import TrackingOptions, open_client
 from rprop_bench.tracking.recorder import RunRecorder
@@ -28,6 +31,17 @@ MAX_PARAMS_PER_BATCH = 100  # MLflow's limit for params in one log_batch call
 _PARENT_LOCK = ".rprop_bench_parent.lock"
 
 
+def _local_failure(output_dir: str | None, run_id: str) -> dict[str, Any] | None:
+    """The local failure record a run's process left in ``output_dir``, if it is this run's."""
+    if not output_dir:
+        return None
+    try:
+        record = json.loads((Path(output_dir) / schema.LOCAL_FAILURE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("run_id") == run_id else None
+
+
 class SweepEnd(NamedTuple):
     """How a sweep's parent run ended (see :meth:`Tracker.end_sweep_parent`)."""
 
@@ -36,6 +50,7 @@ class SweepEnd(NamedTuple):
     reused: int = 0  # FINISHED runs of earlier sweeps that this sweep's grid reused
     trained: int = 0  # children started since ``since`` (trained by this invocation)
     finished_before: int = 0  # children FINISHED before ``since`` (an earlier attempt)
+    unfinished: int = 0  # children RUNNING whose process is gone: the parent is FAILED
 
 
 @dataclass(frozen=True)
@@ -123,15 +138,16 @@ class Tracker:
         ``draw_heatmap`` draws the run's step-size heatmap at its end (see :class:`RunRecorder`).
         """
         started = time.perf_counter()
-        all_tags = {**tags, **process_tags()}
+        all_tags = {k: cut(redact(v), MAX_TAG_VALUE) for k, v in {**tags, **process_tags()}.items()}
         if parent_run_id:
             all_tags[schema.TAG_PARENT_RUN_ID] = parent_run_id
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        run = self.client.create_run(self.experiment_id, run_name=redact(run_name), tags=all_tags)
         run_id = run.info.run_id
-        items = [Param(k, v) for k, v in params.items()]
+        # made first, so that an interrupt from here on finds the run (live_recorders)
+        recorder = RunRecorder(self.client, run_id, self.options, draw_heatmap)
+        items = [Param(k, redact(v)) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
-        recorder = RunRecorder(self.client, run_id, self.options, draw_heatmap)
         recorder.seconds += time.perf_counter() - started
         return recorder
 
@@ -164,7 +180,24 @@ class Tracker:
         return PreviousRuns(finished, running, reaped, recent, diverged)
 
     def _mark_dead(self, run: Run) -> None:
+        """End a RUNNING run whose process is gone: FAILED with the reason its process left in
+        :data:`~rprop_bench.schema.LOCAL_FAILURE_FILE` (the store had failed), and the
+        metrics it could not send; else KILLED."""
         tags = run.data.tags
+        record = _local_failure(tags.get(schema.TAG_OUTPUT_DIR), run.info.run_id)
+        if record is not None:
+            unsent = [Metric(str(k), float(v), int(record.get("time", 0) * 1000), int(s))
+                      for k, v, s in record.get("unsent_metrics") or []]  # fmt: skip
+            for i in range(0, len(unsent), 1000):
+                self.client.log_batch(run.info.run_id, metrics=unsent[i : i + 1000])
+            self.client.set_tag(run.info.run_id, schema.TAG_FAILURE_KIND, schema.FAILURE_STORE)
+            self.client.set_tag(
+                run.info.run_id, schema.TAG_FAILURE_REASON,
+                cut(f"{record.get('reason', 'the store failed')} (recorded from its local "
+                    "failure file by a later sweep)", MAX_TAG_VALUE),
+            )  # fmt: skip
+            self.client.set_terminated(run.info.run_id, status="FAILED")
+            return
         writer = f"{tags.get(schema.TAG_HOST, '?')} pid {tags.get(schema.TAG_PID, '?')}"
         self._mark_killed(run.info.run_id, f"its process died ({writer}); marked KILLED by a "
                           "later sweep")  # fmt: skip
@@ -205,9 +238,9 @@ class Tracker:
         """Set ``tags`` on run ``run_id`` and log each text of ``texts`` (artifact path →
         content, e.g. a CSV table) as an artifact of it."""
         for key, value in tags.items():
-            self.client.set_tag(run_id, key, value)
+            self.client.set_tag(run_id, key, redact(value))
         for path, text in (texts or {}).items():
-            self.client.log_text(run_id, text, path)
+            self.client.log_text(run_id, redact(text), path)
 
     def _runs_tagged(self, tag: str, value: str, kind: str, max_results: int) -> list[Run]:
         """The runs of kind ``kind`` whose ``tag`` is ``value``, oldest first."""
@@ -245,11 +278,13 @@ class Tracker:
                 self._parents[sweep_id] = found
                 return found
             all_tags = {
-                **tags,
+                **{k: cut(redact(v), MAX_TAG_VALUE) for k, v in tags.items()},
                 schema.TAG_SWEEP_ID: sweep_id,
                 schema.TAG_RUN_KIND: kind,
             }
-            run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+            run = self.client.create_run(
+                self.experiment_id, run_name=redact(run_name), tags=all_tags
+            )
             self._parents[sweep_id] = run.info.run_id
             return run.info.run_id
 
@@ -306,11 +341,12 @@ class Tracker:
                 trained += 1
             elif since is not None and child.info.status == "FINISHED":
                 finished_before += 1
-        if not alive:
-            self.client.set_terminated(run_id, status=status)
+        unfinished = counts.get("RUNNING", 0) - alive
+        if not alive:  # a sweep that left runs unended has not finished
+            self.client.set_terminated(run_id, status="FAILED" if unfinished else status)
         sweep_id = self.client.get_run(run_id).data.tags.get(schema.TAG_SWEEP_ID, "")
         reused = len(self._adopted(sweep_id)) if sweep_id else 0
-        return SweepEnd(counts, alive, reused, trained, finished_before)
+        return SweepEnd(counts, alive, reused, trained, finished_before, unfinished)
 
     def lost_claim(self, run_id: str, run_key: str, *, finished_counts: bool) -> str | None:
         """Whether the new run ``run_id`` lost its claim on ``run_key`` to another run.
