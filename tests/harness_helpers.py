@@ -207,3 +207,15 @@ def runs_of_kind(uri: str, kind: str | None = "training", experiment: str = "rpr
         return []
     where = f"tags.`{schema.TAG_RUN_KIND}` = '{kind}'" if kind else ""
     return client.search_runs([found.experiment_id], filter_string=where, max_results=10000)
+
+
+def processes_in(directory: Path) -> list[int]:
+    """The processes whose working directory is ``directory`` (a sweep's main process, its
+    workers, its fork server)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with suppress(OSError):  # gone, or not ours to read
+                if Path(os.readlink(entry / "cwd")) == directory:
+                    found.append(int(entry.name))
+    return found

@@ -21,6 +21,7 @@ import pytest
 from harness_helpers import (
     communicate_or_explain,
     new_store,
+    processes_in,
     run_cli,
     runs_of_kind,
     start_cli,
@@ -90,17 +91,6 @@ def test_a_signal_at_any_moment_of_a_single_run_ends_it_with_a_true_status(tmp_p
     assert seen.get("KILLED", 0) >= 5, seen  # the moments did land inside runs
 
 
-def _processes_in(directory: Path) -> list[int]:
-    """The processes whose working directory is ``directory``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                if Path(os.readlink(entry / "cwd")) == directory:
-                    found.append(int(entry.name))
-    return found
-
-
 def test_kill_9_of_a_joblib_sweeps_main_process_leaves_no_process(tmp_path):
     """The fork server dies with the main process, its workers with it; their runs are
     marked KILLED on the way out."""
@@ -112,11 +102,11 @@ def test_kill_9_of_a_joblib_sweeps_main_process_leaves_no_process(tmp_path):
     )  # fmt: skip
     try:
         wait_for(lambda: _running_with_metrics(uri), 240, "a running run")
-        assert len(_processes_in(tmp_path)) >= 3  # main, fork server, workers
+        assert len(processes_in(tmp_path)) >= 3  # main, fork server, workers
         os.kill(process.pid, signal.SIGKILL)
         process.wait(30)
         time.sleep(10)
-        assert _processes_in(tmp_path) == []
+        assert processes_in(tmp_path) == []
     finally:
         stop_group(process)
     statuses = _statuses(uri)

@@ -25,6 +25,7 @@ from harness_helpers import (
     free_port,
     mlflow_server,
     new_store,
+    processes_in,
     run_cli,
     runs_of_kind,
     start_cli,
@@ -475,20 +476,6 @@ def test_an_interrupted_run_is_flushed_marked_killed_and_exits_non_zero(
     assert _steps(store_uri, run_id, schema.WALL_TIME) == steps
 
 
-def _processes_in(directory: Path) -> list[int]:
-    """The processes whose working directory is ``directory`` (a sweep's workers, its fork
-    server)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if Path(os.readlink(entry / "cwd")) == directory:
-                    found.append(int(entry.name))
-            except OSError:
-                continue  # gone, or not ours to read
-    return found
-
-
 def _running_seeds(uri: str) -> set[str] | None:
     seeds = {s for s in ("0", "1") if _running_with_metrics(uri, s)}
     return seeds if len(seeds) == 2 else None
@@ -526,7 +513,7 @@ def test_an_interrupted_joblib_sweep_leaves_no_run_running(
     (parent,) = runs_of_kind(store_uri, schema.RUN_KIND_SWEEP)
     assert parent.info.status == "KILLED"
     # the workers and the fork server they were forked from are gone too
-    wait_for(lambda: not _processes_in(tmp_path) or None, 30, "the sweep's processes to end")
+    wait_for(lambda: not processes_in(tmp_path) or None, 30, "the sweep's processes to end")
 
 
 @pytest.mark.slow

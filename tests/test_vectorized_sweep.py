@@ -75,7 +75,7 @@ def test_a_vectorised_sweep_records_each_seed_as_the_same_sweep_one_by_one(tmp_p
             "True",
             "False",
         )
-        assert "tracking.uri" not in params  # the store is not a run's param (it may hold a password)
+        assert "tracking.uri" not in params  # not a param: it may hold a password
         assert params == alone_params
         assert run.data.metrics.keys() == alone.data.metrics.keys()
         tolerance = TOLERANCE[tags[schema.TAG_OPTIMIZER]]
