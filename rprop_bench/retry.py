@@ -13,7 +13,7 @@ import functools
 import logging
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from tenacity import (
@@ -71,29 +71,36 @@ class StoreFault(StoreUnavailable):
 def is_store_fault(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it was raised from) is a fault of the store's disk or
     database file (:data:`STORE_FAULT_MARKERS`)."""
+    return _fault_line(exc) is not None
+
+
+def _fault_line(exc: BaseException) -> str | None:
+    """The line of ``exc`` (or of its causes) that names a fault of the store, if one does."""
+    for seen in _chain(exc):
+        if isinstance(seen, OSError) and seen.errno in _FAULT_ERRNOS:
+            return f"{seen.strerror} ({seen.filename or 'artifact'})"[:200]
+        for line in str(seen).splitlines():
+            if any(marker in line for marker in STORE_FAULT_MARKERS):
+                return line.strip()[:200]
+    return None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from; bounded in case of a cycle."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
-            return False
-        if isinstance(seen, OSError) and seen.errno in _FAULT_ERRNOS:
-            return True
-        if any(marker in str(seen) for marker in STORE_FAULT_MARKERS):
-            return True
+            return
+        yield seen
         seen = seen.__cause__ or seen.__context__
-    return False
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` (or an exception it was raised from) says the store is busy or away."""
-    seen: BaseException | None = exc
-    for _ in range(8):  # the cause chain; bounded in case of a cycle
-        if seen is None:
-            return False
-        text = f"{type(seen).__name__}: {seen}"
-        if any(marker in text for marker in TRANSIENT_MARKERS):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    return any(
+        any(marker in f"{type(seen).__name__}: {seen}" for marker in TRANSIENT_MARKERS)
+        for seen in _chain(exc)
+    )
 
 
 def _retried(exc: BaseException) -> bool:
@@ -104,21 +111,6 @@ def _retried(exc: BaseException) -> bool:
 def _first_line(exc: BaseException | None) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
-
-
-def _fault_line(exc: BaseException) -> str:
-    """The line of ``exc`` (or of its causes) that names the fault."""
-    seen: BaseException | None = exc
-    for _ in range(8):
-        if seen is None:
-            break
-        for line in str(seen).splitlines():
-            if any(marker in line for marker in STORE_FAULT_MARKERS):
-                return line.strip()[:200]
-        if isinstance(seen, OSError) and seen.errno in _FAULT_ERRNOS:
-            return f"{seen.strerror} ({seen.filename or 'artifact'})"[:200]
-        seen = seen.__cause__ or seen.__context__
-    return _first_line(exc)
 
 
 class _JitteredExponential(wait_exponential):
@@ -143,10 +135,9 @@ def call_with_retry(call: Callable[[], T], retry_seconds: float, what: str) -> T
             try:
                 return call()
             except Exception as exc:
-                if is_store_fault(exc) and not is_transient(exc):
-                    raise StoreFault(
-                        f"the MLflow store failed ({what}: {_fault_line(exc)})"
-                    ) from exc
+                fault = _fault_line(exc)
+                if fault is not None and not is_transient(exc):
+                    raise StoreFault(f"the MLflow store failed ({what}: {fault})") from exc
                 raise
 
     def give_up(state: RetryCallState) -> T:

@@ -113,6 +113,11 @@ class PreflightedSweeper(BasicSweeper):
         launch = self.launcher.launch
 
         def launch_then_stop(*args: Any, **kwargs: Any) -> Any:
+            from rprop_bench.redaction import redact_file
+
+            saved = Path(str(config.hydra.sweep.dir)) / "multirun.yaml"  # saved just before
+            if saved.is_file():
+                redact_file(saved)  # the overrides as given: a password in tracking.uri
             results = launch(*args, **kwargs)
             _stop_if_the_store_failed(results)
             return results

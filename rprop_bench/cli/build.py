@@ -80,9 +80,9 @@ def build_data(cfg: DictConfig) -> ProblemData:
         cause = exc.__cause__
         if isinstance(cause, OSError):  # a data file that is missing or unreadable
             raise ConfigError(f"cannot load the data of problem {name!r}: {cause}") from exc
-        if isinstance(cause, BadDataError | ValueError | TypeError):  # an UnknownProblemError too
+        if isinstance(cause, ValueError | TypeError):  # BadDataError, UnknownProblemError too
             text = str(cause).strip().splitlines()[0] if str(cause).strip() else repr(cause)
-            if isinstance(cause, BadDataError | ValueError) and text.startswith("problem."):
+            if text.startswith("problem."):  # names its field already
                 raise ConfigError(text) from exc
             raise ConfigError(
                 f"problem.data: the data of problem {name!r} cannot be built ({text})"
@@ -173,33 +173,41 @@ def check_buildable(configs: list[DictConfig]) -> None:
     Raises:
         ConfigError: the first job that could not train, in one line.
     """
-    import psutil
-    import torch
-
     data_of: dict[str, Any] = {}
+    model_of: dict[str, torch.nn.Module] = {}
     checked: set[str] = set()
-    for cfg in configs:
+    for cfg in configs:  # each distinct data, model and optimizer config once
         data_key = OmegaConf.to_yaml(cfg.problem.data, resolve=True) + str(cfg.train.device)
         if data_key not in data_of:
             data_of[data_key] = build_data(cfg)
-        data = data_of[data_key]
-        job_key = data_key + OmegaConf.to_yaml(cfg.model) + OmegaConf.to_yaml(cfg.optimizer)
-        if job_key in checked:
-            continue
-        checked.add(job_key)
-        partial = hydra_instantiate(cfg.model)
-        with torch.device("meta"):
-            model = partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
-        size = sum(p.numel() for p in model.parameters())
-        need = size * train_dtype(cfg).itemsize * COPIES_PER_PARAMETER
-        free = psutil.virtual_memory().available
-        if need > free:
-            raise ConfigError(
-                f"model.hidden={list(cfg.model.get('hidden', []))}: the model has {size:,} "
-                f"parameters, about {need / 2**30:.1f} GiB to train, and this machine has "
-                f"{free / 2**30:.1f} GiB free"
-            )
-        check_optimizer_arguments(cfg, model)
+        model_key = data_key + OmegaConf.to_yaml(cfg.model) + str(cfg.train.dtype)
+        if model_key not in model_of:
+            model_of[model_key] = _meta_model(cfg, data_of[data_key])
+        job_key = model_key + OmegaConf.to_yaml(cfg.optimizer)
+        if job_key not in checked:
+            checked.add(job_key)
+            check_optimizer_arguments(cfg, model_of[model_key])
+
+
+def _meta_model(cfg: DictConfig, data: ProblemData) -> torch.nn.Module:
+    """The job's model on torch's ``meta`` device; :class:`ConfigError` if training it would
+    not fit in this machine's free memory."""
+    import psutil
+    import torch
+
+    partial = hydra_instantiate(cfg.model)
+    with torch.device("meta"):
+        model = partial(n_inputs=data.n_inputs, n_outputs=data.n_outputs)
+    size = sum(p.numel() for p in model.parameters())
+    need = size * train_dtype(cfg).itemsize * COPIES_PER_PARAMETER
+    free = psutil.virtual_memory().available
+    if need > free:
+        raise ConfigError(
+            f"model.hidden={list(cfg.model.get('hidden', []))}: the model has {size:,} "
+            f"parameters, about {need / 2**30:.1f} GiB to train, and this machine has "
+            f"{free / 2**30:.1f} GiB free"
+        )
+    return model
 
 
 def check_optimizer_arguments(cfg: DictConfig, model: torch.nn.Module) -> None:

@@ -86,19 +86,15 @@ def _kill_live_runs(exc: KeyboardInterrupt) -> None:
 
 
 def _redact_hydra_files() -> None:
-    """Hydra's record of the job (``.hydra/*.yaml``, and a sweep's ``multirun.yaml``) holds the
-    overrides as given: mask a password of ``tracking.uri``, and make them private."""
+    """Hydra's record of the job (``.hydra/*.yaml``) holds the overrides as given: mask a
+    password of ``tracking.uri``, and make them private. (A sweep's ``multirun.yaml`` is the
+    sweeper's, in the main process.)"""
     from rprop_bench.redaction import redact_file
 
     hydra_cfg = HydraConfig.get()
     output = Path(hydra_cfg.runtime.output_dir)
-    files = list((output / str(hydra_cfg.output_subdir or ".hydra")).glob("*.yaml"))
-    if hydra_cfg.mode == RunMode.MULTIRUN:
-        files.append(Path(str(hydra_cfg.sweep.dir)) / "multirun.yaml")
-    for path in files:
-        # (an OSError: another job of the sweep is rewriting multirun.yaml; it redacts it)
-        with contextlib.suppress(OSError):
-            redact_file(path)
+    for path in (output / str(hydra_cfg.output_subdir or ".hydra")).glob("*.yaml"):
+        redact_file(path)
 
 
 def _run_job(cfg: DictConfig) -> dict[str, Any]:
