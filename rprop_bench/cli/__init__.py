@@ -184,8 +184,13 @@ def _train(command: str, flags: list[str], overrides: list[str]) -> int:
             start_worker_server(settings)
         jobs, configs = preflight(overrides, sweep=sweep, extra_dirs=extra_dirs)
         from rprop_bench.cli.build import check_buildable
+        from rprop_bench.signals import interrupts_held
 
-        check_buildable(configs)  # data, model size, optimizer arguments: before any job
+        # data, model size, optimizer arguments: before any job. Its first imports (torch,
+        # scikit-learn) hold Ctrl-C back: one cut short leaves numpy half-imported, and the
+        # exit path then fails on it with a traceback instead of one line.
+        with interrupts_held():
+            check_buildable(configs)
     except ConfigError as exc:
         return _error(str(exc))
 

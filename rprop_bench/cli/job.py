@@ -28,7 +28,7 @@ from rprop_bench.cli.recording import draw_step_heatmap, run_params, train_and_r
 from rprop_bench.cli.resume import lost_to_another_sweep, skip_if_done
 from rprop_bench.cli.seed_groups import group_of
 from rprop_bench.cli.validate import ConfigError, validate
-from rprop_bench.signals import Interrupted, install_sigterm_handler, orphaned
+from rprop_bench.signals import Interrupted, install_sigterm_handler, interrupts_held, orphaned
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -63,8 +63,10 @@ def run_job(cfg: DictConfig) -> dict[str, Any]:
 def _kill_live_runs(exc: KeyboardInterrupt) -> None:
     """Mark KILLED the runs of this job that an interrupt left RUNNING: one that came while a
     run was created, or wrote its final metrics and artifacts (training marks its own)."""
-    from rprop_bench.tracking import live_recorders
-
+    module = sys.modules.get("rprop_bench.tracking.recorder")
+    if module is None:  # interrupted before MLflow was imported: no run was created
+        return
+    live_recorders = module.live_recorders
     why = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
     live = live_recorders()
     if not live:
@@ -98,7 +100,8 @@ def _redact_hydra_files() -> None:
 
 
 def _run_job(cfg: DictConfig) -> dict[str, Any]:
-    from rprop_bench import tracking  # MLflow: imported in the job, not by the CLI's checks
+    with interrupts_held():  # an import cut short by Ctrl-C breaks the rest of the process
+        from rprop_bench import tracking  # MLflow: imported in the job, not by the CLI's checks
 
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
