@@ -238,8 +238,13 @@ def _check_output_dir(overrides: list[str], extra_dirs: Sequence[str], sweep: bo
         with tempfile.NamedTemporaryFile(dir=existing, prefix=".rprop_bench_probe_"):
             pass
     except OSError as exc:
+        where = (
+            f"the working directory {existing}"
+            if existing == Path.cwd()
+            else f"hydra.{key}={pattern}: {existing}"
+        )
         raise TrackingError(
-            f"cannot write Hydra's outputs: hydra.{key}={pattern}: {existing} is not writable "
+            f"cannot write Hydra's outputs: {where} is not writable "
             f"({exc.strerror or type(exc).__name__})"
         ) from exc
 
