@@ -19,7 +19,12 @@ from collections.abc import Iterator
 from typing import Any
 
 __all__ = [
-    "Interrupted", "die_with_parent", "install_sigterm_handler", "interrupts_held", "orphaned",
+    "Interrupted",
+    "die_with_parent",
+    "install_sigterm_handler",
+    "interrupt_reason",
+    "interrupts_held",
+    "orphaned",
 ]  # fmt: skip
 
 #: Linux's prctl option that sends the calling process a signal when its parent exits.
@@ -72,6 +77,11 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+
+def interrupt_reason(exc: KeyboardInterrupt) -> str:
+    """The failure reason a run KILLED by ``exc`` records: ``interrupted (SIGTERM)``."""
+    return f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

@@ -28,7 +28,12 @@ from rprop_bench.cli.recording import draw_step_heatmap, run_params, train_and_r
 from rprop_bench.cli.resume import lost_to_another_sweep, skip_if_done
 from rprop_bench.cli.seed_groups import group_of
 from rprop_bench.cli.validate import ConfigError, validate
-from rprop_bench.signals import Interrupted, install_sigterm_handler, interrupts_held, orphaned
+from rprop_bench.signals import (
+    install_sigterm_handler,
+    interrupt_reason,
+    interrupts_held,
+    orphaned,
+)
 
 
 def run_job(cfg: DictConfig) -> dict[str, Any]:
@@ -67,7 +72,7 @@ def _kill_live_runs(exc: KeyboardInterrupt) -> None:
     if module is None:  # interrupted before MLflow was imported: no run was created
         return
     live_recorders = module.live_recorders
-    why = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
+    why = interrupt_reason(exc)
     live = live_recorders()
     if not live:
         return

@@ -21,7 +21,7 @@ from rprop_bench import schema
 from rprop_bench.cli.console import print_summary
 from rprop_bench.cli.identity import RunNames
 from rprop_bench.redaction import redact
-from rprop_bench.signals import Interrupted
+from rprop_bench.signals import interrupt_reason
 
 LOCAL_FAILURE_FILE = schema.LOCAL_FAILURE_FILE
 #: The file in a sweep's directory that tells its later jobs that the store failed.
@@ -70,7 +70,7 @@ def guarded(train_call: Any, entries: list[Entry], *, multirun: bool) -> Any:
     try:
         return train_call()
     except KeyboardInterrupt as exc:
-        why = f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
+        why = interrupt_reason(exc)
         for entry in entries:
             entry.recorder.fail(why, entry.names.run_name, status="KILLED")
             print(f"run {entry.recorder.run_id} KILLED: {entry.names.run_name}: {why}",
