@@ -81,7 +81,8 @@ BAD_HYPERPARAMETERS = [
     ({"lr": math.nan}, r"Invalid learning rate: nan"),
     ({"lr": math.inf}, r"Invalid learning rate: inf"),
     ({"lr": "fast"}, r"Invalid learning rate: 'fast'; expected a finite float > 0 \(lr\)"),
-    ({"lr": torch.tensor([1e-3, 1e-3])}, r"Tensor lr must be 1-element"),
+    # a 1-D lr of S > 1 values is one Δ0 per stacked member; any other shape is refused
+    ({"lr": torch.tensor([[1e-3, 1e-3]])}, r"Tensor lr must be 1-element"),
     ({"lr": torch.tensor(-1e-3)}, r"Invalid learning rate: tensor\(-0\.0010\)"),
     (
         {"lr": 100.0},
@@ -615,6 +616,110 @@ def test_a_changed_loss_shape_is_rejected():
     opt.step(lambda: torch.tensor(1.0))
     with pytest.raises(RuntimeError, match="earlier steps saw"):
         opt.step(lambda: torch.zeros(MEMBERS))
+
+
+# ---------------------------------------------------------------- per-member hyperparameters
+
+GRID_MEMBERS = 5
+#: Five members' Δ0, η-, η+, Δmin, Δmax: Δmin = 0 and a tight Δmax, so the bounds bite.
+MEMBER_HYPERS = {
+    "lr": [0.01, 0.05, 0.1, 0.001, 0.2],
+    "eta_minus": [0.3, 0.5, 0.6, 0.45, 0.7],
+    "eta_plus": [1.1, 1.2, 1.5, 1.3, 2.0],
+    "step_size_min": [1e-6, 0.0, 1e-3, 1e-5, 1e-4],
+    "step_size_max": [50.0, 1.0, 0.2, 5.0, 0.25],
+}
+
+
+def member_kwargs(k: int | None) -> dict:
+    """The Rprop arguments of member ``k`` (floats), or of all members (float64 tensors)."""
+
+    def value(name: str) -> float | torch.Tensor:
+        values = MEMBER_HYPERS[name]
+        return float(values[k]) if k is not None else torch.tensor(values, dtype=torch.float64)
+
+    return {
+        "lr": value("lr"),
+        "etas": (value("eta_minus"), value("eta_plus")),
+        "step_sizes": (value("step_size_min"), value("step_size_max")),
+    }
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS[:3])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_per_member_hyperparameters_follow_each_members_solo_run_bit_for_bit(
+    variant: str, implementation: dict, dtype: torch.dtype
+):
+    """A grid of five members (Δ0, η±, Δmin, Δmax each a (5,) tensor): member k's weights,
+    after 60 steps, equal those of member k trained alone with its scalars, in every
+    implementation (fused: one kernel call for all five)."""
+    torch.manual_seed(1)
+    start = [torch.randn(GRID_MEMBERS, *shape, dtype=dtype) for shape in [(4, 3), (5,), ()]]
+    stacked = [t.clone().requires_grad_() for t in start]
+    opt = Rprop(stacked, variant=variant, **member_kwargs(None), **implementation)
+
+    def stacked_closure() -> torch.Tensor:
+        opt.zero_grad()
+        losses = torch.stack(
+            [member_loss(k, *(p[k] for p in stacked)) for k in range(GRID_MEMBERS)]
+        )
+        losses.sum().backward()
+        return losses
+
+    for _ in range(60):
+        opt.step(stacked_closure)
+    differ = 0
+    for k in range(GRID_MEMBERS):
+        params = [t[k].clone().requires_grad_() for t in start]
+        alone = Rprop(params, variant=variant, **member_kwargs(k), **implementation)
+
+        def closure(k=k, params=params, alone=alone) -> torch.Tensor:
+            alone.zero_grad()
+            loss = member_loss(k, *params)
+            loss.backward()
+            return loss
+
+        for _ in range(60):
+            alone.step(closure)
+        for together, by_itself in zip(stacked, params, strict=True):
+            assert torch.equal(together[k].detach(), by_itself.detach()), f"member {k}"
+        # the members' hyperparameters matter: member k alone with member 0's differs
+        differ += not torch.equal(stacked[0][k].detach(), stacked[0][0].detach())
+    assert differ == GRID_MEMBERS - 1
+
+
+PER_MEMBER_MISUSE = [
+    (
+        {"lr": torch.full((4,), 0.1, dtype=torch.float64)},
+        r"Tensor lr must be 1-element .*; Invalid lr: 4 per-member values, but parameter 0 of "
+        r"its group has shape \(5, 2\)",
+    ),
+    (
+        {"etas": (torch.full((5,), 0.5), torch.full((3,), 1.2))},
+        r"Invalid etas\[1\]: 3 per-member values, but etas\[0\] has 5",
+    ),
+    (
+        {"etas": (torch.tensor([0.5, 0.5, 1.5, 0.5, 0.5]), 1.2)},
+        r"Invalid eta values: 1.5, 1.2; .* \[member 2 of 5\]",
+    ),
+    (
+        {"lr": torch.tensor([0.1, 0.1, 0.1, 0.1, 80.0], dtype=torch.float64)},
+        r"lr is the initial step size .* \[member 4 of 5\]",
+    ),
+    (
+        {"step_sizes": (torch.zeros(5, dtype=torch.int64), 50.0)},
+        r"Invalid step_sizes\[0\]: per-member values must be floating point",
+    ),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), PER_MEMBER_MISUSE)
+def test_bad_per_member_hyperparameters_name_the_argument_and_both_lengths(kwargs, message):
+    """Refused at construction, where the params are known."""
+    w = torch.zeros(GRID_MEMBERS, 2, requires_grad=True)
+    with pytest.raises(ValueError, match=message):
+        Rprop([w], **kwargs)
 
 
 # --------------------------------------------------------------------------- state dicts

@@ -137,6 +137,15 @@ NOT_APPLICABLE: dict[str, str] = {
 #: Error inputs whose message deliberately differs from the one torch's entry expects:
 #: ``desc -> (our regex, why)``. Empty: our messages begin as torch.optim.Rprop's do.
 OUR_ERROR_REGEX: dict[str, tuple[str, str]] = {}
+#: Error inputs that need real params here: ``desc -> (params, why)``.
+OUR_ERROR_PARAMS: dict[str, tuple[Callable[[], list[Tensor]], str]] = {
+    "Tensor lr must be 1-element": (
+        lambda: [torch.zeros(1, requires_grad=True)],
+        "a 1-D lr of several values is one Δ0 per stacked member here, refused (with torch's "
+        "message first) only where a parameter lacks that leading dim: torch's params=None "
+        "cannot show it",
+    ),
+}
 
 
 # --------------------------------------------------------------------------- the entries
@@ -401,9 +410,10 @@ def test_errors(variant, desc):
         if issubclass(error_input.error_type, Warning)
         else functools.partial(pytest.raises, error_input.error_type, match=regex)
     )
+    params = OUR_ERROR_PARAMS[desc][0]() if desc in OUR_ERROR_PARAMS else optim_input.params
     if error_input.error_on == OptimizerErrorEnum.CONSTRUCTION_ERROR:
         with check():
-            Rprop(optim_input.params, **optim_input.kwargs)
+            Rprop(params, **optim_input.kwargs)
     else:
         optimizer = Rprop(optim_input.params, **optim_input.kwargs)
         # torch steps without a closure; irprop+ gets one, except where its absence is the error

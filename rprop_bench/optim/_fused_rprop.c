@@ -17,6 +17,8 @@
  * says per member whether a sign flip undoes the last weight change (irprop+: that member's
  * loss went up); with NULL, `undo_on_flip` holds for every weight (rprop+ always). One call
  * covers every member, so a stacked step costs one call per tensor, not one per member.
+ * `member_hypers` (4 x members doubles, row-major, or NULL): per-member η-, η+, Δmin and Δmax
+ * (a hyperparameter grid trained as one stack); each is rounded to T as the scalar would be.
  */
 #include <stdint.h>
 
@@ -50,11 +52,18 @@
     void NAME(T *restrict param, const T *restrict grad, T *restrict prev,                   \
               T *restrict step_size, T *restrict weight_change, int64_t n, T eta_minus,       \
               T eta_plus, T step_min, T step_max, int variant, int maximize, int undo_on_flip, \
-              const unsigned char *restrict undo_flags, int64_t members, int num_threads) {   \
+              const unsigned char *restrict undo_flags, int64_t members, int num_threads,     \
+              const double *restrict member_hypers) {                                          \
         const int64_t size = members > 0 ? n / members : n;                                    \
         const int64_t slices = members > 0 ? members : 1;                                      \
+        const T scalar_minus = eta_minus, scalar_plus = eta_plus;                              \
+        const T scalar_min = step_min, scalar_max = step_max;                                  \
         for (int64_t m = 0; m < slices; ++m) {                                                 \
             const int undo = undo_flags ? undo_flags[m] != 0 : undo_on_flip;                   \
+            eta_minus = member_hypers ? (T)member_hypers[m] : scalar_minus;                    \
+            eta_plus = member_hypers ? (T)member_hypers[slices + m] : scalar_plus;             \
+            step_min = member_hypers ? (T)member_hypers[2 * slices + m] : scalar_min;          \
+            step_max = member_hypers ? (T)member_hypers[3 * slices + m] : scalar_max;          \
             const int64_t begin = m * size, end = begin + size;                                \
             switch (variant) {                                                                 \
             case 0: RPROP_LOOP(T, 0) break;                                                    \

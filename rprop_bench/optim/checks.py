@@ -30,13 +30,84 @@ def lr_value(lr: Any) -> float:
     return float(lr)
 
 
+#: The hyperparameters that may hold one value per stacked member, by their argument names.
+MEMBER_ARGUMENTS: tuple[str, ...] = ("lr", "etas[0]", "etas[1]", "step_sizes[0]", "step_sizes[1]")
+
+
+def _is_per_member(value: Any) -> bool:
+    return isinstance(value, Tensor) and value.dim() == 1 and value.numel() > 1
+
+
+def member_values(group: dict[str, Any]) -> dict[str, Tensor]:
+    """The hyperparameters of ``group`` given per member (1-D tensors of S > 1 values), by
+    argument name (:data:`MEMBER_ARGUMENTS`)."""
+    etas, sizes = tuple(group["etas"]), tuple(group["step_sizes"])
+    values = [group["lr"], *etas[:2], *sizes[:2]]
+    return {
+        name: value
+        for name, value in zip(MEMBER_ARGUMENTS, values, strict=False)
+        if _is_per_member(value)
+    }
+
+
+def member_count(group: dict[str, Any]) -> int | None:
+    """S, the stacked members that ``group``'s per-member hyperparameters are for; ``None``
+    where every hyperparameter is one value.
+
+    Raises:
+        ValueError: per-member tensors of different lengths, naming both arguments.
+    """
+    values = member_values(group)
+    if not values:
+        return None
+    (first, reference), *rest = values.items()
+    for name, value in rest:
+        if value.numel() != reference.numel():
+            raise ValueError(
+                f"Invalid {name}: {value.numel()} per-member values, but {first} has "
+                f"{reference.numel()}; every per-member hyperparameter needs one value per member"
+            )
+    return reference.numel()
+
+
 def validate_group(group: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming the argument and its allowed range.
 
     Messages begin as torch.optim.Rprop's do ("Invalid learning rate: ...", "Invalid eta
     values: ..."), so code written against torch's errors keeps matching, and add the field's
-    name and allowed range.
+    name and allowed range. Per-member hyperparameters (1-D tensors, one value per stacked
+    member) are checked member by member, with the member named.
     """
+    members = member_count(group)
+    if members is None:
+        _validate_values(group)
+        return
+    for name, value in member_values(group).items():
+        if not value.is_floating_point():
+            raise ValueError(f"Invalid {name}: per-member values must be floating point")
+        if value.device.type == "meta":
+            raise ValueError(f"Invalid {name}: per-member values on the meta device")
+    etas, sizes = tuple(group["etas"]), tuple(group["step_sizes"])
+    if len(etas) != 2 or len(sizes) != 2:
+        _validate_values(group)  # the shape errors, as for scalars
+    for member in range(members):
+
+        def at(value: Any, member: int = member) -> Any:
+            return float(value[member]) if _is_per_member(value) else value
+
+        one = {
+            **group,
+            "lr": at(group["lr"]),
+            "etas": tuple(at(e) for e in etas),
+            "step_sizes": tuple(at(s) for s in sizes),
+        }
+        try:
+            _validate_values(one)
+        except ValueError as error:
+            raise ValueError(f"{error} [member {member} of {members}]") from None
+
+
+def _validate_values(group: dict[str, Any]) -> None:
     lr = lr_value(group["lr"])
     if not (math.isfinite(lr) and lr > 0.0):
         raise ValueError(
@@ -110,6 +181,22 @@ def loss_tensor(loss: Any, variant: str) -> Tensor:
             )
         return loss.detach().to(torch.float64)
     return torch.tensor(float(loss), dtype=torch.float64)
+
+
+def check_member_dim(index: int, param: Tensor, group: dict[str, Any]) -> None:
+    """Per-member hyperparameters of S members need every parameter stacked along a leading
+    dim of size S; the message names the argument and both lengths."""
+    members = member_count(group)
+    if members is not None and (param.dim() == 0 or param.shape[0] != members):
+        name = next(iter(member_values(group)))
+        # torch's message first for lr: to torch, a Tensor lr of several values is an error
+        lead = "Tensor lr must be 1-element or hold one value per stacked member; " * (name == "lr")
+        raise ValueError(
+            f"{lead}Invalid {name}: {members} per-member values, but parameter {index} of its "
+            f"group has shape {tuple(param.shape)}: per-member hyperparameters need every "
+            "parameter "
+            f"stacked along a leading dim of size {members}"
+        )
 
 
 def check_members(index: int, param: Tensor, loss_shape: tuple[int, ...]) -> None:

@@ -50,26 +50,74 @@ class RpropHyperparams:
             (accelerators only, as in torch).
     """
 
-    eta_minus: float
-    eta_plus: float
-    step_size_min: float
-    step_size_max: float
+    eta_minus: float | Tensor
+    eta_plus: float | Tensor
+    step_size_min: float | Tensor
+    step_size_max: float | Tensor
     variant: Variant
     maximize: bool
     differentiable: bool = False
     capturable: bool = False
 
+    @property
+    def members(self) -> int | None:
+        """S where any of η±, Δmin, Δmax holds one value per stacked member, else ``None``."""
+        for value in (self.eta_minus, self.eta_plus, self.step_size_min, self.step_size_max):
+            if isinstance(value, Tensor):
+                return value.numel()
+        return None
+
+    def member_rows(self) -> Tensor:
+        """η-, η+, Δmin and Δmax of every member as a ``(4, S)`` float64 CPU tensor (scalars
+        repeated), what the fused kernel reads for a grid."""
+        members = self.members
+        assert members is not None
+        values = (self.eta_minus, self.eta_plus, self.step_size_min, self.step_size_max)
+        return torch.stack(
+            [
+                v.detach().to("cpu", torch.float64).reshape(members)
+                if isinstance(v, Tensor)
+                else torch.full((members,), float(v), dtype=torch.float64)
+                for v in values
+            ]
+        ).contiguous()
+
     def kernel_arguments(self) -> dict[str, Any]:
-        """The keyword arguments of the fused kernel (the same for every tensor of a group)."""
+        """The keyword arguments of the fused kernel (the same for every tensor of a group);
+        per-member values go as ``member_hypers`` (the scalars are then placeholders)."""
+
+        def scalar(value: float | Tensor) -> float:
+            return 0.0 if isinstance(value, Tensor) else float(value)
+
         return {
-            "eta_minus": self.eta_minus,
-            "eta_plus": self.eta_plus,
-            "step_size_min": self.step_size_min,
-            "step_size_max": self.step_size_max,
+            "eta_minus": scalar(self.eta_minus),
+            "eta_plus": scalar(self.eta_plus),
+            "step_size_min": scalar(self.step_size_min),
+            "step_size_max": scalar(self.step_size_max),
             "variant": self.variant,
             "maximize": self.maximize,
             "undo_on_flip": self.variant == "rprop+",
         }
+
+
+def per_member(value: float | Tensor, like: Tensor) -> float | Tensor:
+    """A hyperparameter as ``like`` reads it: a scalar as is; one value per member (shape
+    ``(S,)``) as a tensor of ``like``'s dtype shaped ``(S, 1, ..., 1)``, so that it broadcasts
+    along the stacked leading dim. Cast so, each value rounds as the scalar would."""
+    if not isinstance(value, Tensor):
+        return value
+    return value.to(like.device, like.dtype).reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def _clamp_step_sizes(sizes: Tensor, hyper: RpropHyperparams) -> None:
+    """Δ ← clamp(Δ, Δmin, Δmax) in place, per member where the bounds are."""
+    low, high = per_member(hyper.step_size_min, sizes), per_member(hyper.step_size_max, sizes)
+    if isinstance(low, Tensor) or isinstance(high, Tensor):
+        # clamp takes tensor bounds in pairs; the same max-then-min as the scalar clamp
+        low, high = (
+            torch.as_tensor(bound, dtype=sizes.dtype, device=sizes.device) for bound in (low, high)
+        )
+    sizes.clamp_(low, high)
 
 
 def _loss_rose(loss: Tensor, prev_loss: Tensor, like: Tensor) -> Tensor:
@@ -171,8 +219,14 @@ def _step_size_factors(signs: Tensor, hyper: RpropHyperparams) -> Tensor:
     The same masked writes as torch.optim.Rprop, in the parameter's dtype, so Δ·factor rounds
     exactly as torch's does (bfloat16 included). η± > 0, so the order of writes is safe.
     """
-    signs.masked_fill_(signs.gt(0), hyper.eta_plus)
-    signs.masked_fill_(signs.lt(0), hyper.eta_minus)
+    eta_plus, eta_minus = per_member(hyper.eta_plus, signs), per_member(hyper.eta_minus, signs)
+    if isinstance(eta_plus, Tensor) or isinstance(eta_minus, Tensor):
+        # One value per member: the same values written, through where() (masked_fill takes
+        # one value); η± cast to the dtype first, as masked_fill casts its scalar.
+        factors = torch.where(signs.lt(0), eta_minus, torch.ones((), dtype=signs.dtype))
+        return signs.copy_(torch.where(signs.gt(0), eta_plus, factors))
+    signs.masked_fill_(signs.gt(0), eta_plus)
+    signs.masked_fill_(signs.lt(0), eta_minus)
     signs.masked_fill_(signs.eq(0), 1)
     return signs
 
@@ -209,9 +263,7 @@ def _single_tensor_rprop(
         # differentiable: prev is overwritten below, so the product must not save it itself.
         signs = grad.mul(prev.clone() if hyper.differentiable else prev).sign_()
         flipped = signs.lt(0)
-        step_size.mul_(_step_size_factors(signs, hyper)).clamp_(
-            hyper.step_size_min, hyper.step_size_max
-        )
+        _clamp_step_sizes(step_size.mul_(_step_size_factors(signs, hyper)), hyper)
 
         if hyper.variant == "rprop-":
             param.addcmul_(grad.sign(), step_size, value=-1)
@@ -307,8 +359,12 @@ def _foreach_adapt_step_sizes(
     for s in signs:
         _step_size_factors(s, hyper)
     torch._foreach_mul_(sizes, signs)
-    torch._foreach_clamp_min_(sizes, hyper.step_size_min)
-    torch._foreach_clamp_max_(sizes, hyper.step_size_max)
+    if hyper.members is None:
+        torch._foreach_clamp_min_(sizes, cast(float, hyper.step_size_min))
+        torch._foreach_clamp_max_(sizes, cast(float, hyper.step_size_max))
+    else:  # bounds per member broadcast along dim 0: one clamp per tensor
+        for size in sizes:
+            _clamp_step_sizes(size, hyper)
     return flipped
 
 
@@ -366,6 +422,7 @@ def _fused_rprop(
     available = fused_kernel_available() if compiling else kernel is not None
     backtracking = hyper.variant in BACKTRACKING_VARIANTS
     hyperparameters = hyper.kernel_arguments()  # the same for every tensor: built once
+    member_hypers = hyper.member_rows() if hyper.members is not None else None
     for i, param in enumerate(params):
         tensors = [param, grads[i], prevs[i], step_sizes[i]]
         if backtracking:
@@ -388,9 +445,12 @@ def _fused_rprop(
             prev_losses[i].copy_(loss)
         weight_change = tensors[4] if backtracking else None
         if compiling:
-            fused_step_op(*tensors[:4], weight_change, undo_per_member, **hyperparameters)
+            fused_step_op(
+                *tensors[:4], weight_change, undo_per_member, member_hypers, **hyperparameters
+            )
         else:
             assert kernel is not None
             param_, grad_, prev_, size_ = tensors[:4]
             fused_step(kernel, param_, grad_, prev_, size_, weight_change,
-                       undo_per_member=undo_per_member, **hyperparameters)  # fmt: skip
+                       undo_per_member=undo_per_member, member_hypers=member_hypers,
+                       **hyperparameters)  # fmt: skip

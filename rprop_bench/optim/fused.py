@@ -131,6 +131,7 @@ def load_fused_kernel() -> ctypes.CDLL | None:
                 ctypes.c_void_p,
                 ctypes.c_int64,
                 ctypes.c_int,
+                ctypes.c_void_p,
             ]
         _kernel = library
         return _kernel
@@ -171,12 +172,15 @@ def fused_step(
     maximize: bool,
     undo_on_flip: bool,
     undo_per_member: Tensor | None = None,
+    member_hypers: Tensor | None = None,
 ) -> None:
     """One fused step over one real tensor, in place. The caller checks :func:`kernel_covers`.
 
     ``undo_on_flip``: a sign flip undoes the last weight change (backtracking variants).
     ``undo_per_member``: instead, one flag per stacked member (a contiguous CPU bool tensor of
     shape ``(S,)``; the tensors' leading dim is S), so that one call steps every member.
+    ``member_hypers``: a contiguous CPU float64 tensor of shape ``(4, S)`` holding each
+    member's η-, η+, Δmin and Δmax (the scalars are then ignored): a grid in one call.
     """
     if undo_per_member is not None and (
         undo_per_member.dtype != torch.bool
@@ -188,6 +192,22 @@ def fused_step(
             f"tensor of {param.numel()} weights; got {undo_per_member.dtype} of shape "
             f"{tuple(undo_per_member.shape)}"
         )
+    members = undo_per_member.numel() if undo_per_member is not None else 1
+    if member_hypers is not None:
+        if (
+            member_hypers.dtype != torch.float64
+            or not member_hypers.is_contiguous()
+            or member_hypers.dim() != 2
+            or member_hypers.shape[0] != 4
+            or param.numel() % max(member_hypers.shape[1], 1) != 0
+            or (undo_per_member is not None and undo_per_member.numel() != member_hypers.shape[1])
+        ):
+            raise ValueError(
+                "member_hypers must be a contiguous float64 tensor of shape (4, S), S the "
+                f"members of a tensor of {param.numel()} weights; got {member_hypers.dtype} of "
+                f"shape {tuple(member_hypers.shape)}"
+            )
+        members = member_hypers.shape[1]
     function = (
         kernel.rprop_step_float32 if param.dtype == torch.float32 else kernel.rprop_step_float64
     )
@@ -206,8 +226,9 @@ def fused_step(
         int(maximize),
         int(undo_on_flip),
         undo_per_member.data_ptr() if undo_per_member is not None else None,
-        undo_per_member.numel() if undo_per_member is not None else 1,
+        members,
         torch.get_num_threads(),
+        member_hypers.data_ptr() if member_hypers is not None else None,
     )
 
 
@@ -221,6 +242,7 @@ def fused_step_op(
     step_size: Tensor,
     weight_change: Tensor | None,
     undo_per_member: Tensor | None,
+    member_hypers: Tensor | None = None,
     *,
     eta_minus: float,
     eta_plus: float,
@@ -253,6 +275,7 @@ def fused_step_op(
         maximize=maximize,
         undo_on_flip=undo_on_flip,
         undo_per_member=undo_per_member,
+        member_hypers=member_hypers,
     )
 
 

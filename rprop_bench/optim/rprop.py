@@ -27,13 +27,20 @@ from torch import Tensor
 from torch.optim.optimizer import Optimizer, ParamsT
 
 from rprop_bench import schema
-from rprop_bench.optim.checks import check_members, loss_tensor, lr_value, validate_group
+from rprop_bench.optim.checks import (
+    check_member_dim,
+    check_members,
+    loss_tensor,
+    lr_value,
+    validate_group,
+)
 from rprop_bench.optim.functional import (
     BACKTRACKING_VARIANTS,
     LOSS_VARIANTS,
     RpropHyperparams,
     Variant,
     check_fusable,
+    per_member,
     rprop,
 )
 
@@ -99,6 +106,11 @@ class Rprop(Optimizer):
     needs a leading dim of size S, ``prev_loss`` has shape ``(S,)`` and member k's weights
     are undone only where member k's loss rose: each member follows exactly the trajectory
     it would follow alone (the other variants are elementwise and need nothing extra).
+    Stacked members may also differ in their hyperparameters (a grid trained as one stack):
+    ``lr``, each of ``etas`` and each of ``step_sizes`` may be a 1-D tensor of S values, one
+    per member, and member k then follows exactly the trajectory it would follow alone with
+    its own scalars, in every implementation (single, foreach, fused). Give them as float64
+    tensors: a value is rounded to the parameter's dtype as a Python float is.
 
     Per-parameter state uses torch's names where the meaning is the same (``step``,
     ``prev``, ``step_size``): a state dict of ``torch.optim.Rprop`` loads into
@@ -190,6 +202,8 @@ class Rprop(Optimizer):
         group["etas"] = tuple(group["etas"])
         group["step_sizes"] = tuple(group["step_sizes"])
         validate_group(group)
+        for index, param in enumerate(group["params"]):
+            check_member_dim(index, param, group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # A state dict saved by torch.optim.Rprop has no `variant`: it is iRprop-.
@@ -274,6 +288,8 @@ class Rprop(Optimizer):
                 # Once, before the state exists, so that a refused step leaves none.
                 check_fusable([p])
             state = self.state[p]
+            if not state:
+                check_member_dim(index, p, group)
             has_complex |= torch.is_complex(p)
             params.append(p)
             grads.append(p.grad)
@@ -311,12 +327,22 @@ class Rprop(Optimizer):
             )
             state[STATE_PREV] = torch.zeros_like(p, memory_format=torch.preserve_format)
             lr = group["lr"]
-            if p.is_complex():
-                lr = lr_value(lr)
-                fill: Any = complex(lr, lr)
-            else:  # a Tensor lr fills without a host sync, as in torch
-                fill = lr.reshape(()) if isinstance(lr, Tensor) else lr
-            state[STATE_STEP_SIZE] = torch.full_like(p, fill, memory_format=torch.preserve_format)
+            if isinstance(lr, Tensor) and lr.dim() == 1 and lr.numel() > 1:
+                # Δ0 per stacked member: member k's slice starts at lr[k], rounded to the
+                # param's dtype as full_like rounds a scalar.
+                step_size = torch.zeros_like(p, memory_format=torch.preserve_format)
+                real = torch.view_as_real(step_size) if p.is_complex() else step_size
+                real.copy_(per_member(lr, real).expand_as(real))
+                state[STATE_STEP_SIZE] = step_size
+            else:
+                if p.is_complex():
+                    lr = lr_value(lr)
+                    fill: Any = complex(lr, lr)
+                else:  # a Tensor lr fills without a host sync, as in torch
+                    fill = lr.reshape(()) if isinstance(lr, Tensor) else lr
+                state[STATE_STEP_SIZE] = torch.full_like(
+                    p, fill, memory_format=torch.preserve_format
+                )
         if variant in BACKTRACKING_VARIANTS and STATE_WEIGHT_CHANGE not in state:
             state[STATE_WEIGHT_CHANGE] = torch.zeros_like(p, memory_format=torch.preserve_format)
         if variant in LOSS_VARIANTS:
