@@ -114,10 +114,12 @@ def _clamp_step_sizes(sizes: Tensor, hyper: RpropHyperparams) -> None:
     low, high = per_member(hyper.step_size_min, sizes), per_member(hyper.step_size_max, sizes)
     if isinstance(low, Tensor) or isinstance(high, Tensor):
         # clamp takes tensor bounds in pairs; the same max-then-min as the scalar clamp
-        low, high = (
-            torch.as_tensor(bound, dtype=sizes.dtype, device=sizes.device) for bound in (low, high)
+        sizes.clamp_(
+            torch.as_tensor(low, dtype=sizes.dtype, device=sizes.device),
+            torch.as_tensor(high, dtype=sizes.dtype, device=sizes.device),
         )
-    sizes.clamp_(low, high)
+    else:
+        sizes.clamp_(low, high)
 
 
 def _loss_rose(loss: Tensor, prev_loss: Tensor, like: Tensor) -> Tensor:

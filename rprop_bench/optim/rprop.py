@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -332,7 +332,7 @@ class Rprop(Optimizer):
                 # param's dtype as full_like rounds a scalar.
                 step_size = torch.zeros_like(p, memory_format=torch.preserve_format)
                 real = torch.view_as_real(step_size) if p.is_complex() else step_size
-                real.copy_(per_member(lr, real).expand_as(real))
+                real.copy_(cast(Tensor, per_member(lr, real)).expand_as(real))
                 state[STATE_STEP_SIZE] = step_size
             else:
                 if p.is_complex():
