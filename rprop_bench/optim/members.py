@@ -62,7 +62,7 @@ class MemberGroups(Optimizer):
         super().__init__(self.stacked, {})
         self.views = [[p.detach()[k] for p in self.stacked] for k in range(members)]
         groups = zip(self.views, member_kwargs, strict=True)
-        self.inner = kind([{"params": views, **kwargs} for views, kwargs in groups])
+        self.inner = kind([{"params": views, **kwargs} for views, kwargs in groups])  # type: ignore[call-arg]
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Evaluate the closure (if any) on the stack, then step every member's group."""
