@@ -13,7 +13,7 @@ This module is a leaf: it imports only numpy and torch, and the metric names fro
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -123,8 +123,18 @@ class StepSizeMonitor:
         self._start: list[torch.Tensor] = []
         self._previous_signs: list[torch.Tensor] | None = None
         bounds = [g["step_sizes"] for g in optimizer.param_groups] if self._rprop else []
-        self._step_min = float(min(b[0] for b in bounds)) if bounds else None
-        self._step_max = float(max(b[1] for b in bounds)) if bounds else None
+
+        def per_row(value: Any) -> np.ndarray:  # a bound, or one per member (a grid)
+            array = value.detach().cpu().double().numpy() if torch.is_tensor(value) else value
+            return np.broadcast_to(np.asarray(array, dtype=float), (self._rows,))
+
+        # (rows, 1): the bounds of each member, the loosest over the groups
+        self._step_min = (
+            np.min([per_row(b[0]) for b in bounds], axis=0)[:, None] if bounds else None
+        )
+        self._step_max = (
+            np.max([per_row(b[1]) for b in bounds], axis=0)[:, None] if bounds else None
+        )
 
     def start_epoch(self) -> None:
         """Remember the weights at the start of the epoch (for the |Δθ| of non-Rprop optimizers)."""
