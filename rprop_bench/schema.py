@@ -67,6 +67,8 @@ MODEL_KINDS = ("linear", "mlp", "shortcut", "residual_mlp", "cnn1d")
 ACTIVATIONS = ("tanh", "sigmoid", "relu")
 #: The floating-point precisions a run may train in (``train.dtype``).
 DTYPES = ("float32", "float64")
+#: ``train.vectorize``: stack the seeds of a sweep, or its seeds and elementwise hyperparameters.
+VECTORIZE_MODES = ("seeds", "grid")
 
 # --- final metrics (step 0) ---
 TEST_LOSS = "test_loss"

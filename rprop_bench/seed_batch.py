@@ -58,6 +58,7 @@ from rprop_bench.diagnostics import StepSizeMonitor
 from rprop_bench.metrics import EvaluationCount, global_norm, loss_function, output_metrics
 from rprop_bench.models import ACTIVATIONS
 from rprop_bench.optim import Rprop
+from rprop_bench.optim.members import MemberBaselines, MemberGroups
 from rprop_bench.problems import ProblemData
 from rprop_bench.training import (
     EpochCallback,
@@ -77,6 +78,9 @@ ELEMENTWISE_OPTIMIZERS: tuple[type[torch.optim.Optimizer], ...] = (
     torch.optim.Adam,
     torch.optim.AdamW,
     torch.optim.RMSprop,
+    # a grid's stack, hyperparameters per member (rprop_bench.optim.members)
+    MemberBaselines,
+    MemberGroups,
 )
 
 _WHY_NOT_ELEMENTWISE: dict[type[torch.optim.Optimizer], str] = {
@@ -219,7 +223,11 @@ def why_not_stacked(kind: type) -> str | None:
     """
     if kind in ELEMENTWISE_OPTIMIZERS:
         return None
-    names = ", ".join(c.__module__ + "." + c.__name__ for c in ELEMENTWISE_OPTIMIZERS)
+    names = ", ".join(  # the classes a config names (not the per-member wrappers)
+        f"{c.__module__}.{c.__name__}"
+        for c in ELEMENTWISE_OPTIMIZERS
+        if c not in (MemberBaselines, MemberGroups)
+    )
     why = _WHY_NOT_ELEMENTWISE.get(kind, "it is not known to update each weight on its own")
     return (
         f"{kind.__name__} cannot train seeds stacked: {why}. Stacked seeds need an elementwise "

@@ -237,6 +237,14 @@ BAD_INPUT = [
         "train.vectorize_seeds=true: LBFGS cannot train seeds stacked",
     ),
     (["train.vectorize_seeds=maybe"], "train.vectorize_seeds='maybe' has the wrong type"),
+    (
+        ["train.vectorize=grids", "sweep"],
+        "train.vectorize='grids' is out of range: must be one of ('seeds', 'grid') (or null)",
+    ),
+    (
+        ["optimizer=lbfgs", "train.vectorize=grid"],
+        "train.vectorize=grid: LBFGS cannot train seeds stacked",
+    ),
     (["tracking.uri=http://127.0.0.1:PORT"], "MLflow tracking server not reachable at http://127"),
     (["tracking.uri=sqlite:///BLOCKER/mlflow.db"], "cannot write the MLflow store"),
 ]

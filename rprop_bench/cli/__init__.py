@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import signal
 import sys
@@ -298,12 +299,15 @@ def launch_sweep(
     if refused is not None:
         return refused
     local = runs_on_this_machine(launcher, parsed)
-    with _seed_plan(jobs, configs, None if local else launcher.name) as plan_env:
+    with _seed_plan(jobs, configs, None if local else launcher.name) as (plan_env, job_list):
         sweep_env.update(plan_env)
         # This process (the sweep-parent callback, joblib workers) reads them from os.environ;
         # jobs elsewhere (Ray cluster, SLURM nodes) from their Hydra config's hydra.job.env_set.
         os.environ.update(sweep_env)
         os.environ.update(env or {})
+        if job_list is not None:  # a grid's stacks: only their first jobs are launched
+            overrides = [o for o in overrides if not o.startswith(f"{_JOB_LIST}=")]
+            overrides.append(f"{_JOB_LIST}={job_list}")
         try:
             extra = [*launcher_overrides(launcher, parsed), *job_environment(sweep_env)]
             ender = _sweep_ender(configs[0], sweep_env[SWEEP_ID_ENV])
@@ -315,47 +319,68 @@ def launch_sweep(
 
 def _single_run(flags: list[str], overrides: list[str], cfg: Any) -> int:
     """A ``run``: refuse ``train.vectorize_seeds=true`` where seeds cannot train stacked."""
-    from rprop_bench.cli.seed_groups import vectorized, why_not_stacked
+    from rprop_bench.cli.seed_groups import option, vectorized, why_not_stacked
 
     if vectorized(cfg):
         why = why_not_stacked(cfg)
         if why is not None:
-            return _error(f"train.vectorize_seeds=true: {why}")
+            named = option(cfg)  # as set: train.vectorize=grid, or train.vectorize_seeds=true
+            return _error(f"{named}{'=true' * (named == 'train.vectorize_seeds')}: {why}")
     refused = open_store_once(cfg)
     if refused is not None:
         return refused
     return _run_interruptible(flags, overrides)
 
 
+#: The sweeper's option that launches the jobs of a JSON file instead of the grid.
+_JOB_LIST = "hydra.sweeper.job_list"
+
+
 @contextlib.contextmanager
 def _seed_plan(
     jobs: list[list[str]], configs: list[Any], remote: str | None = None
-) -> Iterator[dict[str, str]]:
-    """With ``train.vectorize_seeds=true``: the sweep's seed groups, in a file for the jobs.
+) -> Iterator[tuple[dict[str, str], Path | None]]:
+    """With ``train.vectorize``: the sweep's groups, in a file for the jobs.
 
     Yields the environment variables that tell the jobs where the plan is
-    (:data:`~rprop_bench.cli.seed_groups.PLAN_ENV`) and when the sweep started; the file lives
-    as long as the sweep. A line is printed for jobs that train one by one (L-BFGS,
-    mini-batches). ``remote`` names a launcher whose jobs run on other machines: they cannot
-    read the file (nor share the per-group lock files), so every run trains one by one there.
+    (:data:`~rprop_bench.cli.seed_groups.PLAN_ENV`) and when the sweep started, and, when a
+    grid's stacks formed, a job list holding only each group's first job and the ungrouped
+    jobs (the others would start only to skip); the files live as long as the sweep. A line
+    is printed for jobs that train one by one (L-BFGS, mini-batches), and for a grid that
+    splits into several stacks. ``remote`` names a launcher whose jobs run on other machines:
+    they cannot read the file (nor share the per-group lock files), so every run trains one
+    by one there.
     """
     from rprop_bench.cli import seed_groups
 
-    wanted = sum(seed_groups.vectorized(cfg) for cfg in configs)
+    wanted = [cfg for cfg in configs if seed_groups.vectorized(cfg)]
     if not wanted:
-        yield {}
+        yield {}, None
         return
     if remote is not None:
-        print(seed_groups.remote_note(wanted, remote), flush=True)
-        yield {}
+        print(seed_groups.remote_note(len(wanted), remote, seed_groups.option(wanted[0])),
+              flush=True)  # fmt: skip
+        yield {}, None
         return
     groups, notes = seed_groups.plan(jobs, configs)
     for note in notes:
         print(note, flush=True)
+    followers = {
+        member.index
+        for members in groups.values()
+        if seed_groups.mode(configs[members[0].index]) == "grid"
+        for member in members[1:]
+    }
     with tempfile.TemporaryDirectory(prefix="rprop_bench_plan_") as tmp:
         path = Path(tmp) / "seed_groups.json"
         seed_groups.write_plan(groups, path)
-        yield {seed_groups.PLAN_ENV: str(path), seed_groups.STARTED_ENV: f"{time.time():.3f}"}
+        job_list = None
+        if followers:
+            job_list = Path(tmp) / "jobs.json"
+            launched = [job for index, job in enumerate(jobs) if index not in followers]
+            job_list.write_text(json.dumps(launched))
+        env = {seed_groups.PLAN_ENV: str(path), seed_groups.STARTED_ENV: f"{time.time():.3f}"}
+        yield env, job_list
 
 
 #: How long, after Ctrl-C, the CLI waits for a sweep's workers to end before it marks their

@@ -6,7 +6,7 @@ modules are imported inside the functions: the CLI's main process imports this m
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -141,6 +141,25 @@ def optimizer_partial(cfg: DictConfig) -> Callable[..., torch.optim.Optimizer]:
         cfg.optimizer, [k for k in cfg.optimizer if k not in schema.OPTIMIZER_HARNESS_KEYS]
     )
     return hydra_instantiate(node)
+
+
+def stack_optimizer_partial(
+    cfgs: Sequence[DictConfig], *, exact: bool = False
+) -> Callable[[list[torch.Tensor]], torch.optim.Optimizer]:
+    """The optimizer of a grid's stack: member k has the hyperparameters of ``cfgs[k]``
+    (:func:`rprop_bench.optim.members.member_optimizer`; ``exact``: bit-exact baselines)."""
+    from rprop_bench.optim.members import member_optimizer
+
+    partials = [optimizer_partial(one) for one in cfgs]
+    kind = partials[0].func  # type: ignore[attr-defined]
+    member_kwargs = [
+        {
+            name: OmegaConf.to_object(value) if OmegaConf.is_config(value) else value
+            for name, value in one.keywords.items()  # type: ignore[attr-defined]
+        }
+        for one in partials
+    ]
+    return lambda params: member_optimizer(kind, params, member_kwargs, exact=exact)
 
 
 def declared_elementwise(cfg: DictConfig) -> bool | None:

@@ -14,24 +14,40 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rprop_bench import schema
+from rprop_bench.cli import seed_groups
 from rprop_bench.cli.build import (
     Built,
     build_data,
     declared_elementwise,
     model_builder,
     optimizer_partial,
+    stack_optimizer_partial,
     train_settings,
 )
 from rprop_bench.cli.identity import SWEEP_SIZE_ENV, RunNames, run_key, run_names, run_tags
 from rprop_bench.cli.outcome import Entry, all_failed_locally, guarded, record_result
-from rprop_bench.cli.recording import draw_step_heatmap, log_inputs, run_params, train_and_record
+from rprop_bench.cli.recording import (
+    data_splits,
+    draw_step_heatmap,
+    log_inputs,
+    run_params,
+    train_and_record,
+)
 from rprop_bench.cli.resume import lost_to_another_sweep, skip_if_done
 
 
-def member_output_dir(index: int) -> Path:
-    """The Hydra output directory of job ``index`` of this sweep (``sweep.dir/<job num>``)."""
+def member_output_dir(index: int, *, launched: bool = True) -> Path:
+    """The Hydra output directory of job ``index`` of this sweep (``sweep.dir/<job num>``).
+
+    ``launched=False``: a grid member whose job was never launched (only a grid's first job
+    per stack is, numbered by the job list): a folder of its own in this job's directory.
+    """
     hydra_cfg = HydraConfig.get()
     own = Path(hydra_cfg.runtime.output_dir)
+    if not launched:  # made here: no Hydra job makes it
+        folder = own / "members" / str(index)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
     if str(hydra_cfg.sweep.subdir) == str(hydra_cfg.job.num):
         return own.parent / str(index)
     return own  # a custom subdir pattern: the members share the leader's directory
@@ -50,7 +66,9 @@ def run_seed_group(
     Under the group's lock file (shared by joblib workers), the members still to do are found
     and their runs created RUNNING; another worker reaching a member of the group then sees it
     RUNNING in a live process, or done in this sweep, and skips it. This job's own summary is
-    returned; if its own run is done, nothing is trained (the job that trains it is another).
+    returned; if its own run is done, nothing is trained (the job that trains it is another),
+    except in a grid (``train.vectorize=grid``), whose other members have no job of their
+    own: the members not done train, and this job's SKIPPED summary is returned.
     """
     from rprop_bench.locks import file_lock
 
@@ -58,13 +76,16 @@ def run_seed_group(
     choice = HydraConfig.get().runtime.choices.get("optimizer")
     size = os.environ.get(SWEEP_SIZE_ENV, "?")
     data = build_data(cfg)
+    grid = seed_groups.mode(cfg) == "grid"
+    own_key = run_key(cfg)
     with file_lock(sweep_dir / f".rprop_bench_seed_group_{group_key}.lock"):
-        todo = _members_to_do(cfg, members, tracker, choice, size, sweep_tags)
-        if isinstance(todo, dict):  # this job's own run is done: its summary
-            return todo
+        own_done, todo = _members_to_do(cfg, members, tracker, choice, size, sweep_tags, grid)
+        if own_done is not None and not todo:  # this job's own run is done: its summary
+            return own_done
         entries = []
+        heatmap = draw_step_heatmap if not grid or cfg.tracking.grid_heatmap else None
         for member, member_cfg, names in todo:
-            output_dir = member_output_dir(member.index)
+            output_dir = member_output_dir(member.index, launched=not grid or member.key == own_key)
             tags = {
                 **run_tags(member_cfg, names, data.task, member.overrides, output_dir),
                 **sweep_tags,
@@ -73,11 +94,12 @@ def run_seed_group(
                 tags[schema.TAG_VECTORIZED] = str(len(todo))
             recorder = tracker.start_run(
                 names.run_name, tags, run_params(member_cfg), parent_run_id,
-                draw_heatmap=draw_step_heatmap,
+                draw_heatmap=heatmap, sharing=len(todo),
             )  # fmt: skip
             label = f"  [{member.index + 1}/{size}]"
             entries.append(Entry(member_cfg, names, recorder, label, output_dir))
         entries, own_lost = _claimed(tracker, entries, run_key(cfg))
+    own_lost = own_lost or own_done
     if not entries:
         assert own_lost is not None
         return own_lost
@@ -126,14 +148,20 @@ def _members_to_do(
     choice: str | None,
     size: str,
     sweep_tags: dict[str, str],
-) -> list[tuple[Any, DictConfig, RunNames]] | dict[str, Any]:
-    """The members of the group whose runs are not done (each with its config and names), or
-    this job's own summary if its own run is done (a line is printed only for that one)."""
+    grid: bool = False,
+) -> tuple[dict[str, Any] | None, list[tuple[Any, DictConfig, RunNames]]]:
+    """This job's own summary if its own run is done (a line is printed only for that one),
+    and the members of the group whose runs are not done, each with its config and names.
+    When this job's own run is done, the others are looked up only in a ``grid``: in seed
+    groups, their own jobs do that."""
     own_key = run_key(cfg)
+    own_done = None
     todo: list[tuple[Any, DictConfig, RunNames]] = []
     for member in members:
         member_cfg = cfg.copy()
         member_cfg.train.seed = member.seed
+        for name, value in member.hypers.items():  # a grid member's own hyperparameters
+            member_cfg.optimizer[name] = value
         names = run_names(member_cfg, choice)
         quiet = member.key != own_key
         label = f"  [{member.index + 1}/{size}]"
@@ -142,10 +170,12 @@ def _members_to_do(
             sweep_id=sweep_tags.get(schema.TAG_SWEEP_ID),
         )  # fmt: skip
         if done is not None and not quiet:
-            return done
+            own_done = done
+            if not grid:
+                return own_done, []
         if done is None:
             todo.append((member, member_cfg, names))
-    return todo
+    return own_done, todo
 
 
 def train_stacked(
@@ -156,12 +186,19 @@ def train_stacked(
 
     models = seeded_models(model_builder(cfg, data), [int(e.cfg.train.seed) for e in entries])
     exact = not batchable(models[0])  # e.g. a shortcut network: each member's own operations
+    if seed_groups.mode(cfg) == "grid":  # each member with its own hyperparameters
+        make_optimizer = stack_optimizer_partial([e.cfg for e in entries], exact=exact)
+    else:
+        make_optimizer = optimizer_partial(cfg)
 
     def train_all() -> list[Any]:
+        from rprop_bench.tracking.recorder import dataset_inputs
+
+        shared = dataset_inputs(data_splits(entries[0].names.problem, data))
         for entry in entries:
-            log_inputs(entry, data)
+            log_inputs(entry, data, shared)
         return train_seeds(
-            models, data, optimizer_partial(cfg), train_settings(cfg),
+            models, data, make_optimizer, train_settings(cfg),
             [e.recorder.on_epoch for e in entries], elementwise=declared_elementwise(cfg),
             exact=exact,
         )  # fmt: skip

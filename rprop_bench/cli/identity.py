@@ -120,7 +120,9 @@ def sweep_id_of(run_keys: Iterable[str]) -> str:
     return f"sweep_{digest}"
 
 
-def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
+def run_key(
+    cfg: DictConfig, *, without_seed: bool = False, without_optimizer: Iterable[str] = ()
+) -> str:
     """A hash of the resolved config without :data:`NOT_IN_RUN_KEY` (same key = same run).
 
     Keys are sorted before hashing, so the order of overrides does not matter.
@@ -129,7 +131,10 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
     the keys of runs made before the option existed stay valid. ``train.dtype`` counts only
     when not float32, and ``problem.loss``, ``targets`` and ``success_within`` only when set,
     for the same reason.
-    ``without_seed`` leaves out ``train.seed``: the key of a seed group
+    ``train.vectorize=seeds`` is ``vectorize_seeds=true`` (one key for both spellings);
+    ``vectorize=grid`` counts as itself: its baselines step per member (last-bit tolerances).
+    ``without_seed`` leaves out ``train.seed``: the key of a seed group; ``without_optimizer``
+    leaves out those optimizer arguments too: the key of a grid's stack
     (:mod:`rprop_bench.cli.seed_groups`).
     """
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -143,12 +148,16 @@ def run_key(cfg: DictConfig, *, without_seed: bool = False) -> str:
                 problem.pop(option)
     optimizer = plain.get("optimizer")
     if isinstance(optimizer, dict):  # traits of the optimizer, not hyperparameters
-        for key in schema.OPTIMIZER_HARNESS_KEYS:
+        for key in (*schema.OPTIMIZER_HARNESS_KEYS, *without_optimizer):
             optimizer.pop(key, None)
     train = plain.get("train")
     if isinstance(train, dict):
-        if not train.get("vectorize_seeds", False):
-            train.pop("vectorize_seeds", None)
+        mode = train.pop("vectorize", None) or ("seeds" if train.get("vectorize_seeds") else None)
+        train.pop("vectorize_seeds", None)
+        if mode == "seeds":  # as before train.vectorize existed
+            train["vectorize_seeds"] = True
+        elif mode is not None:
+            train["vectorize"] = mode
         if train.get("dtype") == "float32":  # the default: keys from before the option stay
             train.pop("dtype", None)
         if without_seed:

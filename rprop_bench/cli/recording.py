@@ -12,24 +12,28 @@ from rprop_bench.cli.console import progress_bar, with_progress
 from rprop_bench.cli.outcome import Entry, failed_locally, guarded, record_result
 
 
-def log_inputs(entry: Entry, data: Any) -> None:
-    """The run's inputs: the composed config, its problem's splits as MLflow datasets, and
+def data_splits(problem: str, data: Any) -> list[tuple[str, str, Any, Any]]:
+    """The problem's splits as ``(name, context, features, targets)``, NumPy arrays."""
+    return [
+        (
+            f"{problem}/{context}",
+            context,
+            getattr(data, f"x_{split}").cpu().numpy(),
+            getattr(data, f"y_{split}").cpu().numpy(),
+        )
+        for split, context in schema.DATASET_SPLITS.items()
+    ]
+
+
+def log_inputs(entry: Entry, data: Any, datasets: Any = None) -> None:
+    """The run's inputs: the composed config, its problem's splits as MLflow datasets
+    (``datasets``: made once for a stack, :func:`rprop_bench.tracking.dataset_inputs`), and
     the data of problem ``line`` as a table."""
     import torch
 
     entry.recorder.log_text(OmegaConf.to_yaml(entry.cfg, resolve=True), schema.ARTIFACT_CONFIG)
     # (redacted by the recorder: tracking.uri may hold a password)
-    entry.recorder.log_datasets(
-        [
-            (
-                f"{entry.names.problem}/{context}",
-                context,
-                getattr(data, f"x_{split}").cpu().numpy(),
-                getattr(data, f"y_{split}").cpu().numpy(),
-            )
-            for split, context in schema.DATASET_SPLITS.items()
-        ]
-    )
+    entry.recorder.log_datasets(datasets or data_splits(entry.names.problem, data))
     if entry.names.problem == "line":
         rows = torch.cat([data.x_train, data.y_train], dim=1).cpu().tolist()
         entry.recorder.log_table(("x", "y"), rows, schema.ARTIFACT_LINE_DATA)

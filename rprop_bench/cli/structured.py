@@ -68,6 +68,7 @@ class TrainConfig:
     log_every: int = checked(at_least(1))
     histogram_every: int = checked(at_least(0))
     vectorize_seeds: bool = checked(boolean())
+    vectorize: str | None = checked(one_of(schema.VECTORIZE_MODES).or_null())
     dtype: str = checked(one_of(schema.DTYPES))
 
 
@@ -119,6 +120,7 @@ class TrackingConfig:
     max_batch: int = checked(integer_in(1, 1000, "MLflow's log_batch limit"))
     histograms: bool = checked(boolean())
     heatmap: bool = checked(boolean())
+    grid_heatmap: bool = checked(boolean())
     check_timeout_seconds: float = checked(positive())
     retry_seconds: float = checked(positive())
     stale_seconds: float = checked(positive())

@@ -33,7 +33,13 @@ from torch.optim import Optimizer
 
 from rprop_bench.optim.rprop import Rprop
 
-__all__ = ["MemberBaselines", "MemberGroups", "member_optimizer", "varying_arguments"]
+__all__ = [
+    "MemberBaselines",
+    "MemberGroups",
+    "grid_arguments",
+    "member_optimizer",
+    "varying_arguments",
+]
 
 
 class MemberGroups(Optimizer):
@@ -252,6 +258,25 @@ class MemberBaselines(Optimizer):
             param.add_(torch.where(plain, neg_lr * grad / avg, buf * neg_lr))
         else:
             param.add_(neg_lr * grad / avg)
+
+
+#: The keyword arguments (top level; a pair counts as one) that may differ per member of a
+#: stack, by optimizer class: what :func:`member_optimizer` takes per member. Exact classes
+#: only: a subclass may use them otherwise.
+_GRID_ARGUMENTS: dict[type[Optimizer], tuple[str, ...]] = {
+    Rprop: ("lr", "etas", "step_sizes"),
+    torch.optim.Rprop: ("lr", "etas", "step_sizes"),
+    **{
+        kind: tuple(dict.fromkeys(name.split(".")[0] for name in names))
+        for kind, names in MemberBaselines.SUPPORTED.items()
+    },
+}
+
+
+def grid_arguments(kind: type) -> tuple[str, ...]:
+    """The keyword arguments of optimizer class ``kind`` that stacked members may differ in
+    (``()`` for a class without per-member support: only its seeds stack)."""
+    return _GRID_ARGUMENTS.get(kind, ())
 
 
 def varying_arguments(member_kwargs: Sequence[dict]) -> dict[str, list[Any]]:

@@ -37,6 +37,31 @@ _FAST_PNG = {"pil_kwargs": {"compress_level": 1}}
 _LIVE: dict[str, RunRecorder] = {}
 
 
+class DatasetInputs:
+    """MLflow dataset inputs made once, for every run that trains on the same data."""
+
+    def __init__(self, inputs: list[Any]) -> None:
+        self.inputs = inputs
+
+
+def dataset_inputs(datasets: Sequence[tuple[str, str, Any, Any]]) -> DatasetInputs:
+    """The MLflow dataset inputs of ``(name, context, features, targets)`` splits (their
+    digests and schemas: the costly part of :meth:`RunRecorder.log_datasets`)."""
+    from mlflow.data.numpy_dataset import from_numpy
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    inputs = []
+    for name, context, features, targets in datasets:
+        described = from_numpy(features, targets=targets, name=name)
+        inputs.append(
+            DatasetInput(
+                Dataset(**described.to_dict()),
+                tags=[InputTag(schema.DATASET_CONTEXT_TAG, context)],
+            )
+        )
+    return DatasetInputs(inputs)
+
+
 def live_recorders() -> list[RunRecorder]:
     """The recorders of this process's runs that have not ended."""
     return list(_LIVE.values())
@@ -47,7 +72,8 @@ class RunRecorder:
 
     ``seconds`` accumulates the time spent writing to MLflow (and making the artifacts).
     ``draw_heatmap``, if given, draws the step-size heatmap at the end of the run (drawing is
-    the caller's: this module only logs the figure).
+    the caller's: this module only logs the figure). ``flush_seconds`` (default: the
+    options') is how often buffered metrics are written at the least.
     """
 
     def __init__(
@@ -56,10 +82,12 @@ class RunRecorder:
         run_id: str,
         options: TrackingOptions,
         draw_heatmap: HeatmapDrawer | None = None,
+        flush_seconds: float | None = None,
     ) -> None:
         self.client = client
         self.run_id = run_id
         self.options = options
+        self.flush_seconds = options.flush_seconds if flush_seconds is None else flush_seconds
         self.seconds = 0.0
         self._draw_heatmap = draw_heatmap if options.heatmap else None
         self._buffer: list[Metric] = []
@@ -91,7 +119,7 @@ class RunRecorder:
             self._buffer.extend(Metric(k, float(v), now, epoch) for k, v in metrics.items())
             if (
                 len(self._buffer) >= self.options.max_batch
-                or time.monotonic() - self._last_flush >= self.options.flush_seconds
+                or time.monotonic() - self._last_flush >= self.flush_seconds
             ):
                 self._flush()
 
@@ -114,24 +142,17 @@ class RunRecorder:
         with self._timed():
             self.client.log_text(self.run_id, redact(text), artifact_file)
 
-    def log_datasets(self, datasets: Sequence[tuple[str, str, Any, Any]]) -> None:
+    def log_datasets(self, datasets: Sequence[tuple[str, str, Any, Any]] | DatasetInputs) -> None:
         """Log the run's data as MLflow dataset inputs, so that the UI's Dataset column and
         filter show it: ``(name, context, features, targets)`` per split, NumPy arrays, e.g.
         ``("iris/train", "train", x, y)``. MLflow keeps a digest, schema and shape, not the
-        data."""
-        from mlflow.data.numpy_dataset import from_numpy
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
+        data. The runs of one stack share one :func:`dataset_inputs` (digests made once)."""
         with self._timed():
-            inputs = []
-            for name, context, features, targets in datasets:
-                described = from_numpy(features, targets=targets, name=name)
-                inputs.append(
-                    DatasetInput(
-                        Dataset(**described.to_dict()),
-                        tags=[InputTag(schema.DATASET_CONTEXT_TAG, context)],
-                    )
-                )
+            inputs = (
+                datasets.inputs
+                if isinstance(datasets, DatasetInputs)
+                else dataset_inputs(datasets).inputs
+            )
             # Two runs that log the same new dataset at once (parallel workers, a seed group
             # on a server store) race in MLflow's SQL store: both insert it, one gets an
             # IntegrityError. Again, the dataset exists and is only linked; the inputs describe
