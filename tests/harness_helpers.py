@@ -219,3 +219,19 @@ def processes_in(directory: Path) -> list[int]:
                 if Path(os.readlink(entry / "cwd")) == directory:
                     found.append(int(entry.name))
     return found
+
+
+def running_with_curves(uri: str, count: int) -> list[str] | None:
+    """The ids of the RUNNING training runs at ``uri`` once there are ``count`` of them and
+    each has logged a training loss (a stack in mid-training), else ``None``."""
+    from mlflow import MlflowClient
+
+    from rprop_bench import schema
+
+    runs = [r for r in runs_of_kind(uri) if r.info.status == "RUNNING"]
+    client = MlflowClient(uri)
+    if len(runs) == count and all(
+        client.get_metric_history(r.info.run_id, schema.TRAIN_LOSS) for r in runs
+    ):
+        return [r.info.run_id for r in runs]
+    return None

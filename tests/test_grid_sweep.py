@@ -16,7 +16,15 @@ import signal
 from pathlib import Path
 
 import pytest
-from harness_helpers import new_store, run_cli, runs_of_kind, start_cli, stop_group, wait_for
+from harness_helpers import (
+    new_store,
+    run_cli,
+    running_with_curves,
+    runs_of_kind,
+    start_cli,
+    stop_group,
+    wait_for,
+)
 from mlflow import MlflowClient
 
 from rprop_bench import schema
@@ -120,22 +128,13 @@ def test_a_resumed_grid_redoes_only_its_members_not_finished(tmp_path, store_uri
     ]
 
 
-def _stack_running(uri: str) -> list[str] | None:
-    runs = [r for r in runs_of_kind(uri) if r.info.status == "RUNNING"]
-    client = MlflowClient(uri)
-    if len(runs) == 4 and all(client.get_metric_history(r.info.run_id, schema.TRAIN_LOSS)
-                              for r in runs):  # fmt: skip
-        return [r.info.run_id for r in runs]
-    return None
-
-
 def test_a_grid_killed_mid_stack_is_redone_by_the_next_sweep(tmp_path, store_uri):
     args = ("sweep", "optimizer=rprop", "problem=iris", "optimizer.lr=0.003,0.1",
             "train.seed=0,1", "train.epochs=4000", "tracking.flush_seconds=0.05", *QUIET, GRID,
             f"tracking.uri={store_uri}")  # fmt: skip
     process = start_cli(*args, cwd=tmp_path)
     try:
-        killed = wait_for(lambda: _stack_running(store_uri), 120, "the stack's runs")
+        killed = wait_for(lambda: running_with_curves(store_uri, 4), 120, "the stack's runs")
         os.killpg(process.pid, signal.SIGKILL)  # kill -9: nothing is marked on the way out
         process.wait(timeout=30)
     finally:

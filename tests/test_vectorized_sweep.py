@@ -16,7 +16,15 @@ import signal
 from pathlib import Path
 
 import pytest
-from harness_helpers import new_store, run_cli, runs_of_kind, start_cli, stop_group, wait_for
+from harness_helpers import (
+    new_store,
+    run_cli,
+    running_with_curves,
+    runs_of_kind,
+    start_cli,
+    stop_group,
+    wait_for,
+)
 from mlflow import MlflowClient
 
 from rprop_bench import schema
@@ -127,15 +135,6 @@ def test_diverged_seeds_fail_alone_and_l_bfgs_trains_one_by_one(tmp_path, store_
     assert stacked == {"lbfgs": None, "sgd": "2"}
 
 
-def _group_running(uri: str) -> list[str] | None:
-    runs = [r for r in runs_of_kind(uri) if r.info.status == "RUNNING"]
-    client = MlflowClient(uri)
-    if len(runs) == 3 and all(client.get_metric_history(r.info.run_id, schema.TRAIN_LOSS)
-                              for r in runs):  # fmt: skip
-        return [r.info.run_id for r in runs]
-    return None
-
-
 def test_sigterm_marks_every_run_of_the_group_killed(tmp_path, store_uri):
     process = start_cli(
         "sweep", "optimizer=rprop", "problem=iris", "train.seed=0,1,2",
@@ -143,7 +142,7 @@ def test_sigterm_marks_every_run_of_the_group_killed(tmp_path, store_uri):
         f"tracking.uri={store_uri}", cwd=tmp_path,
     )  # fmt: skip
     try:
-        run_ids = wait_for(lambda: _group_running(store_uri), 120, "the group's runs")
+        run_ids = wait_for(lambda: running_with_curves(store_uri, 3), 120, "the group's runs")
         os.kill(process.pid, signal.SIGTERM)
         _, stderr = process.communicate(timeout=120)
     finally:
