@@ -98,7 +98,7 @@ def run_seed_group(
             )  # fmt: skip
             label = f"  [{member.index + 1}/{size}]"
             entries.append(Entry(member_cfg, names, recorder, label, output_dir))
-        entries, own_lost = _claimed(tracker, entries, run_key(cfg))
+        entries, own_lost = _claimed(tracker, entries, own_key)
     own_lost = own_lost or own_done
     if not entries:
         assert own_lost is not None
@@ -114,7 +114,7 @@ def run_seed_group(
         built = Built(data, model, optimizer, train_settings(one))
         summary = train_and_record(built, entries[0], uri, multirun=True)
     else:
-        summary = train_stacked(cfg, data, entries, run_key(cfg), uri)
+        summary = train_stacked(cfg, data, entries, own_key, uri)
     return own_lost or summary
 
 
