@@ -59,7 +59,12 @@ def run_params(cfg: DictConfig) -> dict[str, str]:
 
 def draw_step_heatmap(rows: Any, title: str) -> Any:
     """The run's step-size heatmap, drawn for the writer; matplotlib is imported only here."""
-    from rprop_bench.step_figure import step_heatmap
+    from rprop_bench.signals import interrupts_held
+
+    # matplotlib's first import loads C extensions; a signal inside one fails the import with
+    # "ImportError: initialization failed" and a traceback: hold it until the import is done
+    with interrupts_held():
+        from rprop_bench.step_figure import step_heatmap
 
     return step_heatmap(rows, title)
 
