@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from rprop_bench import schema
 from rprop_bench.cli.build import declared_elementwise
 from rprop_bench.cli.identity import run_key
+from rprop_bench.params import flatten
 
 #: The plan file of the running sweep (JSON), set by the CLI for every job (hydra.job.env_set).
 PLAN_ENV = "RPROP_BENCH_SEED_PLAN"
@@ -168,17 +169,7 @@ def _shared_settings(cfg: DictConfig, hypers: dict[str, Any]) -> dict[str, Any]:
     plain.get("train", {}).pop("seed", None)
     for name in (*hypers, *schema.OPTIMIZER_HARNESS_KEYS):
         plain.get("optimizer", {}).pop(name, None)
-    flat: dict[str, Any] = {}
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, dict) and node:
-            for name, value in node.items():
-                walk(value, f"{path}.{name}" if path else str(name))
-        else:
-            flat[path] = json.dumps(node, sort_keys=True, default=str)
-
-    walk(plain, "")
-    return flat
+    return flatten({str(k): v for k, v in plain.items()})  # as the runs' params are named
 
 
 def _split_note(stacks: dict[str, dict[str, Any]]) -> str:
