@@ -2,7 +2,7 @@
 
 import sys
 
-from rprop_bench.signals import Interrupted, install_sigterm_handler
+from rprop_bench.signals import Interrupted, forget_caught_interrupt, install_sigterm_handler
 
 if __name__ == "__main__":
     # Before the CLI's imports (seconds): SIGTERM or Ctrl-C during them is one line and
@@ -13,5 +13,6 @@ if __name__ == "__main__":
     except KeyboardInterrupt as exc:
         signum = exc.signum if isinstance(exc, Interrupted) else 2
         print("error: interrupted while starting; nothing was recorded", file=sys.stderr)
+        forget_caught_interrupt()
         sys.exit(128 + signum)
     main()

@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "Interrupted",
     "die_with_parent",
+    "forget_caught_interrupt",
     "install_sigterm_handler",
     "interrupt_reason",
     "interrupts_held",
@@ -82,6 +83,20 @@ class Interrupted(KeyboardInterrupt):
 def interrupt_reason(exc: KeyboardInterrupt) -> str:
     """The failure reason a run KILLED by ``exc`` records: ``interrupted (SIGTERM)``."""
     return f"interrupted ({exc})" if isinstance(exc, Interrupted) else "interrupted (SIGINT)"
+
+
+def forget_caught_interrupt() -> None:
+    """Let a process that caught a Ctrl-C end with the exit status it chose (130, say).
+
+    Why: since 3.8 (bpo-1054041), ``python -m`` ends a process by SIGINT itself when a
+    KeyboardInterrupt went unhandled, and it judges that per ``exec`` of a string, not per
+    process: a Ctrl-C that lands inside code run that way (dataclasses, named tuples and Hydra's
+    structured configs make their methods with ``exec``) marks the interrupt unhandled though
+    the CLI catches it later. The CLI then printed its one line and still died by SIGINT, its
+    exit status lost (seen in CI under load). Every ``exec`` of a string clears that mark
+    before it runs, so one that cannot fail leaves none.
+    """
+    exec("pass", {})
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

@@ -259,6 +259,46 @@ def test_a_store_call_finishes_before_ctrl_c_acts(signals, done):
         signal.signal(signal.SIGINT, own)
 
 
+#: A module run with ``python -m`` that catches a Ctrl-C landing inside ``exec`` of a string
+#: (as one during Hydra's dataclasses would), then ends as ``{ending}`` says; the CLI's
+#: command has run once before, so its imports (which ``exec`` too) are done.
+CAUGHT_IN_EXEC = """
+import sys
+from rprop_bench.cli import main
+from rprop_bench.signals import forget_caught_interrupt
+try:
+    main(["report", "--help"])  # its imports now: later ones would clear the mark themselves
+except SystemExit:
+    pass
+try:
+    exec("import os, signal\\nos.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(10**7): pass")
+except KeyboardInterrupt:
+    pass
+{ending}
+"""
+
+#: (how the module ends, its exit status)
+ENDINGS_AFTER_A_CAUGHT_CTRL_C = [
+    ("main(['report', '--help'])", 0),  # the CLI's exit status stands
+    ("sys.exit(130)", -signal.SIGINT),  # CPython's own judgement: dies by SIGINT after all
+    ("forget_caught_interrupt(); sys.exit(130)", 130),
+]
+
+
+@pytest.mark.parametrize(("ending", "status"), fast_first(ENDINGS_AFTER_A_CAUGHT_CTRL_C))
+def test_a_caught_ctrl_c_leaves_the_exit_status_to_the_cli(tmp_path, ending, status):
+    (tmp_path / "caught_in_exec.py").write_text(CAUGHT_IN_EXEC.format(ending=ending))
+    done = subprocess.run(
+        [sys.executable, "-m", "caught_in_exec"], cwd=tmp_path, capture_output=True,
+        text=True, timeout=120, preexec_fn=_take_ctrl_c,
+    )  # fmt: skip
+    assert done.returncode == status, done.stderr
+
+
+def _take_ctrl_c() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python installs its KeyboardInterrupt
+
+
 # --- fuzzing the config layer ---------------------------------------------------------------
 
 FUZZ_KEYS = (
