@@ -53,6 +53,11 @@ STEP_QUANTILES: dict[str, float] = {
     STEP_P95: 0.95,
     STEP_MAX: 1.0,
 }
+#: The per-epoch metrics the report draws as curves; with ``tracking.grid_curves=report`` a
+#: grid member logs only these per epoch (its other metrics: their last values).
+REPORT_CURVES: tuple[str, ...] = (TRAIN_LOSS, GRAD_EVALS, VAL_LOSS, WALL_TIME, *STEP_QUANTILES)
+#: ``tracking.grid_curves``: a grid member's per-epoch histories, those of REPORT_CURVES or all.
+GRID_CURVES = ("report", "all")
 SIGN_FLIP_FRACTION = "sign_flip_fraction"  # fraction of weights whose gradient sign flipped
 AT_MIN_FRACTION = "at_step_min_fraction"  # Rprop family: fraction of weights with Δ at Δmin
 AT_MAX_FRACTION = "at_step_max_fraction"  # Rprop family: fraction of weights with Δ at Δmax

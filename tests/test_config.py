@@ -411,6 +411,31 @@ def test_recorder_writes_every_metric_in_batches(store_uri, batch_logging, max_b
     assert paths == {schema.ARTIFACT_STEP_HISTOGRAMS, schema.ARTIFACT_STEP_HEATMAP}
 
 
+#: (how the run ends, its status): a run with ``curves`` keeps every metric's last value
+CURVES_ENDINGS = [("finish", "FINISHED"), ("fail", "FAILED"), ("kill", "KILLED")]
+
+
+@pytest.mark.parametrize(("ending", "status"), CURVES_ENDINGS)
+def test_a_recorder_with_curves_keeps_histories_of_those_and_last_values_of_the_rest(
+    store_uri, ending, status
+):
+    tracker = Tracker(TrackingOptions(uri=store_uri, experiment="t"))
+    recorder = tracker.start_run("r", {}, {}, curves=[schema.TRAIN_LOSS])
+    for epoch in (5, 10, 15):
+        recorder.on_epoch(epoch, {schema.TRAIN_LOSS: 1.0 / epoch, schema.GRAD_NORM: epoch}, [])
+    {"finish": lambda: recorder.finish({schema.TEST_LOSS: 0.5}),
+     "fail": lambda: recorder.fail("diverged"),
+     "kill": lambda: recorder.kill("interrupted (SIGINT)")}[ending]()  # fmt: skip
+    client = MlflowClient(store_uri)
+    run = client.get_run(recorder.run_id)
+    assert run.info.status == status
+    assert [m.step for m in client.get_metric_history(run.info.run_id, schema.TRAIN_LOSS)] == [
+        5, 10, 15
+    ]  # fmt: skip
+    norm = client.get_metric_history(run.info.run_id, schema.GRAD_NORM)
+    assert [(m.step, m.value) for m in norm] == [(15, 15.0)]  # the last value, at its epoch
+
+
 def test_failed_run_keeps_its_reason(store_uri):
     uri = store_uri
     tracker = Tracker(TrackingOptions(uri=uri, experiment="t"))

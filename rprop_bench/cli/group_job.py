@@ -84,6 +84,7 @@ def run_seed_group(
             return own_done
         entries = []
         heatmap = draw_step_heatmap if not grid or cfg.tracking.grid_heatmap else None
+        curves = schema.REPORT_CURVES if grid and cfg.tracking.grid_curves == "report" else None
         for member, member_cfg, names in todo:
             output_dir = member_output_dir(member.index, launched=not grid or member.key == own_key)
             tags = {
@@ -94,7 +95,7 @@ def run_seed_group(
                 tags[schema.TAG_VECTORIZED] = str(len(todo))
             recorder = tracker.start_run(
                 names.run_name, tags, run_params(member_cfg), parent_run_id,
-                draw_heatmap=heatmap, sharing=len(todo),
+                draw_heatmap=heatmap, sharing=len(todo), curves=curves,
             )  # fmt: skip
             label = f"  [{member.index + 1}/{size}]"
             entries.append(Entry(member_cfg, names, recorder, label, output_dir))

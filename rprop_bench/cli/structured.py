@@ -121,6 +121,7 @@ class TrackingConfig:
     histograms: bool = checked(boolean())
     heatmap: bool = checked(boolean())
     grid_heatmap: bool = checked(boolean())
+    grid_curves: str = checked(one_of(schema.GRID_CURVES))
     check_timeout_seconds: float = checked(positive())
     retry_seconds: float = checked(positive())
     stale_seconds: float = checked(positive())

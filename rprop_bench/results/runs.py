@@ -23,13 +23,7 @@ from rprop_bench.store import sqlite_path
 from rprop_bench.text import count
 
 #: Per-epoch metrics a report draws, read in bulk by default.
-HISTORY_METRICS: tuple[str, ...] = (
-    schema.TRAIN_LOSS,
-    schema.GRAD_EVALS,
-    schema.VAL_LOSS,
-    schema.WALL_TIME,
-    *schema.STEP_QUANTILES,
-)
+HISTORY_METRICS: tuple[str, ...] = schema.REPORT_CURVES
 
 #: Run statuses MLflow uses for runs that did not finish.
 _NOT_FINISHED = ("FAILED", "KILLED")

@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +73,10 @@ class RunRecorder:
     ``seconds`` accumulates the time spent writing to MLflow (and making the artifacts).
     ``draw_heatmap``, if given, draws the step-size heatmap at the end of the run (drawing is
     the caller's: this module only logs the figure). ``flush_seconds`` (default: the
-    options') is how often buffered metrics are written at the least.
+    options') is how often buffered metrics are written at the least. ``curves``, if given,
+    are the per-epoch metrics logged as histories; every other metric keeps only its last
+    value (written, at its epoch, when the run ends): a grid's thousands of members would
+    otherwise write ~1,500 values each, which is most of their MLflow time.
     """
 
     def __init__(
@@ -83,6 +86,7 @@ class RunRecorder:
         options: TrackingOptions,
         draw_heatmap: HeatmapDrawer | None = None,
         flush_seconds: float | None = None,
+        curves: Collection[str] | None = None,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -91,6 +95,8 @@ class RunRecorder:
         self.seconds = 0.0
         self._draw_heatmap = draw_heatmap if options.heatmap else None
         self._buffer: list[Metric] = []
+        self._curves = None if curves is None else frozenset(curves)
+        self._latest: dict[str, Metric] = {}  # the last value of each metric not in curves
         self._last_flush = time.monotonic()
         self._histograms: list[HistogramRow] = []
         self._ended = False
@@ -112,16 +118,25 @@ class RunRecorder:
             now = int(time.time() * 1000)
             if self.options.histograms or self._draw_heatmap is not None:
                 self._histograms.extend(histograms)
+            values = [Metric(k, float(v), now, epoch) for k, v in metrics.items()]
+            if self._curves is not None:
+                self._latest.update((m.key, m) for m in values if m.key not in self._curves)
+                values = [m for m in values if m.key in self._curves]
             if not self.options.batch_logging:
-                for key, value in metrics.items():
-                    self.client.log_metric(self.run_id, key, float(value), now, epoch)
+                for m in values:
+                    self.client.log_metric(self.run_id, m.key, m.value, m.timestamp, m.step)
                 return
-            self._buffer.extend(Metric(k, float(v), now, epoch) for k, v in metrics.items())
+            self._buffer.extend(values)
             if (
                 len(self._buffer) >= self.options.max_batch
                 or time.monotonic() - self._last_flush >= self.flush_seconds
             ):
                 self._flush()
+
+    def _take_latest(self) -> None:
+        """Move the last values of the metrics not kept as histories into the buffer."""
+        self._buffer.extend(self._latest.values())
+        self._latest.clear()
 
     def _flush(self) -> None:
         size = max(1, min(self.options.max_batch, 1000))
@@ -205,6 +220,7 @@ class RunRecorder:
         with self._timed():
             now = int(time.time() * 1000)
             finals = {**final_metrics, schema.LOGGING_SECONDS: self.seconds}
+            self._take_latest()
             self._buffer.extend(Metric(k, float(v), now, 0) for k, v in finals.items())
             self._flush()
             self.client.set_terminated(self.run_id, status=status)
@@ -254,6 +270,7 @@ class RunRecorder:
             self._mark_ended()
             return
         self.client.set_tag(self.run_id, schema.TAG_FAILURE_REASON, redact(reason))
+        self._take_latest()
         self._flush()
         self.client.set_terminated(self.run_id, status="KILLED")
         self._mark_ended()
@@ -265,4 +282,4 @@ class RunRecorder:
 
     def unsent_metrics(self) -> list[tuple[str, float, int]]:
         """The buffered metrics not yet written, as ``(key, value, step)``."""
-        return [(m.key, m.value, m.step) for m in self._buffer]
+        return [(m.key, m.value, m.step) for m in [*self._buffer, *self._latest.values()]]

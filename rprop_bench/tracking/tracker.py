@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
@@ -133,6 +133,7 @@ class Tracker:
         parent_run_id: str | None = None,
         draw_heatmap: HeatmapDrawer | None = None,
         sharing: int = 1,
+        curves: Collection[str] | None = None,
     ) -> RunRecorder:
         """Create a run (nested under ``parent_run_id`` if given) with its tags and params.
 
@@ -141,7 +142,8 @@ class Tracker:
         buffered metrics, all together, about as often as one run does (each ``sharing`` times
         less often, but at least twice within ``stale_seconds``, so that other hosts see
         their heartbeats): a stack of 5,000 members would otherwise make 5,000 writes every
-        ``flush_seconds``.
+        ``flush_seconds``. ``curves``: the per-epoch metrics kept as histories (default: all;
+        see :class:`RunRecorder`).
         """
         started = time.perf_counter()
         all_tags = {k: cut(redact(v), MAX_TAG_VALUE) for k, v in {**tags, **process_tags()}.items()}
@@ -153,7 +155,7 @@ class Tracker:
         flush = self.options.flush_seconds
         if sharing > 1:
             flush = min(flush * sharing, max(flush, self.options.stale_seconds / 2))
-        recorder = RunRecorder(self.client, run_id, self.options, draw_heatmap, flush)
+        recorder = RunRecorder(self.client, run_id, self.options, draw_heatmap, flush, curves)
         items = [Param(k, redact(v)) for k, v in params.items()]
         for i in range(0, len(items), MAX_PARAMS_PER_BATCH):
             self.client.log_batch(run_id, params=items[i : i + MAX_PARAMS_PER_BATCH])
