@@ -154,6 +154,7 @@ def time_sweep(
     code: str | None = None,
     experiment: str = "rprop-bench",
     extra_env: dict[str, str] | None = None,
+    timeout: float = 900,
 ) -> tuple[dict[str, float], list]:
     """Run ``python -m rprop_bench sweep *args tracking.uri=uri`` in ``work``.
 
@@ -161,7 +162,7 @@ def time_sweep(
     runs' summed own durations), and its FINISHED training runs, read from ``experiment``.
     ``code`` goes first on ``PYTHONPATH`` (the "before" of a before/after). Also used by
     ``bench_server.py`` for its sweeps into a tracking server. ``extra_env`` is added to the
-    command's environment.
+    command's environment; it may take ``timeout`` seconds.
     """
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env.update(extra_env or {})
@@ -172,7 +173,9 @@ def time_sweep(
     cpu_before = _children_cpu()
     started_at = time.time()
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        command, cwd=work, env=env, capture_output=True, text=True, timeout=timeout
+    )
     wall = time.perf_counter() - started
     _reap_adopted()
     cpu = _children_cpu() - cpu_before  # the command, its workers and their fork server
