@@ -54,6 +54,7 @@ __all__ = [
     "stratified_bootstrap",
     "summarize",
     "time_to_target",
+    "working_range",
 ]
 
 
@@ -499,3 +500,40 @@ def histogram_grid(
     counts = np.zeros((len(epochs), len(edges) - 1))
     np.add.at(counts, (e_index, b_index), weights)
     return epochs, edges, counts
+
+
+@dataclass(frozen=True)
+class WorkingRange:
+    """A cost over a grid of two hyperparameters (:func:`working_range`): frames with one row
+    per value of ``y`` and one column per value of ``x``, both ascending."""
+
+    median: pd.DataFrame  # the median cost of the cell's runs (inf: half or more failed)
+    reached: pd.DataFrame  # how many of its runs reached the goal (finite cost)
+    runs: pd.DataFrame  # how many runs it has
+
+
+def working_range(costs: pd.DataFrame, x: str, y: str, cost: str = "cost") -> WorkingRange:
+    """The "working range" of two hyperparameters: the median cost over each cell's runs.
+
+    Riedmiller & Braun (1993) judge Rprop by how wide a range of its parameters (Δ0, η+)
+    trains to the goal, and how fast; a map of the median cost over the grid shows both. A run
+    that never reached the goal costs ``inf`` (NaN is read so too, :func:`as_costs`), so a
+    cell's median is ``inf`` exactly when half of its runs or more failed: a failure is never
+    averaged away, nor does it drop out and flatter the cell.
+
+    Args:
+        costs: one row per run, with columns ``x``, ``y`` (hyperparameter values) and
+            ``cost`` (e.g. gradient evaluations to the target).
+        x, y: the two hyperparameters' columns.
+        cost: the cost column.
+    """
+    frame = costs[[x, y]].assign(_cost=as_costs(costs[cost]))
+    cells = frame.groupby([y, x])["_cost"]
+    median = cells.agg(lambda v: float(np.median(v.to_numpy())))
+    reached = cells.agg(lambda v: int(np.isfinite(v.to_numpy()).sum()))
+    runs = cells.size()
+
+    def table(series: pd.Series) -> pd.DataFrame:
+        return series.unstack(x).sort_index().sort_index(axis=1)
+
+    return WorkingRange(table(median), table(reached), table(runs))

@@ -47,6 +47,7 @@ __all__ = [
     "runtime_ecdfs",
     "step_size_panels",
     "tuning_gain_heatmap",
+    "working_range_map",
 ]
 
 
@@ -395,6 +396,80 @@ def tuning_gain_heatmap(
         fig.colorbar(im, ax=ax, label="log10(default / tuned)", shrink=0.8)
         if title:
             ax.set_title(title, loc="left")
+        return fig
+
+
+def _tick(value: object) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def working_range_map(
+    panels: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
+    *,
+    x_label: str,
+    y_label: str,
+    cost_label: str,
+    title: str = "",
+    width: float = TWO_COLUMN,
+) -> Figure:
+    """The working range of two hyperparameters: log10 of a median cost per grid cell.
+
+    Args:
+        panels: per panel title (e.g. ``"η- = 0.5"``, or ``""`` for one panel), the median
+            cost (rows: ``y`` ascending, drawn upwards; columns: ``x`` ascending) and the
+            text of each cell (e.g. how many runs reached the goal). A cost of ``inf`` (the
+            goal missed by half the runs or more) is drawn grey with a cross.
+        x_label, y_label: the hyperparameters' names; cost_label: what the colour is.
+        title: figure title.
+        width: figure width in inches.
+    """
+    names = list(panels)
+    finite = np.concatenate([
+        m.to_numpy(float)[np.isfinite(m.to_numpy(float))] for m, _ in panels.values()
+    ])  # fmt: skip
+    finite = finite[finite > 0]
+    low, high = (np.log10(finite.min()), np.log10(finite.max())) if finite.size else (0, 1)
+    if high - low < 1e-9:
+        low, high = low - 0.5, high + 0.5
+    ncols = min(4, len(names))
+    nrows = -(-len(names) // ncols)
+    side = min(2.4, (width - 0.9) / ncols)
+    with mpl.rc_context(RC):
+        fig = new_figure(width, nrows * (side + 0.35) + 0.6)
+        grid = fig.add_gridspec(nrows, ncols)
+        cmap = mpl.colormaps["viridis"].with_extremes(bad="0.82")
+        image = None
+        for k, name in enumerate(names):
+            median, labels = panels[name]
+            ax = fig.add_subplot(grid[k // ncols, k % ncols])
+            values = median.to_numpy(float)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                shown = np.ma.masked_invalid(np.log10(values))
+            image = ax.imshow(shown, origin="lower", cmap=cmap, vmin=low, vmax=high,
+                              aspect="auto")  # fmt: skip
+            ax.set_xticks(range(median.shape[1]), [_tick(v) for v in median.columns],
+                          rotation=90, fontsize=5)  # fmt: skip
+            ax.set_yticks(range(median.shape[0]), [_tick(v) for v in median.index], fontsize=5)
+            ax.grid(False)
+            small = median.size <= 100
+            for i in range(median.shape[0]):
+                for j in range(median.shape[1]):
+                    if not np.isfinite(values[i, j]):
+                        ax.text(j, i, "×", ha="center", va="center", fontsize=6, color="0.3")
+                    elif small:  # dark text on viridis' light end
+                        light = (np.log10(values[i, j]) - low) / (high - low) > 0.6
+                        ax.text(j, i, str(labels.iat[i, j]), ha="center", va="center",
+                                fontsize=4, color="black" if light else "white")  # fmt: skip
+            if k // ncols == nrows - 1:
+                ax.set_xlabel(x_label)
+            if k % ncols == 0:
+                ax.set_ylabel(y_label)
+            if name:
+                ax.set_title(name, fontsize=7)
+        if image is not None:
+            fig.colorbar(image, ax=fig.axes, label=f"log10 {cost_label}", shrink=0.8)
+        if title:
+            fig.suptitle(title, x=0.02, ha="left")
         return fig
 
 

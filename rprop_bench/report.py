@@ -43,6 +43,7 @@ from rprop_bench.report_sections import (
     runs,
     runtimes,
     tuning,
+    working_range,
 )
 from rprop_bench.report_sections.context import ProblemSection, ReportContext, Section
 from rprop_bench.report_sections.inputs import load_context
@@ -70,6 +71,7 @@ SECTIONS: list[Section] = [
     problem.problems,
     problem.final_all_problems,
     across.across_problems,
+    working_range.working_ranges,
     budgets.budget_tests,
     runtimes.runtime_distributions,
     line.line_example,

@@ -35,6 +35,7 @@ class HandRun:
     extra_histories: dict[str, list[float]] = field(default_factory=dict)
     git_commit: str = "0123456789abcdef0123"
     run_key: str = ""  # the config's hash; default: one per problem, optimizer, variant, seed
+    params: dict[str, str] = field(default_factory=lambda: {"optimizer.lr": "0.01"})
 
 
 def write_store(root: Path, experiment: str, runs: list[HandRun], *, sweep: bool = True) -> str:
@@ -90,7 +91,7 @@ def write_store(root: Path, experiment: str, runs: list[HandRun], *, sweep: bool
         for key, values in r.extra_histories.items():
             metrics += [Metric(key, v, now, e) for e, v in enumerate(values, start=1)]
         metrics += [Metric(k, v, now, 0) for k, v in r.finals.items()]
-        client.log_batch(rid, metrics=metrics, params=[Param("optimizer.lr", "0.01")])
+        client.log_batch(rid, metrics=metrics, params=[Param(k, v) for k, v in r.params.items()])
         # step-size histograms: a shared grid, zero bins left out, layer "all" and one layer
         rows = []
         for epoch in range(1, n + 1):

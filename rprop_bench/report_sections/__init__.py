@@ -12,6 +12,7 @@ section of its ``SECTIONS`` list in turn with that context and the
 - :mod:`.finals`: the final results of one problem (the per-problem table's numbers);
 - :mod:`.problem`: one section per problem (its list of parts: ``problem.PARTS``);
 - :mod:`.across`: comparisons across problems (its list of parts: ``across.PARTS``);
+- :mod:`.working_range`: maps of the cost over a grid of two hyperparameters;
 - :mod:`.line`: the seed example y = 2x + 3;
 - :mod:`.runs`: the table of every run.
 
