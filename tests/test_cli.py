@@ -237,6 +237,7 @@ BAD_INPUT = [
         "train.vectorize_seeds=true: LBFGS cannot train seeds stacked",
     ),
     (["train.vectorize_seeds=maybe"], "train.vectorize_seeds='maybe' has the wrong type"),
+    (["sweep.max_stack=1", "sweep"], "sweep.max_stack=1 is out of range: must be >= 2"),
     (
         ["train.vectorize=grids", "sweep"],
         "train.vectorize='grids' is out of range: must be one of ('seeds', 'grid') (or null)",

@@ -166,6 +166,27 @@ def test_a_grid_killed_mid_stack_is_redone_by_the_next_sweep(tmp_path, store_uri
     assert {r.data.tags[schema.TAG_VECTORIZED] for r in finished} == {"4"}
 
 
+def test_a_grid_cut_into_stacks_trains_them_in_parallel_workers(tmp_path, store_uri):
+    stdout = _sweep(
+        tmp_path, store_uri, "optimizer=rprop", "problem=iris", "optimizer.lr=0.003,0.1",
+        "optimizer.etas=[0.5,1.2],[0.3,1.5]", "train.seed=0,1", "train.epochs=10", *QUIET,
+        GRID, "sweep.max_stack=3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+    )  # fmt: skip
+    assert "8 trained, 0 reused; runs: 8 FINISHED" in stdout
+    runs = runs_of_kind(store_uri)
+    folders = [r.data.tags[schema.TAG_OUTPUT_DIR] for r in runs]
+    assert all(os.path.isdir(folder) for folder in folders)
+    assert sum("members" not in Path(f).parts for f in folders) == 3  # a job per stack
+    sizes = sorted(r.data.tags[schema.TAG_VECTORIZED] for r in runs)
+    assert sizes == ["2", "2", "3", "3", "3", "3", "3", "3"]
+    assert len({r.data.tags[schema.TAG_RUN_KEY] for r in runs}) == 8
+    # not part of the run key: the same grid in one stack finds every run done
+    again = _sweep(tmp_path, store_uri, "optimizer=rprop", "problem=iris",
+                   "optimizer.lr=0.003,0.1", "optimizer.etas=[0.5,1.2],[0.3,1.5]",
+                   "train.seed=0,1", "train.epochs=10", *QUIET, GRID)  # fmt: skip
+    assert "0 trained, 8 reused" in again
+
+
 def test_a_diverging_member_fails_alone(tmp_path, store_uri):
     stdout = _sweep(
         tmp_path, store_uri, "optimizer=sgd", "problem=line", "optimizer.lr=0.01,1e30",

@@ -86,7 +86,10 @@ def run_seed_group(
         heatmap = draw_step_heatmap if not grid or cfg.tracking.grid_heatmap else None
         curves = schema.REPORT_CURVES if grid and cfg.tracking.grid_curves == "report" else None
         for member, member_cfg, names in todo:
-            output_dir = member_output_dir(member.index, launched=not grid or member.key == own_key)
+            if member.key == own_key:  # this job's own folder (a grid's job list renumbers)
+                output_dir = Path(HydraConfig.get().runtime.output_dir)
+            else:
+                output_dir = member_output_dir(member.index, launched=not grid)
             tags = {
                 **run_tags(member_cfg, names, data.task, member.overrides, output_dir),
                 **sweep_tags,

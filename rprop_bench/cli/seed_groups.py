@@ -147,7 +147,7 @@ def plan(jobs: Sequence[Sequence[str]], configs: Sequence[DictConfig]) -> tuple[
         groups.setdefault(key, []).append(member)
         if mode(cfg) == "grid" and key not in stacks:
             stacks[key] = _shared_settings(cfg, hypers)
-    groups = {key: members for key, members in groups.items() if len(members) > 1}
+    groups = _split(groups, configs)
     notes = [
         f"{name}: {n} run{'s' * (n != 1)} train one by one: {why}"
         for (name, why), n in fallback.items()
@@ -155,6 +155,20 @@ def plan(jobs: Sequence[Sequence[str]], configs: Sequence[DictConfig]) -> tuple[
     if len(stacks) > 1:
         notes.append(_split_note(stacks))
     return groups, notes
+
+
+def _split(groups: dict[str, list[Member]], configs: Sequence[DictConfig]) -> dict:
+    """The groups of two or more members, each cut into stacks of at most ``sweep.max_stack``
+    members in job order (``<key>.<k>``), so that a launcher's workers (joblib's ``n_jobs``)
+    train several at once; a stack of one trains alone."""
+    out: dict[str, list[Member]] = {}
+    for key, members in groups.items():
+        size = configs[members[0].index].sweep.get("max_stack") or len(members)
+        for k, start in enumerate(range(0, len(members), size)):
+            stack = members[start : start + size]
+            if len(stack) > 1:
+                out[key if size >= len(members) else f"{key}.{k}"] = stack
+    return out
 
 
 def _shared_settings(cfg: DictConfig, hypers: dict[str, Any]) -> dict[str, Any]:

@@ -135,6 +135,7 @@ class SweepConfig:
 
     skip_finished: bool = checked(boolean())
     retry_failed: bool = checked(boolean())
+    max_stack: int | None = checked(at_least(2).or_null())
 
 
 @dataclasses.dataclass
