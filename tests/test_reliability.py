@@ -151,32 +151,51 @@ def test_runs_tagged_by_older_versions_are_judged_by_their_clock_ticks(tracker, 
         assert run_is_alive(_run_with_tags(tracker, tags), stale_seconds=300) is alive, start
 
 
-def test_previous_runs_finds_the_finished_run_and_marks_dead_ones_killed(tracker, processes):
+@pytest.mark.parametrize("looked_up", ["per key", "per stack"])
+def test_previous_runs_finds_the_finished_run_and_marks_dead_ones_killed(
+    tracker, processes, looked_up
+):
+    """Alone, or from the one search of a grid's stack (Tracker.runs_by_key): the same."""
     live, gone = processes
     dead_tags = {schema.TAG_HOST: HOST, schema.TAG_PID: str(gone)}
     live_tags = {schema.TAG_HOST: HOST, schema.TAG_PID: str(live)}
+    names = {key: f"{looked_up}: {key}" for key in ("done", "busy", "crashed", "new")}
 
     def keyed(key: str, tags: dict[str, str], status: str = "RUNNING"):
-        kind = {schema.TAG_RUN_KEY: key, schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING}
+        kind = {schema.TAG_RUN_KEY: names[key], schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING,
+                schema.TAG_PROBLEM: "iris"}  # fmt: skip
         return _run_with_tags(tracker, {**tags, **kind}, status).info.run_id
+
+    def previous(key: str):
+        if looked_up == "per key":
+            return tracker.previous_runs(names[key])
+        known = tracker.runs_by_key(list(names.values()), {schema.TAG_PROBLEM: "iris"})
+        assert known is not None
+        return tracker.previous_runs(names[key], known=known[names[key]])
 
     done = keyed("done", {}, "FINISHED")
     dead = keyed("done", dead_tags)
-    keyed("done", {}, "FAILED")
+    failed = keyed("done", {}, "FAILED")
     running = keyed("busy", live_tags)
     crashed = keyed("crashed", dead_tags)
 
-    found = tracker.previous_runs("done")
+    found = previous("done")
     assert (found.finished, found.running, found.reaped) == (done, None, [dead])
-    found = tracker.previous_runs("busy")
+    found = previous("busy")
     assert (found.finished, found.running, found.reaped) == (None, running, [])
-    found = tracker.previous_runs("crashed")
+    found = previous("crashed")
     assert (found.finished, found.running, found.reaped) == (None, None, [crashed])
+    assert previous("new") == tracker.previous_runs(names["new"])  # none yet
     for run_id in (dead, crashed):
         run = tracker.client.get_run(run_id)
         assert run.info.status == "KILLED"
         assert "process died" in run.data.tags[schema.TAG_FAILURE_REASON]
-    assert tracker.previous_runs("crashed").reaped == []  # marked once, then left alone
+    assert previous("crashed").reaped == []  # marked once, then left alone
+    known = tracker.runs_by_key([names["done"]], {schema.TAG_PROBLEM: "iris"})
+    assert sorted(r.info.run_id for r in known[names["done"]]) == sorted([done, dead, failed])
+    assert tracker.runs_by_key([names["done"]], {schema.TAG_PROBLEM: "wine"}) == {
+        names["done"]: []
+    }  # the tags narrow the search
 
 
 # --- retrying a busy store ------------------------------------------------------------------

@@ -102,7 +102,7 @@ def run_seed_group(
             )  # fmt: skip
             label = f"  [{member.index + 1}/{size}]"
             entries.append(Entry(member_cfg, names, recorder, label, output_dir))
-        entries, own_lost = _claimed(tracker, entries, own_key)
+        entries, own_lost = _claimed(tracker, entries, own_key, grid)
     own_lost = own_lost or own_done
     if not entries:
         assert own_lost is not None
@@ -123,18 +123,22 @@ def run_seed_group(
 
 
 def _claimed(
-    tracker: Any, entries: list[Entry], own_key: str
+    tracker: Any, entries: list[Entry], own_key: str, grid: bool = False
 ) -> tuple[list[Entry], dict[str, Any] | None]:
     """The entries whose runs won their claim (another sweep may have claimed a seed first),
-    and this job's own SKIPPED summary if its own seed was lost."""
+    and this job's own SKIPPED summary if its own seed was lost. A ``grid`` looks its runs up
+    in one search."""
     kept, own_lost = [], None
-    for entry in entries:
+    keys = [run_key(entry.cfg) for entry in entries]
+    known = _runs_of(tracker, keys, entries[0].names) if grid else None
+    for entry, key in zip(entries, keys, strict=True):
         lost = lost_to_another_sweep(
-            tracker, entry.cfg, entry.recorder.run_id, entry.names.run_name, entry.label
-        )
+            tracker, entry.cfg, entry.recorder.run_id, entry.names.run_name, entry.label,
+            None if known is None else known[key],
+        )  # fmt: skip
         if lost is None:
             kept.append(entry)
-        elif run_key(entry.cfg) == own_key:
+        elif key == own_key:
             own_lost = lost
     if len(kept) != len(entries):  # the stack is smaller than the runs' tags say
         for entry in kept:
@@ -143,6 +147,13 @@ def _claimed(
             else:  # trains alone
                 tracker.client.delete_tag(entry.recorder.run_id, schema.TAG_VECTORIZED)
     return kept, own_lost
+
+
+def _runs_of(tracker: Any, keys: list[str], names: RunNames) -> dict[str, list[Any]] | None:
+    """The runs of each of a stack's run keys, in one search of its problem's and model's
+    runs (every run of a key has the key's problem and model tags)."""
+    tags = {schema.TAG_PROBLEM: names.problem, schema.TAG_MODEL: names.model}
+    return tracker.runs_by_key(keys, tags)
 
 
 def _members_to_do(
@@ -161,6 +172,9 @@ def _members_to_do(
     own_key = run_key(cfg)
     own_done = None
     todo: list[tuple[Any, DictConfig, RunNames]] = []
+    known = None
+    if grid:  # one search for the stack, not one per member (a seed group is a few seeds)
+        known = _runs_of(tracker, [m.key for m in members], run_names(cfg, choice))
     for member in members:
         member_cfg = cfg.copy()
         member_cfg.train.seed = member.seed
@@ -172,6 +186,7 @@ def _members_to_do(
         done = skip_if_done(
             tracker, member_cfg, names.run_name, label, quiet=quiet,
             sweep_id=sweep_tags.get(schema.TAG_SWEEP_ID),
+            known=None if known is None else known[member.key],
         )  # fmt: skip
         if done is not None and not quiet:
             own_done = done

@@ -18,6 +18,7 @@ def skip_if_done(
     *,
     quiet: bool = False,
     sweep_id: str | None = None,
+    known: list[Any] | None = None,
 ) -> dict[str, Any] | None:
     """In a sweep: a summary if this job's run key is already done (or running elsewhere).
 
@@ -28,10 +29,11 @@ def skip_if_done(
     ``sweep.retry_failed=true``. ``quiet`` prints only the reaped runs (a seed group
     checking its other members).
     A FINISHED run of an earlier sweep is reused: it is counted a run of sweep ``sweep_id``
-    too (:meth:`rprop_bench.tracking.Tracker.adopt`).
+    too (:meth:`rprop_bench.tracking.Tracker.adopt`). ``known``: the key's runs, if a
+    stack looked them up at once (:meth:`rprop_bench.tracking.Tracker.runs_by_key`).
     """
     started = sweep_started() if vectorized(cfg) else None
-    previous = tracker.previous_runs(run_key(cfg), since=started)
+    previous = tracker.previous_runs(run_key(cfg), since=started, known=known)
     for run_id in previous.reaped:
         print(f"{label} run {run_id} of {run_name} was left RUNNING by a dead "
               f"process: marked KILLED, redoing it", flush=True)  # fmt: skip
@@ -61,13 +63,19 @@ def skip_if_done(
 
 
 def lost_to_another_sweep(
-    tracker: Any, cfg: DictConfig, run_id: str, run_name: str, label: str
+    tracker: Any,
+    cfg: DictConfig,
+    run_id: str,
+    run_name: str,
+    label: str,
+    known: list[Any] | None = None,
 ) -> dict[str, Any] | None:
     """After this job created run ``run_id``: a SKIPPED summary if another sweep claimed the
     run key first (the new run is then deleted, see
-    :meth:`rprop_bench.tracking.Tracker.lost_claim`), else ``None``: train it."""
+    :meth:`rprop_bench.tracking.Tracker.lost_claim`), else ``None``: train it. ``known``:
+    the key's runs, if looked up at once with its stack's."""
     finished_counts = bool(OmegaConf.select(cfg, "sweep.skip_finished", default=True))
-    winner = tracker.lost_claim(run_id, run_key(cfg), finished_counts=finished_counts)
+    winner = tracker.lost_claim(run_id, run_key(cfg), finished_counts=finished_counts, known=known)
     if winner is None:
         return None
     print(f"{label} SKIPPED {run_name}: another sweep claimed it first, as run {winner}",

@@ -53,6 +53,11 @@ class SweepEnd(NamedTuple):
     unfinished: int = 0  # children RUNNING whose process is gone: the parent is FAILED
 
 
+#: The most runs :meth:`Tracker.runs_by_key` reads in its one search (MLflow's SQL stores
+#: return at most 50,000 a call).
+_BULK_RUNS = 50_000
+
+
 @dataclass(frozen=True)
 class PreviousRuns:
     """What the store already holds for one run key (see :meth:`Tracker.previous_runs`)."""
@@ -162,7 +167,31 @@ class Tracker:
         recorder.seconds += time.perf_counter() - started
         return recorder
 
-    def previous_runs(self, run_key: str, since: float | None = None) -> PreviousRuns:
+    def runs_by_key(
+        self, run_keys: Collection[str], tags: Mapping[str, str]
+    ) -> dict[str, list[Run]] | None:
+        """The training runs of each of ``run_keys``, oldest first, from one search of the
+        runs with ``tags`` (tags that every run of these keys has, its problem and model): a
+        stack of 5,000 runs looks itself up at once, not in 5,000 searches. None where that
+        search finds more runs than one search returns (then look up each key alone)."""
+        where = " and ".join(
+            f"tags.`{k}` = '{v}'"
+            for k, v in {**tags, schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING}.items()
+        )
+        found = self.client.search_runs([self.experiment_id], where, max_results=_BULK_RUNS,
+                                        order_by=["attributes.start_time ASC"])  # fmt: skip
+        if len(found) >= _BULK_RUNS:
+            return None
+        by_key: dict[str, list[Run]] = {key: [] for key in run_keys}
+        for run in found:
+            listed = by_key.get(run.data.tags.get(schema.TAG_RUN_KEY, ""))
+            if listed is not None:
+                listed.append(run)
+        return by_key
+
+    def previous_runs(
+        self, run_key: str, since: float | None = None, known: list[Run] | None = None
+    ) -> PreviousRuns:
         """Look up the training runs with ``run_key``; mark the dead RUNNING ones KILLED.
 
         A resumed sweep skips a key with a FINISHED run (or a live RUNNING one elsewhere) and
@@ -170,8 +199,10 @@ class Tracker:
         RUNNING forever and none can be mistaken for a result. ``since`` (Unix time) also
         finds a run started since then, whatever its status: a seed group trained it in this
         sweep (a diverged seed FAILED there must not be redone alone by its own job).
+        ``known``: the key's runs, if already looked up (:meth:`runs_by_key`).
         """
-        runs = self._runs_tagged(schema.TAG_RUN_KEY, run_key, schema.RUN_KIND_TRAINING, 1000)
+        runs = known if known is not None else self._runs_tagged(
+            schema.TAG_RUN_KEY, run_key, schema.RUN_KIND_TRAINING, 1000)  # fmt: skip
         finished = running = recent = diverged = None
         reaped: list[str] = []
         for run in runs:
@@ -359,7 +390,14 @@ class Tracker:
         reused = len(self._adopted(sweep_id)) if sweep_id else 0
         return SweepEnd(counts, alive, reused, trained, finished_before, unfinished)
 
-    def lost_claim(self, run_id: str, run_key: str, *, finished_counts: bool) -> str | None:
+    def lost_claim(
+        self,
+        run_id: str,
+        run_key: str,
+        *,
+        finished_counts: bool,
+        known: list[Run] | None = None,
+    ) -> str | None:
         """Whether the new run ``run_id`` lost its claim on ``run_key`` to another run.
 
         Two sweeps that share a grid point both create a run for it; each then looks at all
@@ -368,11 +406,14 @@ class Tracker:
         runs in live processes, by start time and then run id. The loser's run is deleted
         (it has trained nothing) and the winner's id returned; ``None``: this run won.
         Start times come from each writer's clock, so hosts sharing a server store need
-        clocks that agree to within the time between a create and this look-up.
+        clocks that agree to within the time between a create and this look-up. ``known``:
+        the key's runs, if already looked up (:meth:`runs_by_key`).
         """
         mine = None
         rivals = []
-        for run in self._runs_tagged(schema.TAG_RUN_KEY, run_key, schema.RUN_KIND_TRAINING, 1000):
+        if known is None:
+            known = self._runs_tagged(schema.TAG_RUN_KEY, run_key, schema.RUN_KIND_TRAINING, 1000)
+        for run in known:
             if run.info.run_id == run_id:
                 mine = run
             elif run.info.status == "FINISHED" and finished_counts:
