@@ -30,8 +30,11 @@ MLflow's writes and look-ups and per-run set-up: an upper bound of tracking's sh
 them (``problem=two_spirals_1988``: the 2-5-5-5-1 shortcut network, Rprop+ at Δ0 = 0.1,
 Δmax = 50, float64), N trials × ``--spirals-epochs`` epochs as one stack: its wall time.
 
+``--workers W``: both ways in W joblib worker processes, the grid cut into W stacks
+(``sweep.max_stack``), into ``grid_W_workers.csv``.
+
 Usage: ``python experiments/bench_grid.py [--axis 8] [--seeds 10] [--peer-sample 32]
-[--cases rprop,adam] [--spirals 100]``
+[--cases rprop,adam] [--spirals 100] [--workers 1]``
 """
 
 from __future__ import annotations
@@ -100,20 +103,29 @@ def _run(args: list[str], work: Path, template: Path) -> dict[str, float]:
     return times
 
 
+def _workers(count: int) -> list[str]:
+    """Overrides for ``count`` joblib worker processes (none for 1: the basic launcher)."""
+    return [] if count == 1 else ["hydra/launcher=joblib", f"hydra.launcher.n_jobs={count}"]
+
+
 def measure_case(
-    name: str, count: int, seeds: int, sample: int, work: Path, template: Path
+    name: str, count: int, seeds: int, sample: int, work: Path, template: Path, workers: int = 1
 ) -> list[dict]:
-    """The grid vectorised, then a corner sub-grid of about ``sample`` runs one job each."""
+    """The grid vectorised, then a corner sub-grid of about ``sample`` runs one job each;
+    with ``workers`` > 1, both ways in that many joblib workers (the grid cut into as many
+    stacks, ``sweep.max_stack``)."""
     optimizer, paths = CASES[name]
     values = axes(name, count)
     configs = int(np.prod([len(v) for v in values]))
     print(f"{name}: {configs} configurations × {seeds} seeds, vectorised ...", flush=True)
     rows = []
+    stacks = [f"sweep.max_stack={-(-configs * seeds // workers)}"] if workers > 1 else []
     grid = _run(
-        [optimizer, *COMMON, *_sweep(paths, values, range(seeds)), "train.vectorize=grid"],
+        [optimizer, *COMMON, *_sweep(paths, values, range(seeds)), "train.vectorize=grid",
+         *_workers(workers), *stacks],
         work / f"{name}_grid",
         template,
-    )
+    )  # fmt: skip
     grid["train_s"] = grid["train_stack_s"]
     rows.append({"case": name, "way": "grid", **grid})
     # the peer: one Hydra job per run, on the grid's corners (2 values an axis) and seeds
@@ -122,12 +134,13 @@ def measure_case(
     for way, extra in (("peer", []), ("peer_noheatmap", ["tracking.heatmap=false"])):
         print(f"{name}: one Hydra job per run ({way}) ...", flush=True)
         peer = _run(
-            [optimizer, *COMMON, *_sweep(paths, corners, peer_seeds), *extra],
+            [optimizer, *COMMON, *_sweep(paths, corners, peer_seeds), *extra, *_workers(workers)],
             work / f"{name}_{way}",
             template,
         )
         rows.append({"case": name, "way": way, **peer})
     for row in rows:
+        row["workers"] = workers
         row["configurations"] = configs if row["way"] == "grid" else None
         row["runs_per_s"] = row["runs"] / row["wall_s"]
         row["tracking_share"] = row["logging_s"] / row["wall_s"]
@@ -168,6 +181,12 @@ def main() -> None:
     parser.add_argument("--cases", default="rprop,adam")
     parser.add_argument("--spirals", type=int, default=0, help="two-spirals trials (0: none)")
     parser.add_argument("--spirals-epochs", type=int, default=10_000)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="joblib workers for both ways (>1: the grid in as many stacks)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -177,11 +196,12 @@ def main() -> None:
         template = _template(work)
         for name in args.cases.split(","):
             if name:
-                rows += measure_case(name, args.axis, args.seeds, args.peer_sample, work, template)
+                rows += measure_case(name, args.axis, args.seeds, args.peer_sample, work,
+                                     template, args.workers)  # fmt: skip
         if args.spirals:
             rows.append(spirals(args.spirals, args.spirals_epochs, work, template))
     fields = list(dict.fromkeys(key for row in rows for key in row))
-    path = args.out / "grid.csv"
+    path = args.out / ("grid.csv" if args.workers == 1 else f"grid_{args.workers}_workers.csv")
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
