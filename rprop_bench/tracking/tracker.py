@@ -174,12 +174,7 @@ class Tracker:
         runs with ``tags`` (tags that every run of these keys has, its problem and model): a
         stack of 5,000 runs looks itself up at once, not in 5,000 searches. None where that
         search finds more runs than one search returns (then look up each key alone)."""
-        where = " and ".join(
-            f"tags.`{k}` = '{v}'"
-            for k, v in {**tags, schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING}.items()
-        )
-        found = self.client.search_runs([self.experiment_id], where, max_results=_BULK_RUNS,
-                                        order_by=["attributes.start_time ASC"])  # fmt: skip
+        found = self._runs_with({**tags, schema.TAG_RUN_KIND: schema.RUN_KIND_TRAINING}, _BULK_RUNS)
         if len(found) >= _BULK_RUNS:
             return None
         by_key: dict[str, list[Run]] = {key: [] for key in run_keys}
@@ -286,9 +281,13 @@ class Tracker:
 
     def _runs_tagged(self, tag: str, value: str, kind: str, max_results: int) -> list[Run]:
         """The runs of kind ``kind`` whose ``tag`` is ``value``, oldest first."""
+        return self._runs_with({tag: value, schema.TAG_RUN_KIND: kind}, max_results)
+
+    def _runs_with(self, tags: Mapping[str, str], max_results: int) -> list[Run]:
+        """The runs with all of ``tags``, oldest first."""
         return self.client.search_runs(
             [self.experiment_id],
-            filter_string=(f"tags.`{tag}` = '{value}' and tags.`{schema.TAG_RUN_KIND}` = '{kind}'"),
+            filter_string=" and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items()),
             max_results=max_results,
             order_by=["attributes.start_time ASC"],
         )
