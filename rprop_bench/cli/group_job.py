@@ -102,7 +102,8 @@ def run_seed_group(
             )  # fmt: skip
             label = f"  [{member.index + 1}/{size}]"
             entries.append(Entry(member_cfg, names, recorder, label, output_dir))
-        entries, own_lost = _claimed(tracker, entries, own_key, grid)
+        keys = [member.key for member, _, _ in todo]  # the plan's: run_key costs ms a call
+        entries, own_lost = _claimed(tracker, entries, keys, own_key, grid)
     own_lost = own_lost or own_done
     if not entries:
         assert own_lost is not None
@@ -123,13 +124,12 @@ def run_seed_group(
 
 
 def _claimed(
-    tracker: Any, entries: list[Entry], own_key: str, grid: bool = False
+    tracker: Any, entries: list[Entry], keys: list[str], own_key: str, grid: bool = False
 ) -> tuple[list[Entry], dict[str, Any] | None]:
     """The entries whose runs won their claim (another sweep may have claimed a seed first),
-    and this job's own SKIPPED summary if its own seed was lost. A ``grid`` looks its runs up
-    in one search."""
+    and this job's own SKIPPED summary if its own seed was lost. ``keys``: the entries' run
+    keys. A ``grid`` looks its runs up in one search."""
     kept, own_lost = [], None
-    keys = [run_key(entry.cfg) for entry in entries]
     known = _runs_of(tracker, keys, entries[0].names) if grid else None
     for entry, key in zip(entries, keys, strict=True):
         lost = lost_to_another_sweep(

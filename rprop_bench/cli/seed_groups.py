@@ -157,7 +157,9 @@ def plan(jobs: Sequence[Sequence[str]], configs: Sequence[DictConfig]) -> tuple[
     return groups, notes
 
 
-def _split(groups: dict[str, list[Member]], configs: Sequence[DictConfig]) -> dict:
+def _split(
+    groups: dict[str, list[Member]], configs: Sequence[DictConfig]
+) -> dict[str, list[Member]]:
     """The groups of two or more members, each cut into stacks of at most ``sweep.max_stack``
     members in job order (``<key>.<k>``), so that a launcher's workers (joblib's ``n_jobs``)
     train several at once; a stack of one trains alone."""
