@@ -30,6 +30,18 @@ class SigmoidMSE(nn.Module):
         return nn.functional.mse_loss(torch.sigmoid(out), targets_of(out, y))
 
 
+class SigmoidSSE(nn.Module):
+    """The error of Riedmiller & Braun (1993) itself: E = ½ Σ_p Σ_o (t − o)² of sigmoid
+    outputs against 0/1 targets, summed over patterns and outputs.
+
+    Rprop's steps do not change with the scale of E (they use its sign only); backprop's do,
+    so with this loss a learning rate ε is the paper's ε, not ε scaled by P·O/2.
+    """
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return 0.5 * ((torch.sigmoid(out) - targets_of(out, y)) ** 2).sum()
+
+
 class CrossEntropy(nn.CrossEntropyLoss):
     """Softmax cross-entropy of the logits against class labels; for a binary problem's single
     output unit, the binary cross-entropy of its sigmoid (the same loss with logits (0, z))."""
@@ -61,6 +73,7 @@ def predicted_classes(out: torch.Tensor) -> torch.Tensor:
 LOSSES: dict[str, tuple[str, ...]] = {
     "cross_entropy": (CLASSIFICATION,),
     "mse_sigmoid": (CLASSIFICATION,),
+    "sse_sigmoid": (CLASSIFICATION,),
     "mse": (REGRESSION,),
 }
 assert tuple(LOSSES) == schema.LOSS_NAMES
@@ -80,7 +93,12 @@ def loss_function(task: str, name: str | None = None) -> nn.Module:
     if task not in LOSSES[name]:
         fits = ", ".join(n for n, tasks in LOSSES.items() if task in tasks)
         raise ValueError(f"problem.loss={name!r} does not fit a {task} problem; valid: {fits}")
-    return {"cross_entropy": CrossEntropy, "mse_sigmoid": SigmoidMSE, "mse": nn.MSELoss}[name]()
+    return {
+        "cross_entropy": CrossEntropy,
+        "mse_sigmoid": SigmoidMSE,
+        "sse_sigmoid": SigmoidSSE,
+        "mse": nn.MSELoss,
+    }[name]()
 
 
 def output_metrics(

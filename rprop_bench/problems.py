@@ -261,6 +261,7 @@ PROBLEMS: dict[str, ProblemBuilder] = {
     # outputs, squared error, the 0.4 criterion), so studies never mix them with `encoder`
     "encoder_10_5_10": _encoder,
     "encoder_8_3_8": functools.partial(_encoder, n=8),
+    "encoder_12_2_12": functools.partial(_encoder, n=12),
     "two_spirals_1988": _two_spirals_1988,
     "mnist1d": _mnist1d,
 }

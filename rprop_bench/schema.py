@@ -64,8 +64,9 @@ AT_MAX_FRACTION = "at_step_max_fraction"  # Rprop family: fraction of weights wi
 
 #: The losses a problem may name (``problem.loss``; null: the task's default, cross-entropy
 #: or mse). ``mse_sigmoid``: the squared error of sigmoid outputs against one-hot targets, the
-#: error of the Rprop papers' classification networks.
-LOSS_NAMES = ("cross_entropy", "mse_sigmoid", "mse")
+#: error of the Rprop papers' classification networks; ``sse_sigmoid``: the same error as
+#: Riedmiller & Braun (1993) wrote it, ½ Σ over patterns and outputs (backprop's ε literal).
+LOSS_NAMES = ("cross_entropy", "mse_sigmoid", "sse_sigmoid", "mse")
 #: The model kinds (``model.kind``; :func:`rprop_bench.models.build_model`) and the hidden
 #: layers' activations (``model.activation``).
 MODEL_KINDS = ("linear", "mlp", "shortcut", "residual_mlp", "cnn1d")

@@ -180,7 +180,7 @@ BAD_VALUES = [
     (
         ["problem=two_spirals_1988", "problem.loss=null"],
         "model.output_units=1 needs problem.loss="
-        "'mse_sigmoid' or 'cross_entropy' (a single sigmoid output), not None",
+        "'mse_sigmoid', 'sse_sigmoid' or 'cross_entropy' (a single sigmoid output), not None",
     ),
     (["tracking.max_batch=5000"], "tracking.max_batch=5000 is out of range: must be in [1, 1000]"),
     (["problem.loss=hinge"], "problem.loss='hinge' is out of range: must be one of ('cross_en"),

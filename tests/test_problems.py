@@ -30,12 +30,16 @@ CASES = [
     ("encoder", CLASSIFICATION, 10, 10, 30),
     ("encoder_10_5_10", CLASSIFICATION, 10, 10, 30),
     ("encoder_8_3_8", CLASSIFICATION, 8, 8, 24),
+    ("encoder_12_2_12", CLASSIFICATION, 12, 12, 36),
     ("two_spirals_1988", CLASSIFICATION, 2, 2, 3 * 194),  # train = validation = test
     ("mnist1d", CLASSIFICATION, 40, 10, 5000),
 ]
 # problems whose builder gives the split (mnist1d: the package's test set; its validation
 # set is carved from the package's training set by split_seed)
-UNSPLIT = ("line", "encoder", "encoder_10_5_10", "encoder_8_3_8", "two_spirals_1988", "mnist1d")
+UNSPLIT = (
+    "line", "encoder", "encoder_10_5_10", "encoder_8_3_8", "encoder_12_2_12",
+    "two_spirals_1988", "mnist1d",
+)  # fmt: skip
 SPLIT_PROBLEMS = [c[0] for c in CASES if c[0] not in UNSPLIT]
 
 

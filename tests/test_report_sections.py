@@ -6,6 +6,8 @@ The store is the hand-chosen one of ``conftest.standard_runs`` (two problems, tw
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from rprop_bench import report
@@ -50,3 +52,24 @@ def test_a_registered_section_shows_in_the_report_and_leaves_no_trace(
     assert '<h2 id="throwaway-section">Throwaway section</h2>\n<p>12 runs on 2 problems</p>' in html
     assert '<a href="#throwaway-section">Throwaway section</a>' in html  # in the contents
     assert "<p>throwaway part of iris</p>" in html
+
+
+def test_a_time_to_target_from_a_minority_of_runs_is_never_bold():
+    from rprop_bench.comparison import Rope
+    from rprop_bench.report_sections.finals import _bold_best
+
+    # adamw reached the target in 1 of 10 runs, fast; lbfgs in 9 of 10, slower: lbfgs wins
+    numbers = pd.DataFrame({
+        "method": ["adamw", "lbfgs", "sgd"], "n_runs": [10, 10, 10],
+        "n_reached_target": [1, 9, 0], "test_loss_median": [0.5, 0.4, 0.6],
+        "test_accuracy_median": [0.5, 0.6, 0.4],
+        "epochs_to_target_median": [5.0, 13.0, np.nan],
+        "seconds_to_target_median": [0.1, 0.3, np.nan],
+    })  # fmt: skip
+    display = pd.DataFrame("", index=numbers.index, columns=[
+        "test loss median [IQR]", "accuracy median [IQR]", "epochs to target",
+        "seconds to target"])  # fmt: skip
+    bold = _bold_best(numbers, display, "test_accuracy", "accuracy", Rope())
+    assert bold["epochs to target"].tolist() == [False, True, False]
+    assert bold["seconds to target"].tolist() == [False, True, False]
+    assert bold["test loss median [IQR]"].tolist() == [False, True, False]

@@ -326,6 +326,21 @@ def test_mse_sigmoid_is_the_mean_squared_error_of_sigmoid_outputs_against_one_ho
     assert loss_function("classification", "mse_sigmoid")(out, y) == pytest.approx(by_hand)
 
 
+def test_sse_sigmoid_is_riedmiller_and_brauns_half_sum_of_squares():
+    from rprop_bench.metrics import loss_function
+
+    out = torch.tensor([[0.0, 2.0], [-1.0, 1.0]])
+    y = torch.tensor([1, 0])
+    s = torch.sigmoid(out)
+    by_hand = 0.5 * (
+        (s[0, 0] - 0) ** 2 + (s[0, 1] - 1) ** 2 + (s[1, 0] - 1) ** 2 + (s[1, 1] - 0) ** 2
+    )
+    assert loss_function("classification", "sse_sigmoid")(out, y) == pytest.approx(by_hand)
+    # P = 2 patterns, O = 2 outputs: E = mean · P·O/2, which is what maps backprop's ε onto lr
+    mean = loss_function("classification", "mse_sigmoid")(out, y)
+    assert loss_function("classification", "sse_sigmoid")(out, y) == pytest.approx(2 * mean)
+
+
 @pytest.mark.parametrize(
     ("task", "name", "message"),
     [

@@ -353,13 +353,13 @@ def validate(cfg: DictConfig) -> None:
     structured("train")
     validate_optimizer(plain["optimizer"], plain["train"]["batch_size"])
     validate_model(plain["model"])
-    single_output_losses = ("mse_sigmoid", "cross_entropy")
+    single_output_losses = ("mse_sigmoid", "sse_sigmoid", "cross_entropy")
     if plain["model"].get("output_units") == 1 and plain["problem"].get("loss") not in (
         single_output_losses
     ):
         raise ConfigError(
-            f"model.output_units=1 needs problem.loss='mse_sigmoid' or 'cross_entropy' (a single "
-            f"sigmoid output), not {plain['problem'].get('loss')!r}"
+            "model.output_units=1 needs problem.loss='mse_sigmoid', 'sse_sigmoid' or "
+            f"'cross_entropy' (a single sigmoid output), not {plain['problem'].get('loss')!r}"
         )
     structured("tracking")
     structured("sweep")

@@ -112,8 +112,13 @@ def _bold_best(
     numbers: pd.DataFrame, display: pd.DataFrame, score: str, label: str, rope: Rope
 ) -> pd.DataFrame:
     """Bold the best value of the loss, the score and the times to target, and every value
-    practically equal to it (``rope``): a last-digit difference is no win."""
+    practically equal to it (``rope``): a last-digit difference is no win.
+
+    A time to target is the median over the runs that reached it; it can win only where at
+    least half the runs did (so the median over all runs, a miss costing ∞, is finite): a
+    time from 1 of 10 runs is no best."""
     bold = pd.DataFrame(False, index=display.index, columns=display.columns)
+    most_reached = 2 * numbers["n_reached_target"].to_numpy(int) >= numbers["n_runs"].to_numpy(int)
     for col, num, best in (
         ("test loss median [IQR]", "test_loss_median", "min"),
         (f"{label} median [IQR]", f"{score}_median", "max"),
@@ -121,6 +126,8 @@ def _bold_best(
         ("seconds to target", "seconds_to_target_median", "min"),
     ):
         vals = numbers[num].to_numpy(float)
+        if col.endswith("to target"):
+            vals = np.where(most_reached, vals, np.nan)
         if np.isfinite(vals).any():
             target = np.nanmin(vals) if best == "min" else np.nanmax(vals)
             bold.loc[[rope.tied(float(v), float(target)) for v in vals], col] = True

@@ -125,7 +125,8 @@ def final_results(ctx: ReportContext, problem: str, w: DocumentWriter) -> None:
         "(fewer than 6 runs at 95 %), the range of the runs is shown, marked “range”, with "
         "its coverage (75 % at 3 runs, 94 % at 5). Time to target over the runs that "
         "reached the target loss. Best per column in bold, with every value practically equal "
-        "to it (the report's ROPE).",
+        "to it (the report's ROPE); a time to target only where at least half the runs "
+        "reached the target.",
         table.numbers,
         table.display,
         table.bold,
