@@ -136,6 +136,9 @@ RANGES = (
     ("encoder_10_5_10", "backprop+momentum", "ε (μ = 0.9)"),
 )
 RANGE_SEEDS = 30
+#: Fewer successful trials than this: a mean or sd is shown, not judged (its interval would
+#: be too wide to disagree with anything).
+MIN_TRIALS = 5
 #: The harness's optimizer behind each learning rule (for its colour in figures).
 HARNESS_NAME = {"rprop+": "rprop+", "backprop": "sgd", "backprop+momentum": "momentum"}
 
@@ -154,7 +157,11 @@ def _row(part, problem, method, quantity, estimate, published, **extra) -> dict:
         "ci_high": estimate.high,
         "n": estimate.n,
         "difference": estimate.value - value if math.isfinite(value) else math.nan,
-        "verdict": side_by_side.agreement(value, estimate.low, estimate.high),
+        "verdict": side_by_side.agreement(value, estimate.low, estimate.high)
+        if estimate.n >= MIN_TRIALS
+        or quantity not in ("mean_epochs", "sd_epochs")
+        or not math.isfinite(value)
+        else f"too few successes to judge ({estimate.n})",
         **extra,
         "source": published.source if published else "",
         "location": published.location if published else "",
@@ -575,7 +582,8 @@ def main(argv: list[str] | None = None) -> int:
         judged = side[side["verdict"].isin(["agrees", "disagrees"])]
         summary.append(
             f"- Riedmiller & Braun (1993): {verdict_counts(judged)} (of "
-            f"{len(side)} rows; the rest have no published value or no interval)"
+            f"{len(side)} rows; the rest not judged: no published value, another setting "
+            "or too few successes)"
         )
     ih = _runs_or_none(args.tracking_uri, "classics_ih2003")
     if ih is not None:
