@@ -68,13 +68,13 @@ def predicted_classes(out: torch.Tensor) -> torch.Tensor:
     return out.argmax(dim=-1)
 
 
-#: The losses a problem may name (:data:`rprop_bench.schema.LOSS_NAMES`), and the tasks each
-#: fits.
-LOSSES: dict[str, tuple[str, ...]] = {
-    "cross_entropy": (CLASSIFICATION,),
-    "mse_sigmoid": (CLASSIFICATION,),
-    "sse_sigmoid": (CLASSIFICATION,),
-    "mse": (REGRESSION,),
+#: The losses a problem may name (:data:`rprop_bench.schema.LOSS_NAMES`): each one's module
+#: and the tasks it fits.
+LOSSES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
+    "cross_entropy": (CrossEntropy, (CLASSIFICATION,)),
+    "mse_sigmoid": (SigmoidMSE, (CLASSIFICATION,)),
+    "sse_sigmoid": (SigmoidSSE, (CLASSIFICATION,)),
+    "mse": (nn.MSELoss, (REGRESSION,)),
 }
 assert tuple(LOSSES) == schema.LOSS_NAMES
 
@@ -90,15 +90,11 @@ def loss_function(task: str, name: str | None = None) -> nn.Module:
         name = "cross_entropy" if task == CLASSIFICATION else "mse"
     if name not in LOSSES:
         raise ValueError(f"problem.loss={name!r} is not a loss; valid losses: {', '.join(LOSSES)}")
-    if task not in LOSSES[name]:
-        fits = ", ".join(n for n, tasks in LOSSES.items() if task in tasks)
+    module, tasks = LOSSES[name]
+    if task not in tasks:
+        fits = ", ".join(n for n, (_, fit) in LOSSES.items() if task in fit)
         raise ValueError(f"problem.loss={name!r} does not fit a {task} problem; valid: {fits}")
-    return {
-        "cross_entropy": CrossEntropy,
-        "mse_sigmoid": SigmoidMSE,
-        "sse_sigmoid": SigmoidSSE,
-        "mse": nn.MSELoss,
-    }[name]()
+    return module()
 
 
 def output_metrics(
