@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rprop_bench import comparison, plot_style, schema, side_by_side
+from rprop_bench import analysis, comparison, plot_style, schema, side_by_side
 from rprop_bench.document import Table, table_latex
 from rprop_bench.published import PUBLISHED, published_for
 from rprop_bench.results.histories import load_histories
@@ -80,24 +80,10 @@ def epochs_of(trials: pd.DataFrame) -> np.ndarray:
     return np.where(met, trials["epochs_to_criterion"].astype(float), np.inf)
 
 
-def cell_summary(trials: pd.DataFrame) -> dict[str, float]:
-    """Success rate, and mean, sd and median epochs to the criterion (over the successes
-    for mean and sd, as the papers report them; over every trial, ∞ for a miss, for the
-    median)."""
-    epochs = epochs_of(trials)
-    hits = epochs[np.isfinite(epochs)]
-    return {
-        "trials": len(epochs),
-        "successes": len(hits),
-        "success_rate": len(hits) / len(epochs) if len(epochs) else math.nan,
-        "mean_epochs": float(hits.mean()) if hits.size else math.nan,
-        "sd_epochs": float(hits.std(ddof=1)) if hits.size > 1 else math.nan,
-        "median_epochs": float(np.median(epochs)) if len(epochs) else math.nan,
-    }
-
-
 def estimates(trials: pd.DataFrame) -> dict[str, side_by_side.Estimate]:
-    """Each quantity of a cell with its 95 % interval (:mod:`rprop_bench.side_by_side`)."""
+    """Each quantity of a cell with its 95 % interval (:mod:`rprop_bench.side_by_side`):
+    the success rate; mean and sd of the epochs over the successes, as the papers report
+    them; the median over every trial, ∞ for a miss."""
     epochs = epochs_of(trials)
     hits = int(np.isfinite(epochs).sum())
     return {
@@ -106,6 +92,13 @@ def estimates(trials: pd.DataFrame) -> dict[str, side_by_side.Estimate]:
         "sd_epochs": side_by_side.sd_estimate(epochs),
         "median_epochs": side_by_side.median_estimate(epochs),
     }
+
+
+def cell_summary(trials: pd.DataFrame) -> dict[str, float]:
+    """A cell's trials, successes, and the values of :func:`estimates`."""
+    values = {name: e.value for name, e in estimates(trials).items()}
+    successes = int(np.isfinite(epochs_of(trials)).sum())
+    return {"trials": len(trials), "successes": successes, **values}
 
 
 # --------------------------------------------------------------------- part 1: R&B 1993
@@ -493,15 +486,15 @@ def ih2003_figure(curves: pd.DataFrame) -> None:
 def _ih2003_panels(curves: pd.DataFrame, problems: list[str], rows: int, cols: int) -> None:
     fig = plot_style.new_figure(plot_style.TWO_COLUMN, 1.8 * rows + 0.6)
     axes = fig.subplots(rows, cols, squeeze=False)
+    bands = analysis.seed_bands(curves, ["problem", "method"], "value")
     for ax, problem in zip(axes.flat, problems, strict=False):
         for method in VARIANTS:
-            c = curves[(curves["problem"] == problem) & (curves["method"] == method)]
-            if c.empty:
+            q = bands[(bands["problem"] == problem) & (bands["method"] == method)]
+            if q.empty:
                 continue
-            q = c.groupby("step")["value"].quantile([0.25, 0.5, 0.75]).unstack()
             color = plot_style.method_color(method)
-            ax.plot(q.index, q[0.5], label=method, color=color)
-            ax.fill_between(q.index, q[0.25], q[0.75], alpha=0.2, color=color, linewidth=0)
+            ax.plot(q["step"], q["median"], label=method, color=color)
+            ax.fill_between(q["step"], q["q25"], q["q75"], alpha=0.2, color=color, linewidth=0)
         ax.set(title=problem, xscale="log", yscale="log", xlabel="gradient evaluations")
         ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-16))  # below: float64 noise, not progress
     for ax in axes.flat[len(problems) :]:
