@@ -92,3 +92,12 @@ def test_a_cell_is_judged_by_the_published_value_inside_our_interval(tables):
     difference = side.set_index(["method", "setting", "quantity"])["difference"]
     assert difference[("backprop", "lr = 1.9", "mean_epochs")] == pytest.approx(-1.0)
     assert set(cells["method"]) == {"backprop", "rprop+"}
+
+
+def test_a_store_that_does_not_exist_is_an_error_and_writes_nothing(tables, tmp_path, capsys):
+    summary = tables.OUT / "summary.md"
+    before = summary.read_bytes() if summary.exists() else None
+    uri = f"sqlite:///{tmp_path / 'nowhere' / 'mlflow.db'}"
+    assert tables.main(["--tracking-uri", uri]) == 2
+    assert "tracking store not found" in capsys.readouterr().err
+    assert (summary.read_bytes() if summary.exists() else None) == before

@@ -29,7 +29,7 @@ from rprop_bench import analysis, comparison, plot_style, schema, side_by_side
 from rprop_bench.document import Table, table_latex
 from rprop_bench.published import PUBLISHED, published_for
 from rprop_bench.results.histories import load_histories
-from rprop_bench.results.runs import ResultsError, load_experiment
+from rprop_bench.results.runs import ResultsError, StoreNotFoundError, load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "reports" / "classics"
@@ -540,9 +540,13 @@ SIDE = [
 
 
 def _runs_or_none(tracking_uri: str, experiment: str) -> pd.DataFrame | None:
-    """The experiment's runs, or ``None`` (and a line saying so) when it has none yet."""
+    """The experiment's runs, or ``None`` (and a line saying so) when it has none yet. A
+    store that does not exist raises :class:`StoreNotFoundError`: a mistyped URI must not
+    overwrite the committed tables with empty ones."""
     try:
         return load_experiment(tracking_uri, experiment, sweep="all").runs
+    except StoreNotFoundError:
+        raise
     except ResultsError as error:
         print(f"skipped {experiment}: {error}", file=sys.stderr)
         return None
@@ -553,7 +557,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", default=DEFAULT_URI)
     args = parser.parse_args(argv)
     summary = ["# Study `classics`: verdicts against the published tables", ""]
-    rb = _runs_or_none(args.tracking_uri, "classics_rb1993")
+    try:
+        rb = _runs_or_none(args.tracking_uri, "classics_rb1993")
+    except StoreNotFoundError as error:
+        print(f"error: {error}; nothing written", file=sys.stderr)
+        return 2
     if rb is not None:
         rb = with_cells(rb)
         side, cells = rb1993_tables(rb)
