@@ -101,3 +101,90 @@ def test_a_store_that_does_not_exist_is_an_error_and_writes_nothing(tables, tmp_
     assert tables.main(["--tracking-uri", uri]) == 2
     assert "tracking store not found" in capsys.readouterr().err
     assert (summary.read_bytes() if summary.exists() else None) == before
+
+
+def _reruns(method, track, best_val, *, reached=None, final_loss=None, model="mnist1d_mlp"):
+    """One row per rerun seed (0 … n−1) as mnist1d_tuned_runs gives it."""
+    n = len(best_val)
+    accuracy = [1.0 - v / 10 for v in best_val]
+    return pd.DataFrame({
+        "seed": range(n), "model": model, "track": track, "method": method,
+        "optimizer": method, "chosen": f"{method} chosen", "failed": False,
+        "best_val_loss": best_val, "test_accuracy_at_best_val": accuracy,
+        "test_error_at_best_val": [1.0 - a for a in accuracy],
+        "grad_evals_to_target": reached if reached is not None else [np.nan] * n,
+        "final_train_loss": final_loss if final_loss is not None else [1.0] * n,
+    })  # fmt: skip
+
+
+def test_a_run_that_failed_or_never_reached_the_target_costs_infinity(tables):
+    runs = _reruns("adam", "optimisation", [1.0] * 3, reached=[50.0, np.nan, 70.0])
+    runs.loc[2, "failed"] = True
+    costs = tables.run_costs(runs, "grad_evals_to_target")
+    assert costs.tolist() == [50.0, math.inf, math.inf]
+    assert costs.index.tolist() == [0, 1, 2]  # by seed, so that pairs match
+    # a store where no run reached the target has no such column at all
+    assert (
+        tables.run_costs(runs.drop(columns="grad_evals_to_target"), "grad_evals_to_target").tolist()
+        == [math.inf] * 3
+    )
+    # where no run of either method reached the target, its tie-break is tested instead
+    never = pd.Series([math.inf] * 3)
+    assert tables.tested_metric("optimisation", "grad_evals_to_target", never, never) == (
+        "final_train_loss"
+    )
+    assert tables.tested_metric("optimisation", "grad_evals_to_target", costs, never) == (
+        "grad_evals_to_target"
+    )
+
+
+def test_the_rprop_variants_are_tested_against_every_other_optimizer_paired_by_seed(tables):
+    # iRprop- lower than both others on all 10 seeds: the exact two-sided signed-rank p is
+    # 2 / 2^10 = 0.00195; iRprop+ equals Adam on every seed: nothing to test (p = 1). Holm
+    # over the 3 pairs: 3 × 0.00195 and 2 × 0.00195, made monotone: 0.00586, 0.00586, 1.
+    low = [0.5 + 0.01 * k for k in range(10)]
+    high = [1.0 + 0.02 * k for k in range(10)]
+    runs = pd.concat([
+        _reruns("irprop-", "generalisation", low),
+        _reruns("irprop+", "generalisation", high),
+        _reruns("adam", "generalisation", high),
+        _reruns("adam", "defaults", low),  # defaults are shown, not tested
+    ], ignore_index=True)  # fmt: skip
+    tests = tables.mnist1d_tests(runs)
+    loss = tests[tests["quantity"] == "best_val_loss"].set_index(["rprop", "other"])
+    assert set(loss.index) == {("irprop-", "adam"), ("irprop-", "irprop+"), ("irprop+", "adam")}
+    assert loss.loc[("irprop-", "adam"), "p (Holm)"] == pytest.approx(3 * 2 / 1024)
+    assert loss.loc[("irprop-", "irprop+"), "p (Holm)"] == pytest.approx(3 * 2 / 1024)
+    assert loss.loc[("irprop+", "adam"), "p (Holm)"] == 1.0
+    assert loss["verdict"].to_dict() == {
+        ("irprop-", "adam"): "irprop- better",
+        ("irprop-", "irprop+"): "irprop- better",
+        ("irprop+", "adam"): "no difference",
+    }
+    # the reported quantity, the test error at the best validation epoch, is tested too
+    error = tests[tests["quantity"] == "test_error_at_best_val"]
+    assert error["verdict"].tolist() == loss["verdict"].tolist()
+    assert tables.test_counts(tests) == (
+        "4 of 6 pairs the Rprop variant better, 0 the other better, 2 no difference "
+        "(Wilcoxon, Holm)"
+    )
+
+
+def test_the_tuned_table_gives_each_tracks_quantities_and_places_the_package(tables):
+    runs = pd.concat([
+        _reruns("irprop-", "optimisation", [1.0] * 4, reached=[10.0, 20.0, 30.0, np.nan],
+                final_loss=[0.1, 0.2, 0.3, 0.4]),
+        _reruns("irprop-", "generalisation", [0.6, 0.8, 1.0, 1.2]),
+    ], ignore_index=True)  # fmt: skip
+    table = tables.mnist1d_tuned_table(runs).set_index("track")
+    optimisation, generalisation = table.loc["optimisation"], table.loc["generalisation"]
+    assert optimisation["reached target"] == "3/4"
+    assert optimisation["median evals to target"] == 25.0  # of 10, 20, 30, ∞
+    assert optimisation["median final train loss"] == pytest.approx(0.25)
+    assert generalisation["median best val loss"] == pytest.approx(0.9)
+    # accuracy 1 − v / 10: 0.94, 0.92, 0.90, 0.88, mean 0.91, s = 0.02582, t(0.975, 3) = 3.182
+    assert generalisation["test accuracy at best val"] == pytest.approx(0.91)
+    half = 3.182446 * 0.0258199 / 2
+    assert generalisation["accuracy ci_low"] == pytest.approx(0.91 - half, abs=1e-6)
+    assert generalisation["chosen"] == "irprop- chosen"
+    assert generalisation["package (placed)"] == pytest.approx(0.68)  # the package's MLP

@@ -145,3 +145,24 @@ def test_unreachable_tracking_server_is_reported_quickly():
     with pytest.raises(results.StoreNotFoundError, match="tracking server not reachable"):
         results.connect("http://127.0.0.1:9")  # the discard port: nothing listens
     assert time.perf_counter() - start < 30
+
+
+def test_tuning_studies_lists_the_studies_parent_runs_oldest_first(store_factory):
+    from mlflow import MlflowClient
+
+    uri = store_factory(standard_runs())
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("exp").experiment_id
+    made = []
+    for study, start in (("tune_b", 2000), ("tune_a", 1000)):
+        run = client.create_run(
+            experiment,
+            start_time=start,
+            tags={schema.TAG_RUN_KIND: schema.RUN_KIND_TUNE, schema.TAG_SWEEP_ID: study},
+        )
+        made.append(run.info.run_id)
+    studies = results.tuning_studies(uri, "exp")
+    assert studies["study_id"].tolist() == ["tune_a", "tune_b"]  # the sweep parent is no study
+    assert studies["run_id"].tolist() == made[::-1]
+    with pytest.raises(results.NoRunsError, match="no experiment named 'nope'"):
+        results.tuning_studies(uri, "nope")

@@ -173,6 +173,10 @@ def test_a_tuning_study_follows_the_protocol_and_resumes_without_redoing_a_trial
                            f"{study_id}.tuned_best_val_loss"}  # fmt: skip
     for phase in phases.values():
         assert phase.data.tags[schema.TAG_PARENT_RUN_ID] == study.info.run_id
+    from rprop_bench.results import tuning_studies
+
+    listed = tuning_studies(store_uri, EXPERIMENT)
+    assert listed[["study_id", "run_id"]].values.tolist() == [[study_id, study.info.run_id]]
     first = phases[f"{study_id}.trials"].info.run_id
     assert all(
         r.data.tags[schema.TAG_PARENT_RUN_ID] in {first, phases[f"{study_id}.trials1"].info.run_id}

@@ -33,7 +33,7 @@ from rprop_bench.results.runs import (
     require_metrics,
     runs_with_keys,
 )
-from rprop_bench.results.tuning import TuningResults, load_tuning
+from rprop_bench.results.tuning import TuningResults, load_tuning, tuning_studies
 
 __all__ = [
     "HISTORY_METRICS",
@@ -52,4 +52,5 @@ __all__ = [
     "method_label",
     "require_metrics",
     "runs_with_keys",
+    "tuning_studies",
 ]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from rprop_bench import schema
-from rprop_bench.results.runs import connect
+from rprop_bench.results.runs import NoRunsError, _search_all, connect
 
-__all__ = ["TuningResults", "load_tuning"]
+__all__ = ["TuningResults", "load_tuning", "tuning_studies"]
 
 _TABLES = {
     "trials": schema.ARTIFACT_TUNE_TRIALS,
@@ -79,3 +79,30 @@ def load_tuning(tracking_uri: str, sweep_run_id: str | None) -> TuningResults | 
             text = Path(local).read_text(encoding="utf-8")
             frames[name] = pd.read_csv(Path(local)) if text.strip() else pd.DataFrame()
     return TuningResults(study_id, phase, tags.get(schema.TAG_COMMAND, ""), **frames)
+
+
+def tuning_studies(tracking_uri: str, experiment_name: str) -> pd.DataFrame:
+    """The tuning studies of an experiment, oldest first: one row per study's parent run with
+    ``study_id``, ``run_id``, ``status``, ``start_time`` and ``command``.
+
+    Raises:
+        StoreNotFoundError: the store does not exist.
+        NoRunsError: no such experiment.
+    """
+    client = connect(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        raise NoRunsError(f"no experiment named {experiment_name!r} in {tracking_uri}")
+    kind = f"tags.`{schema.TAG_RUN_KIND}` = '{schema.RUN_KIND_TUNE}'"
+    rows = [
+        {
+            "study_id": run.data.tags.get(schema.TAG_SWEEP_ID, ""),
+            "run_id": run.info.run_id,
+            "status": run.info.status,
+            "start_time": run.info.start_time or 0,
+            "command": run.data.tags.get(schema.TAG_COMMAND, ""),
+        }
+        for run in _search_all(client, experiment.experiment_id, kind)
+    ]
+    columns = ["study_id", "run_id", "status", "start_time", "command"]
+    return pd.DataFrame(rows, columns=columns)
