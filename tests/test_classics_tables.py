@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,19 @@ def test_the_tuned_table_gives_each_tracks_quantities_and_places_the_package(tab
     assert generalisation["accuracy ci_low"] == pytest.approx(0.91 - half, abs=1e-6)
     assert generalisation["chosen"] == "irprop- chosen"
     assert generalisation["package (placed)"] == pytest.approx(0.68)  # the package's MLP
+
+
+def test_the_mnist1d_part_is_one_tuning_study_per_model_and_the_others_sweeps(capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location(
+        "classics_run", ROOT / "experiments" / "classics" / "run.py"
+    )
+    run = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "classics_run", run)  # its dataclass looks itself up
+    spec.loader.exec_module(run)
+    assert run.main(["--part", "mnist1d,ih2003", "--dry-run", "--jobs", "1"]) == 0
+    commands = [line.split(": ", 1)[1].split() for line in capsys.readouterr().out.splitlines()]
+    assert commands == [
+        ["-m", "rprop_bench", "tune", "experiment=classics_mnist1d", "model=linear"],
+        ["-m", "rprop_bench", "tune", "experiment=classics_mnist1d", "model=mnist1d_mlp"],
+        ["-m", "rprop_bench", "experiment=classics_ih2003", "sweep"],
+    ]
