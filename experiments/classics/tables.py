@@ -429,6 +429,8 @@ TRACKS = {
     "defaults": "defaults",
 }
 RPROP_METHODS = ("irprop-", "irprop+")
+#: A run's model tag is the model's kind; the package's models are named by their configs.
+MNIST1D_MODELS = {"linear": "linear", "residual_mlp": "mnist1d_mlp", "cnn1d": "mnist1d_cnn"}
 TEST_ERROR = "test_error_at_best_val"  # 1 − test accuracy at the best validation epoch
 #: What each track's pairs are tested on: the quantity tuned for, then the one reported.
 TESTED = {
@@ -468,6 +470,7 @@ def mnist1d_tuned_runs(tracking_uri: str) -> pd.DataFrame | None:
     if not frames:
         return None
     runs = pd.concat(frames, ignore_index=True)
+    runs["model"] = runs["model"].map(MNIST1D_MODELS).fillna(runs["model"])
     accuracy = pd.to_numeric(runs[schema.TEST_ACCURACY_AT_BEST_VAL], errors="coerce")
     return runs.assign(**{TEST_ERROR: 1.0 - accuracy})
 
@@ -490,6 +493,7 @@ def mnist1d_tuned_table(runs: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (model, track, method), group in runs.groupby(["model", "track", "method"], sort=True):
         evals = run_costs(group, schema.GRAD_EVALS_TO_TARGET)
+        to_target = side_by_side.median_estimate(evals)
         loss = side_by_side.median_estimate(run_costs(group, schema.FINAL_TRAIN_LOSS))
         val = side_by_side.median_estimate(run_costs(group, schema.BEST_VAL_LOSS))
         accuracy = side_by_side.mean_estimate(
@@ -504,7 +508,9 @@ def mnist1d_tuned_table(runs: pd.DataFrame) -> pd.DataFrame:
                 "chosen": group["chosen"].iloc[0],
                 "n": len(group),
                 "reached target": f"{int(np.isfinite(evals).sum())}/{len(group)}",
-                "median evals to target": float(np.median(evals)),
+                "median evals to target": to_target.value,
+                "evals ci_low": to_target.low,
+                "evals ci_high": to_target.high,
                 "median final train loss": loss.value,
                 "train loss ci_low": loss.low,
                 "train loss ci_high": loss.high,
@@ -583,38 +589,54 @@ def mnist1d_tests(runs: pd.DataFrame) -> pd.DataFrame:
 
 def mnist1d_tuned_figure(table: pd.DataFrame, recipe: pd.DataFrame) -> None:
     """Per model: the generalisation track's test accuracy (mean, 95 % t interval) and the
-    optimisation track's final training loss (median, order-statistic interval) of every
-    tuned optimizer, the package's accuracy and our run of its recipe (Adam, batches of 100)
-    marked."""
+    optimisation track's evaluations to the target (median, order-statistic interval; the
+    final training loss where no run reached the target) of every tuned optimizer, the
+    package's accuracy and our run of its recipe (Adam, batches of 100) marked."""
     import matplotlib as mpl
 
     models = sorted(table["model"].unique())
-    panels = (
-        ("generalisation", "test accuracy at best val", "accuracy", "test accuracy at best val."),
-        ("optimisation", "median final train loss", "train loss", "final training loss"),
-    )
+    generalisation = ("test accuracy at best val", "accuracy", "test accuracy at best val.")
+    to_target = ("median evals to target", "evals", "grad. evaluations to the target")
+    final_loss = ("median final train loss", "train loss", "final training loss")
     with mpl.rc_context(plot_style.RC):
         fig = plot_style.new_figure(plot_style.TWO_COLUMN, 2.0 * len(models) + 0.7)
         axes = fig.subplots(len(models), 2, squeeze=False)
         for i, model in enumerate(models):
-            for j, (track, column, interval, label) in enumerate(panels):
+            for j, track in enumerate(("generalisation", "optimisation")):
                 ax = axes[i, j]
                 cells = table[(table["model"] == model) & (table["track"] == track)]
+                # the optimisation track's quantity, or its tie-break where no run reached
+                reached = np.isfinite(cells["median evals to target"]).any()
+                shown = generalisation if j == 0 else to_target if reached else final_loss
+                column, interval, label = shown
                 values = cells[column].to_numpy(float)
                 errors = [
                     values - cells[f"{interval} ci_low"],
                     cells[f"{interval} ci_high"] - values,
                 ]
                 for x, method in enumerate(cells["method"]):
+                    color = plot_style.method_color(method)
+                    if not np.isfinite(values[x]):  # the median run never reached the target
+                        where = ("data", "axes fraction")
+                        ax.annotate("median\nnot\nreached", (x, 0.5), xycoords=where,
+                                    ha="center", fontsize="x-small")  # fmt: skip
+                        continue
+                    low, high = errors[0].iloc[x], errors[1].iloc[x]
+                    open_above = not np.isfinite(high)  # too few reached: no upper bound
                     ax.errorbar(
-                        [x], [values[x]], yerr=[[errors[0].iloc[x]], [errors[1].iloc[x]]],
-                        fmt="o", capsize=2, markersize=4, color=plot_style.method_color(method),
+                        [x], [values[x]], yerr=[[low], [0.0 if open_above else high]],
+                        fmt="o", capsize=2, markersize=4, color=color,
                     )  # fmt: skip
+                    if open_above:
+                        ax.annotate("↑ open", (x, values[x]), xytext=(5, -3),
+                                    textcoords="offset points", ha="left",
+                                    fontsize="x-small", color=color)  # fmt: skip
                 ax.set_xticks(range(len(cells)), cells["method"], rotation=30, ha="right")
                 ax.set_title(f"{model}, {track} track", fontsize="medium")
                 ax.set_ylabel(label)
                 if track == "optimisation":
-                    if np.nanmax(values) > 10 * np.nanmin(values):
+                    finite = values[np.isfinite(values)]
+                    if finite.size and finite.max() > 10 * finite.min():
                         ax.set_yscale("log")
                     else:
                         ax.ticklabel_format(axis="y", style="plain", useOffset=False)
