@@ -131,12 +131,17 @@ def test_a_run_that_failed_or_never_reached_the_target_costs_infinity(tables):
     )
     # where no run of either method reached the target, its tie-break is tested instead
     never = pd.Series([math.inf] * 3)
-    assert tables.tested_metric("optimisation", "grad_evals_to_target", never, never) == (
-        "final_train_loss"
-    )
-    assert tables.tested_metric("optimisation", "grad_evals_to_target", costs, never) == (
-        "grad_evals_to_target"
-    )
+    assert tables.tested_metric("grad_evals_to_target", never, never) == ("final_train_loss")
+    assert tables.tested_metric("grad_evals_to_target", costs, never) == ("grad_evals_to_target")
+
+
+def test_only_the_newest_study_of_each_model_counts(tables):
+    runs = pd.DataFrame({
+        "model": ["linear", "linear", "mnist1d_mlp", "linear"],
+        "study": ["old", "new", "mlp", "new"], "study_start": [1, 5, 2, 5],
+    })  # fmt: skip
+    kept = tables.newest_studies(runs)
+    assert kept["study"].tolist() == ["new", "mlp", "new"]
 
 
 def test_the_rprop_variants_are_tested_against_every_other_optimizer_paired_by_seed(tables):

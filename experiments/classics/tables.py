@@ -443,6 +443,7 @@ def mnist1d_tuned_runs(tracking_uri: str) -> pd.DataFrame | None:
     """The scored runs of the MNIST-1D tuning studies (one per model): each track's winners
     and every optimizer's defaults on the fresh seeds, with ``track``, ``study`` and
     ``chosen`` (the winner's hyperparameters as the study's selection table gives them).
+    Where a model has more than one study (its config changed), only the newest counts.
     ``None`` when the experiment has no study yet."""
     try:
         studies = tuning_studies(tracking_uri, MNIST1D_EXPERIMENT)
@@ -458,10 +459,12 @@ def mnist1d_tuned_runs(tracking_uri: str) -> pd.DataFrame | None:
                 )
             except NoRunsError:
                 continue  # a phase not run yet
-            runs = results.runs.assign(track=track, study=study.study_id, chosen="defaults")
-            tuning = load_tuning(tracking_uri, results.parent_run_id)
+            runs = results.runs.assign(
+                track=track, study=study.study_id, study_start=study.start_time, chosen="defaults"
+            )
             if track != "defaults":
                 chosen = pd.Series(dtype=object)
+                tuning = load_tuning(tracking_uri, results.parent_run_id)
                 if tuning is not None:
                     picked = tuning.selection[tuning.selection["objective"] == tuning.objective]
                     chosen = picked.set_index("optimizer")["chosen"]
@@ -471,8 +474,16 @@ def mnist1d_tuned_runs(tracking_uri: str) -> pd.DataFrame | None:
         return None
     runs = pd.concat(frames, ignore_index=True)
     runs["model"] = runs["model"].map(MNIST1D_MODELS).fillna(runs["model"])
+    runs = newest_studies(runs)
     accuracy = pd.to_numeric(runs[schema.TEST_ACCURACY_AT_BEST_VAL], errors="coerce")
     return runs.assign(**{TEST_ERROR: 1.0 - accuracy})
+
+
+def newest_studies(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs of each model's newest study (by ``study_start``): a study rerun after a
+    change of config is a new study, and its runs must not pool with the old one's."""
+    newest = runs.groupby("model")["study_start"].transform("max")
+    return runs[runs["study_start"] == newest]
 
 
 def run_costs(runs: pd.DataFrame, metric: str) -> pd.Series:
@@ -526,7 +537,7 @@ def mnist1d_tuned_table(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tested_metric(track: str, metric: str, a: pd.Series, b: pd.Series) -> str:
+def tested_metric(metric: str, a: pd.Series, b: pd.Series) -> str:
     """The optimisation track tests evaluations to the target, or, where neither method
     reached it in any run, the final training loss (the tuning's tie-break)."""
     if metric == schema.GRAD_EVALS_TO_TARGET and not (np.isfinite(a).any() or np.isfinite(b).any()):
@@ -556,13 +567,10 @@ def mnist1d_tests(runs: pd.DataFrame) -> pd.DataFrame:
         for metric in TESTED[track]:
             found = []
             for a, b in pairs:
-                tested = tested_metric(
-                    track,
-                    metric,
-                    run_costs(by_method[a], metric),
-                    run_costs(by_method[b], metric),
-                )
-                va, vb = run_costs(by_method[a], tested), run_costs(by_method[b], tested)
+                va, vb = run_costs(by_method[a], metric), run_costs(by_method[b], metric)
+                tested = tested_metric(metric, va, vb)
+                if tested != metric:
+                    va, vb = run_costs(by_method[a], tested), run_costs(by_method[b], tested)
                 found.append((a, b, tested, va, vb, comparison.pair_test(va, vb, ROPE)))
             adjusted = comparison.holm([t.pvalue for *_, t in found])
             for (a, b, tested, va, vb, test), p in zip(found, adjusted, strict=True):
