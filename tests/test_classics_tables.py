@@ -182,11 +182,16 @@ def test_the_tuned_table_gives_each_tracks_quantities_and_places_the_package(tab
                 final_loss=[0.1, 0.2, 0.3, 0.4]),
         _reruns("irprop-", "generalisation", [0.6, 0.8, 1.0, 1.2]),
     ], ignore_index=True)  # fmt: skip
+    runs.loc[3, ["failed", "test_accuracy_at_best_val"]] = [True, np.nan]  # diverged: no metrics
     table = tables.mnist1d_tuned_table(runs).set_index("track")
     optimisation, generalisation = table.loc["optimisation"], table.loc["generalisation"]
     assert optimisation["reached target"] == "3/4"
     assert optimisation["median evals to target"] == 25.0  # of 10, 20, 30, ∞
     assert optimisation["median final train loss"] == pytest.approx(0.25)
+    # the diverged run is not an accuracy of 0: the mean is of the other three
+    assert optimisation["n accuracy"] == 3
+    assert optimisation["test accuracy at best val"] == pytest.approx(0.9)
+    assert generalisation["n accuracy"] == 4
     assert generalisation["median best val loss"] == pytest.approx(0.9)
     # accuracy 1 − v / 10: 0.94, 0.92, 0.90, 0.88, mean 0.91, s = 0.02582, t(0.975, 3) = 3.182
     assert generalisation["test accuracy at best val"] == pytest.approx(0.91)
