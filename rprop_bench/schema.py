@@ -128,6 +128,11 @@ TAG_TASK = "rprop_bench.task"  # "classification" or "regression"
 TAG_MODEL = "rprop_bench.model"
 TAG_SEED = "rprop_bench.seed"
 TAG_GIT_COMMIT = "rprop_bench.git_commit"
+# The machine a run was trained on: the same float32 run on another machine (another CPU's
+# kernels, another torch build) can differ in its last digits.
+TAG_TORCH_VERSION = "rprop_bench.torch_version"
+TAG_CPU = "rprop_bench.cpu"  # the CPU's model name, or its architecture where none is known
+TAG_PLATFORM = "rprop_bench.platform"  # platform.platform(): OS, kernel, libc
 TAG_COMMAND = "rprop_bench.command"
 TAG_OUTPUT_DIR = "rprop_bench.hydra_output_dir"
 TAG_RUN_KIND = "rprop_bench.run_kind"  # RUN_KIND_SWEEP or RUN_KIND_TRAINING

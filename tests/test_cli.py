@@ -50,6 +50,12 @@ def test_run_on_line_records_everything_and_learns_the_line(tmp_path, store_uri)
     assert tags[schema.TAG_COMMAND].startswith("python -m rprop_bench run")
     assert Path(tags[schema.TAG_OUTPUT_DIR]).is_dir()
     assert tags[schema.TAG_GIT_COMMIT]
+    # the machine, since float32 results differ in their last digits from one CPU to another
+    import torch
+
+    assert tags[schema.TAG_TORCH_VERSION] == torch.__version__
+    assert tags[schema.TAG_CPU]
+    assert tags[schema.TAG_PLATFORM]
     # MLflow's own columns: Source (name, type, commit) and Dataset (the three splits)
     assert tags[schema.TAG_SOURCE_NAME] == "rprop_bench"
     assert tags[schema.TAG_SOURCE_TYPE] == "LOCAL"

@@ -23,7 +23,7 @@ from rprop_bench import optim, schema
 from rprop_bench.cli import split_arguments, structured
 from rprop_bench.cli.build import optimizer_partial
 from rprop_bench.cli.compose import CONF_DIR, GROUPS, group_options, job_overrides, preflight
-from rprop_bench.cli.identity import run_key
+from rprop_bench.cli.identity import cpu_model, machine_tags, run_key
 from rprop_bench.cli.validate import RULE, ConfigError, validate
 from rprop_bench.diagnostics import HistogramRow
 from rprop_bench.params import flatten
@@ -492,3 +492,37 @@ def test_a_job_run_without_the_preflight_reports_an_unknown_problem_as_a_config_
 
     with pytest.raises(ConfigError, match="unknown problem 'foo'; valid problems: breast_cancer"):
         build_data(compose("problem.data.name=foo"))
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        (
+            "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9654\n",
+            "AMD EPYC 9654",
+        ),
+        (
+            "processor\t: 0\nmodel name\t: Intel Xeon\nprocessor\t: 1\nmodel name\t: Intel Xeon\n",
+            "Intel Xeon",
+        ),
+        ("processor\t: 0\nmodel name\t:   \n", None),  # blank: fall back to the platform
+        (None, None),  # no such file (not Linux): fall back to the platform
+    ],
+)
+def test_the_cpu_model_is_read_from_cpuinfo_or_else_the_platform(tmp_path, cpuinfo, expected):
+    import platform
+
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    found = cpu_model(path)
+    assert found == (expected or platform.processor() or platform.machine() or "unknown")
+
+
+def test_a_run_is_tagged_with_the_torch_build_it_ran_on():
+    import platform
+
+    tags = machine_tags()
+    assert tags[schema.TAG_TORCH_VERSION] == torch.__version__
+    assert tags[schema.TAG_CPU] == cpu_model()
+    assert tags[schema.TAG_PLATFORM] == platform.platform()

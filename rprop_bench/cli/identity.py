@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.metadata
 import json
 import os
+import platform
 import shlex
 import subprocess
 from collections.abc import Iterable
@@ -196,6 +198,7 @@ def run_tags(
         schema.TAG_OUTPUT_DIR: str(output_dir.resolve()),
         schema.TAG_RUN_KEY: run_key(cfg),
         **source_tags(),
+        **machine_tags(),
     }
     tags.update(tune_tags(cfg))
     return tags
@@ -252,6 +255,33 @@ def source_tags() -> dict[str, str]:
     if commit != "unknown":
         tags[schema.TAG_SOURCE_COMMIT] = commit
     return tags
+
+
+@functools.cache
+def machine_tags() -> dict[str, str]:
+    """What a run was trained on: torch's version (read from its package metadata, so that
+    naming a sweep imports no torch), the CPU's model and the platform."""
+    try:
+        torch_version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        torch_version = "unknown"
+    return {
+        schema.TAG_TORCH_VERSION: torch_version,
+        schema.TAG_CPU: cpu_model(),
+        schema.TAG_PLATFORM: platform.platform(),
+    }
+
+
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's model name (Linux's ``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        for line in cpuinfo.read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def tune_tags(cfg: DictConfig) -> dict[str, str]:
