@@ -7,6 +7,7 @@ stores in temporary directories.
 from __future__ import annotations
 
 import dataclasses
+import platform
 import socket
 import threading
 from pathlib import Path
@@ -510,8 +511,6 @@ def test_a_job_run_without_the_preflight_reports_an_unknown_problem_as_a_config_
     ],
 )
 def test_the_cpu_model_is_read_from_cpuinfo_or_else_the_platform(tmp_path, cpuinfo, expected):
-    import platform
-
     path = tmp_path / "cpuinfo"
     if cpuinfo is not None:
         path.write_text(cpuinfo)
@@ -520,8 +519,6 @@ def test_the_cpu_model_is_read_from_cpuinfo_or_else_the_platform(tmp_path, cpuin
 
 
 def test_a_run_is_tagged_with_the_torch_build_it_ran_on():
-    import platform
-
     tags = machine_tags()
     assert tags[schema.TAG_TORCH_VERSION] == torch.__version__
     assert tags[schema.TAG_CPU] == cpu_model()
