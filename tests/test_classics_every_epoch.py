@@ -83,6 +83,13 @@ def test_the_committed_winners_compose_to_their_hyperparameters(every_epoch, com
         assert cfg.optimizer.lr == pytest.approx(float(overrides[0].split("=")[1]))
 
 
+def test_the_study_settings_it_copies_are_the_studys(every_epoch, compose_cfg):
+    study = compose_cfg("experiment=classics_mnist1d", shrink=False)
+    assert study.train.log_every == every_epoch.STUDY_LOG_EVERY
+    assert every_epoch.FRESH_SEEDS == "range(0,10)"
+    assert list(study.tune.rerun_seeds) == list(range(10))
+
+
 def test_the_sweeps_log_every_epoch_on_the_fresh_seeds(every_epoch, capsys):
     assert every_epoch.main(["--dry-run", "--tracking-uri", "sqlite:///x.db"]) == 0
     lines = capsys.readouterr().out.splitlines()
