@@ -21,6 +21,7 @@ from typing import Any
 __all__ = [
     "Interrupted",
     "die_with_parent",
+    "end_by_signal_from_now",
     "forget_caught_interrupt",
     "install_sigterm_handler",
     "interrupt_reason",
@@ -97,6 +98,23 @@ def forget_caught_interrupt() -> None:
     before it runs, so one that cannot fail leaves none.
     """
     exec("pass", {})
+
+
+def end_by_signal_from_now() -> None:
+    """From here the process only exits: SIGINT and SIGTERM end it at once, by the signal
+    (exit status −signum), instead of raising inside the interpreter's exit callbacks.
+
+    Why: an exception raised in an ``atexit`` callback is printed with its traceback
+    ("Exception ignored in atexit callback"): a Ctrl-C that landed in torch's
+    ``dump_compile_times`` at exit did that (seen in CI under load). By then every run is
+    recorded, so there is nothing left to flush. A signal that is ignored (``nohup``, ``&``)
+    stays ignored. Only the main thread may set handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            signal.signal(sig, signal.SIG_DFL)
 
 
 def _raise_interrupted(signum: int, frame: Any) -> None:

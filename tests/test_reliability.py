@@ -318,6 +318,30 @@ def _take_ctrl_c() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python installs its KeyboardInterrupt
 
 
+#: ``python -m rprop_bench --help`` with an exit callback that lasts (as torch's
+#: ``dump_compile_times`` can, under load), registered first so that it runs last.
+SLOW_EXIT = """
+import atexit, runpy, sys, time
+atexit.register(time.sleep, 60)
+sys.argv = ["rprop_bench", "--help"]
+runpy.run_module("rprop_bench", run_name="__main__", alter_sys=True)
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_process_exits_ends_it_by_the_signal_without_a_traceback(sig):
+    process = subprocess.Popen(
+        [sys.executable, "-c", SLOW_EXIT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True, preexec_fn=_take_ctrl_c,
+    )  # fmt: skip
+    assert process.stdout.readline().startswith("usage:")  # the command is done: flushed
+    time.sleep(0.5)  # into the exit callbacks
+    process.send_signal(sig)
+    _, stderr = communicate_or_explain(process, 30)
+    assert process.returncode == -sig, stderr
+    assert "Traceback" not in stderr
+
+
 # --- fuzzing the config layer ---------------------------------------------------------------
 
 FUZZ_KEYS = (

@@ -464,10 +464,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
         sys.exit(128 + signum)
     finally:
-        from rprop_bench.signals import forget_caught_interrupt
+        from rprop_bench.signals import end_by_signal_from_now, forget_caught_interrupt
 
         forget_caught_interrupt()  # every Ctrl-C was handled above: the status is ours
         if argv is None:
+            end_by_signal_from_now()  # a signal at exit: no traceback from an exit callback
             # The process ends here. The interpreter's shutdown would collect garbage over
             # every object alive (torch, MLflow, SQLAlchemy, Hydra: about 1.3 s here, a sixth
             # of a single run), though none of it needs the collector at exit; it skips
