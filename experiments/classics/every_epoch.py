@@ -17,7 +17,7 @@ The winners' hyperparameters come from ``tables/mnist1d_tuned.csv`` as it prints
 7 significant digits), so a baseline's rerun can differ slightly from the study's.
 
 Usage: ``python experiments/classics/every_epoch.py [--tracking-uri URI] [--dry-run]``
-(7 sweeps of 10 stacked runs, about 15 min on 2 cores; a rerun skips finished runs).
+(7 sweeps of 10 stacked runs, about 15 min on 2 busy cores; a rerun skips finished runs).
 """
 
 from __future__ import annotations
