@@ -143,8 +143,7 @@ def grid_table(runs: pd.DataFrame, val_loss: pd.DataFrame, every: int) -> pd.Dat
 
 def every_epoch_tests(runs: pd.DataFrame) -> pd.DataFrame:
     """The study's generalisation tests (:func:`tables.mnist1d_tests`) on these runs."""
-    accuracy = pd.to_numeric(runs[schema.TEST_ACCURACY_AT_BEST_VAL], errors="coerce")
-    framed = runs.assign(model=MODEL, track="generalisation", **{tables.TEST_ERROR: 1 - accuracy})
+    framed = tables.with_test_error(runs.assign(model=MODEL, track="generalisation"))
     return tables.mnist1d_tests(framed)
 
 

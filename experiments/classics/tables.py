@@ -474,7 +474,11 @@ def mnist1d_tuned_runs(tracking_uri: str) -> pd.DataFrame | None:
         return None
     runs = pd.concat(frames, ignore_index=True)
     runs["model"] = runs["model"].map(MNIST1D_MODELS).fillna(runs["model"])
-    runs = newest_studies(runs)
+    return with_test_error(newest_studies(runs))
+
+
+def with_test_error(runs: pd.DataFrame) -> pd.DataFrame:
+    """The runs with :data:`TEST_ERROR`, lower is better as every tested quantity."""
     accuracy = pd.to_numeric(runs[schema.TEST_ACCURACY_AT_BEST_VAL], errors="coerce")
     return runs.assign(**{TEST_ERROR: 1.0 - accuracy})
 
